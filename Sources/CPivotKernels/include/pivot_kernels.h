@@ -1,0 +1,54 @@
+// Elementwise and reduction kernels for pivot's tensor core.
+// Each kernel has an AVX-512 path chosen at run time and a portable scalar path with the same results
+// to within a few ulp. All pointers are to fp32 unless stated; sizes are element counts.
+#ifndef PIVOT_KERNELS_H
+#define PIVOT_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// 1 when the processor has AVX-512 (F + DQ); the kernels themselves pick AVX-512, AVX2 or baseline code.
+int pv_has_avx512(void);
+
+/// In place, for each of `rows` rows of `cols` elements (row stride `ld`): x = softmax(scale * x).
+/// When `causal_offset >= 0`, row r only attends to columns c <= r + causal_offset; the rest become 0.
+void pv_softmax_rows(float *x, long rows, long cols, long ld, float scale, long causal_offset);
+
+/// y = x * sigmoid(x). In place allowed.
+void pv_silu(const float *x, float *y, long n);
+/// y = x * sigmoid(1.702 x) (CLIP's quick_gelu). In place allowed.
+void pv_quick_gelu(const float *x, float *y, long n);
+/// y = 0.5 x (1 + erf(x / sqrt 2)) (exact GELU). In place allowed.
+void pv_gelu(const float *x, float *y, long n);
+/// GEGLU over rows of 2f features: y[r, j] = x[r, j] * gelu(x[r, f + j]); y is rows x f.
+void pv_geglu(const float *x, float *y, long rows, long f);
+
+/// y = x + b (n elements). In place allowed.
+void pv_add(const float *x, const float *b, float *y, long n);
+/// y[c, i] += bias[c] for a [channels, n] block.
+void pv_add_channel_bias(float *y, const float *bias, long channels, long n);
+
+/// Group norm of one sample x [C, HW] into y, with per-channel affine gamma/beta, optional fused SiLU.
+/// Writes per-group mean and 1/std to mean_out/rstd_out when they are not NULL (length groups).
+void pv_group_norm(const float *x, float *y, long channels, long hw, long groups,
+                   const float *gamma, const float *beta, float eps, int silu,
+                   float *mean_out, float *rstd_out);
+
+/// Layer norm over the last dimension of x [rows, d] into y; mean/rstd per row when not NULL.
+void pv_layer_norm(const float *x, float *y, long rows, long d, const float *gamma, const float *beta,
+                   float eps, float *mean_out, float *rstd_out);
+
+/// im2col for one image x [C, H, W] and a kernel kh x kw with stride and zero padding, for output rows
+/// [row0, row1) of an output of width wo: col [C * kh * kw, (row1 - row0) * wo], channels [c0, c1) only.
+void pv_im2col(const float *x, float *col, long channels, long h, long w, long kh, long kw,
+               long stride, long pad, long wo, long row0, long row1, long c0, long c1);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

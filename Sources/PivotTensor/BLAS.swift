@@ -1,0 +1,41 @@
+import COpenBLAS
+import CPivotKernels
+
+/// Thin wrappers over OpenBLAS (row-major sgemm) and its threading controls.
+public enum BLAS {
+    /// C[M, N] = alpha · op(A)[M, K] · op(B)[K, N] + beta · C, row-major with leading dimensions.
+    @inlinable
+    public static func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                            alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                            b: UnsafePointer<Float>, ldb: Int,
+                            beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        guard m > 0, n > 0 else { return }
+        flops &+= 2 &* m &* n &* k
+        Profiler.measure("gemm") {
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        }
+    }
+
+    /// Floating-point operations issued through `gemm` so far (2·M·N·K each); benchmarks read differences.
+    /// Not synchronised: count only from one thread at a time.
+    nonisolated(unsafe) public static var flops: Int = 0
+
+    /// The kernel family OpenBLAS chose for this CPU (e.g. "SkylakeX", "Haswell").
+    public static var coreName: String {
+        guard let p = openblas_get_corename() else { return "unknown" }
+        return String(cString: p)
+    }
+
+    /// Number of threads OpenBLAS uses.
+    public static var threads: Int {
+        get { Int(openblas_get_num_threads()) }
+        set { openblas_set_num_threads(Int32(newValue)) }
+    }
+}
+
+/// Processor features the kernels dispatch on.
+public enum CPU {
+    /// Whether the AVX-512 (F + DQ) kernel paths run on this processor.
+    public static var hasAVX512: Bool { pv_has_avx512() != 0 }
+}

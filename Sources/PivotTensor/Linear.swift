@@ -1,0 +1,16 @@
+import CPivotKernels
+
+/// y = x · Wᵀ + b over the last dimension (PyTorch's `nn.Linear`).
+/// - x: [..., K]; weight: [N, K]; bias: [N] or nil. Returns [..., N].
+public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+    let k = weight.dim(1), n = weight.dim(0)
+    precondition(x.dim(-1) == k, "linear: input width \(x.dim(-1)) vs weight \(weight.shape)")
+    let m = x.count / k
+    let y = Tensor(uninitialized: Array(x.shape.dropLast()) + [n])
+    if let bias {
+        for r in 0..<m { (y.data + r * n).update(from: bias.data, count: n) }
+    }
+    BLAS.gemm(transB: true, m: m, n: n, k: k, a: x.data, lda: k, b: weight.data, ldb: k,
+              beta: bias == nil ? 0 : 1, c: y.data, ldc: n)
+    return y
+}

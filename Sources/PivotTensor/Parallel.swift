@@ -1,0 +1,22 @@
+import Dispatch
+import Foundation
+
+/// Work splitting for elementwise kernels (OpenBLAS threads its own GEMMs).
+public enum Parallel {
+    /// Number of worker threads: the active processor count, at least 1.
+    public static let workers: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
+    /// Runs `body` over disjoint ranges covering `0..<count`, in parallel when the work is large enough.
+    /// `grain` is the smallest range worth a thread.
+    @inlinable
+    public static func forEach(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
+        guard count > 0 else { return }
+        let chunks = min(workers, max(1, count / max(grain, 1)))
+        if chunks == 1 { body(0..<count); return }
+        let step = (count + chunks - 1) / chunks
+        DispatchQueue.concurrentPerform(iterations: chunks) { i in
+            let lo = i * step, hi = min(count, lo + step)
+            if lo < hi { body(lo..<hi) }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+/// A dense, contiguous, row-major fp32 tensor.
+///
+/// Storage is reference-counted and shared between copies of a `Tensor` value; kernels write only into
+/// tensors they allocated themselves (or into an explicit `out:` argument), so sharing is safe.
+/// Shapes follow PyTorch's layout (`[N, C, H, W]` for images, `[B, T, D]` for token sequences).
+public struct Tensor: @unchecked Sendable {
+    /// The dimensions, outermost first.
+    public let shape: [Int]
+    /// Owner of the memory.
+    public let storage: TensorStorage
+
+    /// Number of elements.
+    @inlinable public var count: Int { storage.count }
+    /// Pointer to the first element (mutable: callers must own the tensor they write).
+    @inlinable public var data: UnsafeMutablePointer<Float> { storage.pointer }
+    /// Number of dimensions.
+    @inlinable public var rank: Int { shape.count }
+
+    /// A tensor of zeros with the given shape.
+    public init(zeros shape: [Int]) {
+        self.shape = shape
+        self.storage = TensorStorage(count: Tensor.elementCount(shape), zeroed: true)
+    }
+
+    /// An uninitialised tensor, for kernels that overwrite every element.
+    public init(uninitialized shape: [Int]) {
+        self.shape = shape
+        self.storage = TensorStorage(count: Tensor.elementCount(shape), zeroed: false)
+    }
+
+    /// A tensor holding a copy of `values` (which must have exactly `shape.product` elements).
+    public init(shape: [Int], values: [Float]) {
+        precondition(values.count == Tensor.elementCount(shape), "Tensor: \(values.count) values for shape \(shape)")
+        self.init(uninitialized: shape)
+        values.withUnsafeBufferPointer { src in
+            if let base = src.baseAddress { data.update(from: base, count: values.count) }
+        }
+    }
+
+    /// A tensor over existing storage (used by reshape and by loaders).
+    public init(shape: [Int], storage: TensorStorage) {
+        precondition(storage.count == Tensor.elementCount(shape), "Tensor: storage of \(storage.count) for shape \(shape)")
+        self.shape = shape
+        self.storage = storage
+    }
+
+    /// The same elements seen with another shape of the same element count.
+    public func reshaped(_ newShape: [Int]) -> Tensor {
+        Tensor(shape: newShape, storage: storage)
+    }
+
+    /// Size of dimension `i`; negative indices count from the end.
+    @inlinable public func dim(_ i: Int) -> Int { i < 0 ? shape[shape.count + i] : shape[i] }
+
+    /// A copy of the elements as an array.
+    public var scalars: [Float] { Array(UnsafeBufferPointer(start: data, count: count)) }
+
+    /// A deep copy with its own storage.
+    public func copy() -> Tensor {
+        let t = Tensor(uninitialized: shape)
+        t.data.update(from: data, count: count)
+        return t
+    }
+
+    /// The product of the dimensions.
+    public static func elementCount(_ shape: [Int]) -> Int {
+        shape.reduce(1) { $0 * $1 }
+    }
+}
+
+/// Heap memory of a tensor, 64-byte aligned for vector loads. Large buffers come from `BufferPool`, which
+/// recycles freed buffers of the same size: a network pass allocates the same shapes every step, and
+/// fresh pages from the kernel (page faults, zeroing) would otherwise cost more than the arithmetic.
+public final class TensorStorage: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<Float>
+    public let count: Int
+
+    public init(count: Int, zeroed: Bool) {
+        self.count = count
+        pointer = BufferPool.shared.take(bytes: max(count, 1) * 4).bindMemory(to: Float.self, capacity: max(count, 1))
+        if zeroed { pointer.initialize(repeating: 0, count: count) }
+    }
+
+    deinit { BufferPool.shared.give(UnsafeMutableRawPointer(pointer), bytes: max(count, 1) * 4) }
+}
