@@ -1,0 +1,137 @@
+import Foundation
+import PivotModels
+import PivotTensor
+
+/// Times pivot's networks on random inputs at a given image size (the user-facing `pivot bench`).
+public enum Benchmark {
+    /// One network's timing.
+    public struct Result: Codable, Sendable {
+        public var network: String
+        public var impl = "pivot"
+        public var medianSeconds: Double
+        public var times: [Double]
+        public var gflop: Double
+        public var gflops: Double
+        public var size: Int
+        public var batch: Int
+        public var runs: Int
+
+        enum CodingKeys: String, CodingKey {
+            case network, impl, times, gflop, gflops, size, batch, runs
+            case medianSeconds = "median_s"
+        }
+    }
+
+    /// Runs `network` once to warm up, then `runs` times; reports the median and effective GFLOP/s
+    /// (GEMM work only: convolutions, linear layers and attention).
+    public static func run(_ network: Component, networks: LoadedNetworks, size: Int, batch: Int, runs: Int,
+                           progress: (String) -> Void = { _ in }) throws -> Result {
+        let work = try workload(network, networks: networks, size: size, batch: batch)
+        progress("\(network.rawValue): warm-up")
+        let f0 = BLAS.flops
+        _ = try work()
+        let flop = Double(BLAS.flops - f0)
+        var times: [Double] = []
+        for i in 0..<runs {
+            let start = DispatchTime.now().uptimeNanoseconds
+            _ = try work()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            progress("\(network.rawValue): run \(i + 1)/\(runs) \(String(format: "%.3f", times.last ?? 0)) s")
+        }
+        let median = times.sorted()[times.count / 2]
+        return Result(network: network.rawValue, medianSeconds: median, times: times, gflop: flop / 1e9,
+                      gflops: flop / 1e9 / median, size: size, batch: batch, runs: runs)
+    }
+
+    /// A closure running one forward pass on fixed random inputs.
+    static func workload(_ network: Component, networks n: LoadedNetworks, size: Int, batch: Int) throws -> () throws -> Tensor {
+        var rng = SplitMix64(seed: 0)
+        switch network {
+        case .textEncoder:
+            let te = try n.require(n.textEncoder, "text encoder")
+            let ids = (0..<(batch * te.config.maxPositionEmbeddings)).map { _ in Int(rng.next() % UInt64(te.config.vocabSize)) }
+            return { try te(ids: ids, batch: batch) }
+        case .unet:
+            let unet = try n.require(n.unet, "unet")
+            let f = n.vaeFactor
+            guard size % (f * unet.config.downsampleFactor) == 0 else {
+                throw ModelError.invalidInput("--size \(size) must be a multiple of \(f * unet.config.downsampleFactor)")
+            }
+            let sample = Tensor.random([batch, unet.config.inChannels, size / f, size / f], &rng)
+            let context = Tensor.random([batch, 77, unet.config.crossAttentionDim[0]], &rng)
+            return { try unet(sample, timesteps: Array(repeating: 500, count: batch), context: context) }
+        case .vaeEncode:
+            let vae = try n.require(n.vae, "vae")
+            let image = Tensor.random([batch, vae.config.inChannels, size, size], &rng)
+            return { try vae.encode(image) }
+        case .vaeDecode:
+            let vae = try n.require(n.vae, "vae")
+            let f = vae.config.downsampleFactor
+            let latent = Tensor.random([batch, vae.config.latentChannels, size / f, size / f], &rng)
+            return { try vae.decode(latent) }
+        }
+    }
+}
+
+/// The networks of a model folder that a command needed, loaded once.
+public struct LoadedNetworks {
+    public var textEncoder: CLIPTextModel?
+    public var unet: UNet?
+    public var vae: VAE?
+    /// Image side / latent side from the VAE config (8 for SD).
+    public var vaeFactor: Int
+
+    /// Loads the networks that `components` need.
+    public init(model: ModelFolder, components: Set<Component>) throws {
+        let folders = Set(components.map(\.folder))
+        textEncoder = folders.contains("text_encoder") ? try model.loadTextEncoder() : nil
+        unet = folders.contains("unet") ? try model.loadUNet() : nil
+        vae = folders.contains("vae") ? try model.loadVAE() : nil
+        vaeFactor = try vae?.config.downsampleFactor ?? model.vaeConfig().downsampleFactor
+    }
+
+    func require<T>(_ v: T?, _ name: String) throws -> T {
+        guard let v else { throw ModelError.invalidInput("\(name) not loaded") }
+        return v
+    }
+}
+
+/// A small deterministic generator (SplitMix64) for benchmark inputs.
+public struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension Tensor {
+    /// Uniform values in [-1, 1).
+    static func random(_ shape: [Int], _ rng: inout SplitMix64) -> Tensor {
+        let t = Tensor(uninitialized: shape)
+        for i in 0..<t.count { t.data[i] = Float(rng.next() >> 40) / Float(1 << 23) - 1 }
+        return t
+    }
+}
+
+/// Process memory figures from /proc (Linux).
+public enum ProcessMemory {
+    /// Current resident set size in bytes.
+    public static var residentBytes: Int {
+        guard let s = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let parts = s.split(separator: " ")
+        guard parts.count > 1, let pages = Int(parts[1]) else { return 0 }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    /// Peak resident set size in bytes.
+    public static var peakResidentBytes: Int {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return usage.ru_maxrss * 1024
+    }
+}

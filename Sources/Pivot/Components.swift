@@ -1,0 +1,93 @@
+import Foundation
+import PivotFormats
+import PivotModels
+import PivotTensor
+
+/// The networks a component run or a benchmark can address.
+public enum Component: String, CaseIterable, Sendable {
+    case textEncoder = "text-encoder"
+    case unet
+    case vaeEncode = "vae-encode"
+    case vaeDecode = "vae-decode"
+
+    /// The model-folder subdirectory holding this network.
+    public var folder: String {
+        switch self {
+        case .textEncoder: return "text_encoder"
+        case .unet: return "unet"
+        case .vaeEncode, .vaeDecode: return "vae"
+        }
+    }
+}
+
+/// Runs one network on tensors read from a safetensors file and writes its outputs to another, so that
+/// anyone can compare pivot with a reference implementation tensor by tensor. All tensors are fp32
+/// except `input_ids` (int32/int64) and `timestep` (any numeric dtype, scalar or [B]).
+public enum ComponentRunner {
+    /// Reads `input`, runs `component` of `model`, writes `output` atomically.
+    public static func run(_ component: Component, model: ModelFolder, input: String, output: String) throws {
+        let file = try SafeTensorsFile(path: input)
+        let result: (String, Tensor)
+        switch component {
+        case .textEncoder:
+            let encoder = try model.loadTextEncoder()
+            let (ids, batch) = try readIDs(file, length: encoder.config.maxPositionEmbeddings)
+            result = ("last_hidden_state", try encoder(ids: ids, batch: batch))
+        case .unet:
+            let unet = try model.loadUNet()
+            let sample = try input4D(file, "sample")
+            let context = try file.floatTensor(try present(file, "encoder_hidden_states"))
+            let t = try file.numericValues(try present(file, "timestep"))
+            let b = sample.dim(0)
+            let steps: [Float]
+            if t.values.count == 1 && t.shape.count <= 1 {
+                steps = Array(repeating: Float(t.values[0]), count: b)
+            } else if t.shape == [b] {
+                steps = t.values.map { Float($0) }
+            } else {
+                throw ComponentError.badInput(file: input, "timestep must be a scalar or [\(b)], got \(t.shape)")
+            }
+            result = ("out", try unet(sample, timesteps: steps, context: context))
+        case .vaeEncode:
+            let vae = try model.loadVAE()
+            result = ("mean", try vae.encode(try input4D(file, "image")))
+        case .vaeDecode:
+            let vae = try model.loadVAE()
+            result = ("image", try vae.decode(try input4D(file, "latent")))
+        }
+        try SafeTensorsWriter.write([(name: result.0, tensor: result.1)], to: output)
+    }
+
+    /// Token ids [B, T] from `input_ids` (any integer dtype).
+    static func readIDs(_ file: SafeTensorsFile, length: Int) throws -> ([Int], Int) {
+        let name = try present(file, "input_ids")
+        guard let info = file.info(name), !info.dtype.isFloatingPoint else {
+            throw ComponentError.badInput(file: file.path, "input_ids must be int32 or int64")
+        }
+        let (shape, values) = try file.int64Values(name)
+        guard shape.count == 2, shape[1] == length, shape[0] > 0 else {
+            throw ComponentError.badInput(file: file.path, "input_ids must be [B, \(length)], got \(shape)")
+        }
+        return (values.map { Int(clamping: $0) }, shape[0])
+    }
+
+    static func input4D(_ file: SafeTensorsFile, _ name: String) throws -> Tensor {
+        let t = try file.floatTensor(try present(file, name))
+        guard t.rank == 4 else { throw ComponentError.badInput(file: file.path, "'\(name)' must have 4 dimensions, got \(t.shape)") }
+        return t
+    }
+
+    static func present(_ file: SafeTensorsFile, _ name: String) throws -> String {
+        guard file.contains(name) else { throw ComponentError.badInput(file: file.path, "missing input tensor '\(name)'") }
+        return name
+    }
+}
+
+/// Errors in a component run's input file.
+public enum ComponentError: Error, CustomStringConvertible {
+    case badInput(file: String, String)
+
+    public var description: String {
+        switch self { case .badInput(let f, let m): return "\(f): \(m)" }
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import PivotModels
+
+/// What `pivot info` reports about a model folder: architecture, parameter counts, stored dtypes and the
+/// native resolution. Reads configs and safetensors headers only; no weights are converted.
+public struct ModelInfo: Codable, Sendable {
+    public struct Network: Codable, Sendable {
+        public var name: String
+        public var parameters: Int
+        public var dtypes: [String: Int]
+        public var files: [String]
+    }
+
+    public var model: String
+    public var architecture: String
+    public var nativeResolution: Int
+    public var latentChannels: Int
+    public var predictionType: String?
+    public var networks: [Network]
+
+    enum CodingKeys: String, CodingKey {
+        case model, architecture, networks
+        case nativeResolution = "native_resolution", latentChannels = "latent_channels"
+        case predictionType = "prediction_type"
+    }
+
+    /// Inspects a model folder; every config is validated as it would be for loading.
+    public init(model: ModelFolder) throws {
+        let te = try model.textEncoderConfig(), unet = try model.unetConfig(), vae = try model.vaeConfig()
+        self.model = model.path
+        let ctx = unet.crossAttentionDim[0]
+        if ctx == 768 && te.hiddenSize == 768 && unet.blockOutChannels == [320, 640, 1280, 1280] {
+            architecture = "Stable Diffusion 1.x (CLIP ViT-L/14 text encoder, \(te.hiddenAct))"
+        } else if ctx == 1024 && unet.blockOutChannels == [320, 640, 1280, 1280] {
+            architecture = "Stable Diffusion 2.x (OpenCLIP ViT-H text encoder, \(te.hiddenAct))"
+        } else {
+            architecture = "Stable Diffusion-style, custom size: UNet \(unet.blockOutChannels), context \(ctx), "
+                + "text encoder \(te.hiddenSize)×\(te.numHiddenLayers), VAE \(vae.blockOutChannels)"
+        }
+        nativeResolution = unet.sampleSize * vae.downsampleFactor
+        latentChannels = vae.latentChannels
+        predictionType = ModelInfo.predictionType(model)
+        networks = try ["text_encoder", "unet", "vae"].map { name in
+            let store = try model.weightStore(name)
+            return Network(name: name, parameters: store.parameterCount, dtypes: store.dtypeCounts,
+                           files: store.files.map { ($0 as NSString).lastPathComponent })
+        }
+    }
+
+    /// `prediction_type` from `scheduler/scheduler_config.json`, when present and readable.
+    static func predictionType(_ model: ModelFolder) -> String? {
+        let file = (model.path as NSString).appendingPathComponent("scheduler/scheduler_config.json")
+        guard let d = FileManager.default.contents(atPath: file),
+              let obj = try? JSONSerialization.jsonObject(with: d) as? [String: Any] else { return nil }
+        return obj["prediction_type"] as? String ?? "epsilon"
+    }
+
+    /// A human-readable report.
+    public var text: String {
+        var lines = ["model: \(model)", "architecture: \(architecture)",
+                     "native resolution: \(nativeResolution)×\(nativeResolution)",
+                     "prediction type: \(predictionType ?? "unknown (no scheduler config)")"]
+        for n in networks {
+            let dt = n.dtypes.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: ", ")
+            let mb = Double(n.parameters) * 4 / 1_048_576
+            lines.append("\(n.name): \(n.parameters.formatted()) parameters (\(String(format: "%.1f", mb)) MiB as fp32), stored \(dt)")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension Int {
+    /// Thousands separated with commas.
+    func formatted() -> String {
+        let s = String(self)
+        var out = ""
+        for (i, ch) in s.reversed().enumerated() {
+            if i > 0 && i % 3 == 0 { out.append(",") }
+            out.append(ch)
+        }
+        return String(out.reversed())
+    }
+}

@@ -1,0 +1,90 @@
+import PivotTensor
+
+/// transformers' `CLIPTextModel` (the Stable Diffusion text encoder): token + position embeddings,
+/// pre-LayerNorm transformer layers with causal self-attention, final LayerNorm.
+/// Matches `CLIPTextModel(input_ids).last_hidden_state` (no attention mask, as diffusers calls it).
+public final class CLIPTextModel {
+    public let config: CLIPTextConfig
+    let tokenEmbedding: Tensor     // [V, D]
+    let positionEmbedding: Tensor  // [P, D]
+    let layers: [CLIPEncoderLayer]
+    let finalNorm: LayerNorm
+
+    /// Builds the network from parameters named as transformers saves them (without `text_model.`).
+    public init(config: CLIPTextConfig, parameters p: Params) throws {
+        self.config = config
+        let d = config.hiddenSize
+        guard let act = config.activation else {
+            throw ModelError.unsupportedConfig(file: "text_encoder/config.json", field: "hidden_act", value: config.hiddenAct)
+        }
+        tokenEmbedding = try p("embeddings.token_embedding.weight", [config.vocabSize, d])
+        positionEmbedding = try p("embeddings.position_embedding.weight", [config.maxPositionEmbeddings, d])
+        layers = try (0..<config.numHiddenLayers).map {
+            try CLIPEncoderLayer(p.scope("encoder.layers", $0), config: config, activation: act)
+        }
+        finalNorm = try LayerNorm(p.scope("final_layer_norm"), dim: d, eps: Float(config.layerNormEps))
+    }
+
+    /// Input embeddings (token + position) for ids [B, T] given as a flat row-major array.
+    public func embed(ids: [Int], batch: Int) throws -> Tensor {
+        let d = config.hiddenSize
+        let t = ids.count / max(batch, 1)
+        guard batch > 0, ids.count == batch * t, t > 0, t <= config.maxPositionEmbeddings else {
+            throw ModelError.invalidInput("input_ids must be [B, T] with T ≤ \(config.maxPositionEmbeddings)")
+        }
+        let x = Tensor(uninitialized: [batch, t, d])
+        for (i, id) in ids.enumerated() {
+            guard id >= 0, id < config.vocabSize else {
+                throw ModelError.invalidInput("token id \(id) is outside the vocabulary (0..<\(config.vocabSize))")
+            }
+            let dst = x.data + i * d, tok = tokenEmbedding.data + id * d, pos = positionEmbedding.data + (i % t) * d
+            for j in 0..<d { dst[j] = tok[j] + pos[j] }
+        }
+        return x
+    }
+
+    /// `last_hidden_state` [B, T, D] for token ids [B, T].
+    public func callAsFunction(ids: [Int], batch: Int) throws -> Tensor {
+        try encode(embeddings: embed(ids: ids, batch: batch))
+    }
+
+    /// `last_hidden_state` from input embeddings [B, T, D] (token + position already added).
+    public func encode(embeddings: Tensor) -> Tensor {
+        var h = embeddings
+        for layer in layers { h = layer(h) }
+        return finalNorm(h)
+    }
+}
+
+/// One pre-LayerNorm CLIP encoder layer.
+struct CLIPEncoderLayer {
+    let norm1, norm2: LayerNorm
+    let q, k, v, out: Linear
+    let fc1, fc2: Linear
+    let heads: Int
+    let activation: Activation
+
+    init(_ p: Params, config: CLIPTextConfig, activation: Activation) throws {
+        let d = config.hiddenSize, eps = Float(config.layerNormEps)
+        norm1 = try LayerNorm(p.scope("layer_norm1"), dim: d, eps: eps)
+        norm2 = try LayerNorm(p.scope("layer_norm2"), dim: d, eps: eps)
+        q = try Linear(p.scope("self_attn.q_proj"), in: d, out: d)
+        k = try Linear(p.scope("self_attn.k_proj"), in: d, out: d)
+        v = try Linear(p.scope("self_attn.v_proj"), in: d, out: d)
+        out = try Linear(p.scope("self_attn.out_proj"), in: d, out: d)
+        fc1 = try Linear(p.scope("mlp.fc1"), in: d, out: config.intermediateSize)
+        fc2 = try Linear(p.scope("mlp.fc2"), in: config.intermediateSize, out: d)
+        heads = config.numAttentionHeads
+        self.activation = activation
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {           // x: [B, T, D]
+        let n = norm1(x)
+        let a = attention(q: q(n), k: k(n), v: v(n), heads: heads, causal: true)
+        let h = add(x, out(a))
+        let m = fc1(norm2(h))                             // [B, T, F]
+        activation.applyInPlace(m)
+        addInPlace(h, fc2(m))
+        return h
+    }
+}

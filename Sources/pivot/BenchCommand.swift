@@ -1,0 +1,94 @@
+import ArgumentParser
+import Foundation
+import Pivot
+import PivotTensor
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Time the networks of a model on random inputs: median seconds and effective GFLOP/s.")
+
+    @Option(name: .long, help: "A diffusers model folder.")
+    var model: String
+
+    @Option(name: .long, parsing: .upToNextOption,
+            help: "Networks to time: unet, text-encoder, vae-encode, vae-decode or all (repeatable).")
+    var network: [String] = ["unet"]
+
+    @Option(name: .long, help: "Image side in pixels (latent side = size / 8 for SD).")
+    var size: Int?
+
+    @Option(name: .long, help: "Batch size.")
+    var batch = 1
+
+    @Option(name: .long, help: "Timed runs after one warm-up.")
+    var runs = 3
+
+    @Flag(name: .long, help: "Print one JSON object per network.")
+    var json = false
+
+    func validate() throws {
+        guard batch >= 1, batch <= 64 else { throw ValidationError("--batch must be between 1 and 64") }
+        guard runs >= 1, runs <= 1000 else { throw ValidationError("--runs must be between 1 and 1000") }
+        if let size, size < 8 || size > 4096 { throw ValidationError("--size must be between 8 and 4096") }
+        for n in network where n != "all" && Component(rawValue: n) == nil {
+            throw ValidationError("unknown network '\(n)' (expected unet, text-encoder, vae-encode, vae-decode or all)")
+        }
+    }
+
+    func run() throws {
+        let components = network.contains("all") ? Component.allCases
+            : network.compactMap { Component(rawValue: $0) }
+        let folder = try ModelFolder(path: model)
+        let info = try ModelInfo(model: folder)
+        let side = size ?? info.nativeResolution
+        note("OpenBLAS core: \(BLAS.coreName), threads: \(BLAS.threads)")
+        let rss0 = ProcessMemory.residentBytes
+        let nets = try LoadedNetworks(model: folder, components: Set(components))
+        let loaded = ProcessMemory.residentBytes - rss0
+        let fp32 = info.networks.filter { n in Set(components.map(\.folder)).contains(n.name) }
+            .reduce(0) { $0 + $1.parameters * 4 }
+        note(String(format: "loaded: resident +%.0f MiB for %.0f MiB of fp32 weights (%.2f×)",
+                    Double(loaded) / 1_048_576, Double(fp32) / 1_048_576, Double(loaded) / Double(max(fp32, 1))))
+        for c in components {
+            var r = try Benchmark.run(c, networks: nets, size: side, batch: batch, runs: runs,
+                                      progress: { if !json { note($0) } })
+            r.size = side
+            if Profiler.enabled { note(Profiler.report()) }
+            if json {
+                try printJSON(BenchLine(result: r, residentBytes: ProcessMemory.residentBytes,
+                                        peakResidentBytes: ProcessMemory.peakResidentBytes,
+                                        weightsResidentBytes: loaded, weightsFP32Bytes: fp32))
+            } else {
+                print(String(format: "%@: median %.3f s over %d runs, %.1f GFLOP, %.1f GFLOP/s",
+                             r.network, r.medianSeconds, r.runs, r.gflop, r.gflops))
+            }
+        }
+        if !json {
+            print(String(format: "peak resident memory: %.2f GB", Double(ProcessMemory.peakResidentBytes) / 1e9))
+        }
+    }
+}
+
+/// A benchmark result with memory figures, as printed by `--json`.
+struct BenchLine: Encodable {
+    var result: Benchmark.Result
+    var residentBytes: Int
+    var peakResidentBytes: Int
+    var weightsResidentBytes: Int
+    var weightsFP32Bytes: Int
+
+    enum CodingKeys: String, CodingKey {
+        case residentBytes = "rss_bytes", peakResidentBytes = "peak_rss_bytes"
+        case weightsResidentBytes = "weights_rss_bytes", weightsFP32Bytes = "weights_fp32_bytes"
+    }
+
+    func encode(to encoder: Encoder) throws {
+        try result.encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(residentBytes, forKey: .residentBytes)
+        try c.encode(peakResidentBytes, forKey: .peakResidentBytes)
+        try c.encode(weightsResidentBytes, forKey: .weightsResidentBytes)
+        try c.encode(weightsFP32Bytes, forKey: .weightsFP32Bytes)
+    }
+}

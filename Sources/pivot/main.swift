@@ -1,0 +1,30 @@
+import ArgumentParser
+import Foundation
+import Pivot
+
+// OpenBLAS picks its kernels in a library constructor, before main: re-run once with the core type set.
+OpenBLASEnvironment.ensureCoreType()
+
+/// pivot: edit real photos with Stable Diffusion through inversion, on the CPU.
+struct PivotCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pivot",
+        abstract: "Edit real photos with Stable Diffusion through inversion, on the CPU.",
+        version: pivotVersion,
+        subcommands: [InfoCommand.self, ComponentCommand.self, BenchCommand.self])
+}
+
+var command: ParsableCommand
+do {
+    command = try PivotCommand.parseAsRoot()
+} catch {
+    PivotCommand.exit(withError: error)   // usage errors, --help and --version
+}
+do {
+    try command.run()
+} catch let error as ExitCode {
+    PivotCommand.exit(withError: error)
+} catch {
+    FileHandle.standardError.write(Data("pivot: error: \(oneLine(error))\n".utf8))
+    exit(1)
+}
