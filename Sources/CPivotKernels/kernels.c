@@ -121,7 +121,9 @@ void pv_im2col(const float *x, float *col, long channels, long h, long w, long k
                     if (iy < 0 || iy >= h) { memset(d, 0, (size_t)wo * sizeof(float)); continue; }
                     const float *src = xc + iy * w;
                     if (stride == 1) {
+                        // Output columns [ox0, ox1) read input columns ox - pad + kx inside [0, w).
                         long ox0 = pad - kx > 0 ? pad - kx : 0;
+                        if (ox0 > wo) ox0 = wo;
                         long ox1 = w + pad - kx < wo ? w + pad - kx : wo;
                         if (ox1 < ox0) ox1 = ox0;
                         for (long ox = 0; ox < ox0; ox++) d[ox] = 0;

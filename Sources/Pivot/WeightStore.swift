@@ -39,7 +39,9 @@ public final class WeightStore: ParameterStore {
             throw ModelError.shapeMismatch(name, expected: shape, found: file.info(stored)?.shape ?? [])
         }
         taken.insert(name)
-        return try file.floatTensor(stored)
+        let t = try file.floatTensor(stored)
+        file.releasePages(stored)
+        return t
     }
 
     /// Stored dtypes and their tensor counts.

@@ -89,6 +89,17 @@ public final class SafeTensorsFile: @unchecked Sendable {
         return UnsafeRawBufferPointer(start: base + info.fileOffset, count: info.byteCount)
     }
 
+    /// Drops the mapped pages of `name` from this process's resident memory (they are read again from
+    /// the file if touched). Loaders call it after converting a tensor, so that peak memory while loading
+    /// stays near the size of the converted weights instead of twice that.
+    public func releasePages(_ name: String) {
+        guard let info = tensors[name] else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (info.fileOffset + page - 1) / page * page
+        let end = (info.fileOffset + info.byteCount) / page * page
+        if end > start { madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED) }
+    }
+
     /// A fresh fp32 tensor (owning its memory) holding `name`, converted from F32, F16, BF16 or F64.
     ///
     /// F64 values outside the fp32 range become infinities. Integer and boolean tensors throw
