@@ -3,6 +3,7 @@
 #include "pivot_kernels.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define PV_INLINE static inline __attribute__((always_inline))
@@ -139,4 +140,117 @@ void pv_im2col(const float *x, float *col, long channels, long h, long w, long k
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Winograd F(2x2, 3x3) (Lavin & Gray 2016): Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d Bᵀᵀ)] A, 2.25x fewer multiplications
+// than direct 3x3 convolution; the 16 element-wise products become 16 GEMMs over channels.
+
+void pv_winograd_weights(const float *g, float *u, long out_channels, long in_channels, long o0, long o1) {
+    enum { CB = 64 };
+    long oc = out_channels * in_channels;
+    float tmp[16][CB];
+    for (long o = o0; o < o1; o++) {
+        for (long cb = 0; cb < in_channels; cb += CB) {
+            long n = in_channels - cb < CB ? in_channels - cb : CB;
+            for (long ci = 0; ci < n; ci++) {
+                const float *k = g + (o * in_channels + cb + ci) * 9;
+                float t[4][3];  // G g: 4x3
+                for (int j = 0; j < 3; j++) {
+                    float a = k[j], b = k[3 + j], e = k[6 + j];
+                    t[0][j] = a;
+                    t[1][j] = 0.5f * (a + b + e);
+                    t[2][j] = 0.5f * (a - b + e);
+                    t[3][j] = e;
+                }
+                for (int i = 0; i < 4; i++) {  // (G g) Gᵀ: 4x4
+                    float a = t[i][0], b = t[i][1], e = t[i][2];
+                    tmp[i * 4][ci] = a;
+                    tmp[i * 4 + 1][ci] = 0.5f * (a + b + e);
+                    tmp[i * 4 + 2][ci] = 0.5f * (a - b + e);
+                    tmp[i * 4 + 3][ci] = e;
+                }
+            }
+            for (int k = 0; k < 16; k++) memcpy(u + k * oc + o * in_channels + cb, tmp[k], (size_t)n * sizeof(float));
+        }
+    }
+}
+
+void pv_winograd_input(const float *x, float *v, long channels, long h, long w, long ty0, long ty1,
+                       long c0, long c1) {
+    long tw = (w + 1) / 2;
+    long p = (ty1 - ty0) * tw;
+    long cp = channels * p;
+    long pw = 2 * tw + 2;  // padded row: one zero column left, zeros past the right edge
+    float *rows = malloc((size_t)(4 * pw + 16 * tw) * sizeof(float));
+    if (!rows) return;
+    float *tmp = rows + 4 * pw;
+    for (long c = c0; c < c1; c++) {
+        const float *xc = x + c * h * w;
+        for (long ty = ty0; ty < ty1; ty++) {
+            long y0 = 2 * ty - 1;
+            for (int i = 0; i < 4; i++) {
+                float *r = rows + i * pw;
+                long yy = y0 + i;
+                memset(r, 0, (size_t)pw * sizeof(float));
+                if (yy >= 0 && yy < h) memcpy(r + 1, xc + yy * w, (size_t)w * sizeof(float));
+            }
+            const float *r0 = rows, *r1 = rows + pw, *r2 = rows + 2 * pw, *r3 = rows + 3 * pw;
+            for (long tx = 0; tx < tw; tx++) {
+                long x0 = 2 * tx;
+                float t[4][4];  // Bᵀ d
+                for (int j = 0; j < 4; j++) {
+                    float d0 = r0[x0 + j], d1 = r1[x0 + j], d2 = r2[x0 + j], d3 = r3[x0 + j];
+                    t[0][j] = d0 - d2;
+                    t[1][j] = d1 + d2;
+                    t[2][j] = d2 - d1;
+                    t[3][j] = d1 - d3;
+                }
+                for (int i = 0; i < 4; i++) {  // (Bᵀ d) B
+                    tmp[(i * 4) * tw + tx] = t[i][0] - t[i][2];
+                    tmp[(i * 4 + 1) * tw + tx] = t[i][1] + t[i][2];
+                    tmp[(i * 4 + 2) * tw + tx] = t[i][2] - t[i][1];
+                    tmp[(i * 4 + 3) * tw + tx] = t[i][1] - t[i][3];
+                }
+            }
+            float *dst = v + c * p + (ty - ty0) * tw;
+            for (int k = 0; k < 16; k++) memcpy(dst + k * cp, tmp + k * tw, (size_t)tw * sizeof(float));
+        }
+    }
+    free(rows);
+}
+
+void pv_winograd_output(const float *m, float *y, const float *bias, long out_channels, long h, long w,
+                        long ty0, long ty1, long o0, long o1) {
+    long tw = (w + 1) / 2;
+    long p = (ty1 - ty0) * tw;
+    long op = out_channels * p;
+    float *tmp = malloc((size_t)(16 * tw + 4 * tw) * sizeof(float));
+    if (!tmp) return;
+    float *out = tmp + 16 * tw;  // two output rows of width 2 tw
+    for (long o = o0; o < o1; o++) {
+        float b = bias ? bias[o] : 0.0f;
+        float *yo = y + o * h * w;
+        for (long ty = ty0; ty < ty1; ty++) {
+            const float *mrow = m + o * p + (ty - ty0) * tw;
+            for (int k = 0; k < 16; k++) memcpy(tmp + k * tw, mrow + k * op, (size_t)tw * sizeof(float));
+            for (long tx = 0; tx < tw; tx++) {
+                float s[4][4];
+                for (int k = 0; k < 16; k++) s[k / 4][k % 4] = tmp[k * tw + tx];
+                float t[2][4];  // Aᵀ s
+                for (int j = 0; j < 4; j++) {
+                    t[0][j] = s[0][j] + s[1][j] + s[2][j];
+                    t[1][j] = s[1][j] - s[2][j] - s[3][j];
+                }
+                for (int i = 0; i < 2; i++) {  // (Aᵀ s) A
+                    out[i * 2 * tw + 2 * tx] = t[i][0] + t[i][1] + t[i][2] + b;
+                    out[i * 2 * tw + 2 * tx + 1] = t[i][1] - t[i][2] - t[i][3] + b;
+                }
+            }
+            for (int i = 0; i < 2 && 2 * ty + i < h; i++) {
+                memcpy(yo + (2 * ty + i) * w, out + i * 2 * tw, (size_t)w * sizeof(float));
+            }
+        }
+    }
+    free(tmp);
 }

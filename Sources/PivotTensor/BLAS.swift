@@ -10,21 +10,31 @@ public enum BLAS {
                             b: UnsafePointer<Float>, ldb: Int,
                             beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
         guard m > 0, n > 0 else { return }
-        flops &+= 2 &* m &* n &* k
+        flops &+= 2 &* m &* n &* k   // racy when GEMMs run on several threads; an estimate then
         Profiler.measure("gemm") {
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
         }
     }
 
-    /// Floating-point operations issued through `gemm` so far (2·M·N·K each); benchmarks read differences.
-    /// Not synchronised: count only from one thread at a time.
+    /// Floating-point operations so far, as PyTorch's flop counter counts them: 2·M·N·K per GEMM, and for a
+    /// Winograd convolution the direct convolution's work. Benchmarks read differences. Meaningful only
+    /// when read on the thread that runs the network.
     nonisolated(unsafe) public static var flops: Int = 0
 
     /// The kernel family OpenBLAS chose for this CPU (e.g. "SkylakeX", "Haswell").
     public static var coreName: String {
         guard let p = openblas_get_corename() else { return "unknown" }
         return String(cString: p)
+    }
+
+    /// Runs `body` with OpenBLAS single-threaded, so that several threads can each run their own GEMMs.
+    public static func singleThreaded<T>(_ body: () throws -> T) rethrows -> T {
+        let n = threads
+        if n == 1 { return try body() }
+        threads = 1
+        defer { threads = n }
+        return try body()
     }
 
     /// Number of threads OpenBLAS uses.

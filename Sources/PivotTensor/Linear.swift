@@ -10,7 +10,9 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     if let bias {
         for r in 0..<m { (y.data + r * n).update(from: bias.data, count: n) }
     }
+    Profiler.measure("gemm.linear") {
     BLAS.gemm(transB: true, m: m, n: n, k: k, a: x.data, lda: k, b: weight.data, ldb: k,
               beta: bias == nil ? 0 : 1, c: y.data, ldc: n)
+    }
     return y
 }

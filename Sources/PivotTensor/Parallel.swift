@@ -10,13 +10,19 @@ public enum Parallel {
     /// `grain` is the smallest range worth a thread.
     @inlinable
     public static func forEach(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
+        chunks(count, grain: grain) { _, r in body(r) }
+    }
+
+    /// Like `forEach`, also passing the chunk's index in `0..<workers` (for per-thread scratch memory).
+    @inlinable
+    public static func chunks(_ count: Int, grain: Int = 1, _ body: (Int, Range<Int>) -> Void) {
         guard count > 0 else { return }
         let chunks = min(workers, max(1, count / max(grain, 1)))
-        if chunks == 1 { body(0..<count); return }
+        if chunks == 1 { body(0, 0..<count); return }
         let step = (count + chunks - 1) / chunks
         DispatchQueue.concurrentPerform(iterations: chunks) { i in
             let lo = i * step, hi = min(count, lo + step)
-            if lo < hi { body(lo..<hi) }
+            if lo < hi { body(i, lo..<hi) }
         }
     }
 }

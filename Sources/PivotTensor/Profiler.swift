@@ -7,10 +7,10 @@ public enum Profiler {
     public static let enabled = ProcessInfo.processInfo.environment["PIVOT_PROFILE"] == "1"
     nonisolated(unsafe) private static var totals: [String: (seconds: Double, calls: Int)] = [:]
 
-    /// Runs `body`, adding its wall time to `name` when profiling is on. Call from one thread at a time.
+    /// Runs `body`, adding its wall time to `name` when profiling is on (main thread only).
     @inline(__always)
     public static func measure<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
-        guard enabled else { return try body() }
+        guard enabled, Thread.isMainThread else { return try body() }
         let t0 = DispatchTime.now().uptimeNanoseconds
         let r = try body()
         let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9

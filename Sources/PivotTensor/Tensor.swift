@@ -11,7 +11,8 @@ public struct Tensor: @unchecked Sendable {
 
     /// Number of elements.
     @inlinable public var count: Int { storage.count }
-    /// Pointer to the first element (mutable: callers must own the tensor they write).
+    /// Pointer to the first element (mutable: callers must own the tensor they write). Valid only while the
+    /// storage is alive: a tensor not used after its pointer is taken needs `withExtendedLifetime`.
     @inlinable public var data: UnsafeMutablePointer<Float> { storage.pointer }
     /// Number of dimensions.
     @inlinable public var rank: Int { shape.count }

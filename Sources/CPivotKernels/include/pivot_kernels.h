@@ -47,6 +47,19 @@ void pv_layer_norm(const float *x, float *y, long rows, long d, const float *gam
 void pv_im2col(const float *x, float *col, long channels, long h, long w, long kh, long kw,
                long stride, long pad, long wo, long row0, long row1, long c0, long c1);
 
+/// Winograd F(2x2, 3x3) weight transform: g [O, C, 3, 3] -> u [16, O, C] (u = G g Gᵀ), rows [o0, o1).
+void pv_winograd_weights(const float *g, float *u, long out_channels, long in_channels, long o0, long o1);
+
+/// Winograd input transform of one image x [C, H, W] (padding 1) for tile rows [ty0, ty1) and channels
+/// [c0, c1): v [16, C, P] with P = (ty1 - ty0) * ceil(W / 2) tiles, v = Bᵀ d B per 4x4 input tile d.
+void pv_winograd_input(const float *x, float *v, long channels, long h, long w, long ty0, long ty1,
+                       long c0, long c1);
+
+/// Winograd output transform: m [16, O, P] -> output rows [2 ty0, 2 ty1) of y [O, H, W] (y = Aᵀ m A + bias),
+/// channels [o0, o1); bias may be NULL.
+void pv_winograd_output(const float *m, float *y, const float *bias, long out_channels, long h, long w,
+                        long ty0, long ty1, long o0, long o1);
+
 #ifdef __cplusplus
 }
 #endif
