@@ -44,11 +44,13 @@ struct BenchCommand: ParsableCommand {
         let side = size ?? info.nativeResolution
         note("OpenBLAS core: \(BLAS.coreName), threads: \(BLAS.threads)")
         let rss0 = ProcessMemory.residentBytes
+        let t0 = Date()
         let nets = try LoadedNetworks(model: folder, components: Set(components))
+        let loadSeconds = Date().timeIntervalSince(t0)
         let loaded = ProcessMemory.residentBytes - rss0
         let fp32 = info.networks.filter { n in Set(components.map(\.folder)).contains(n.name) }
             .reduce(0) { $0 + $1.parameters * 4 }
-        note(String(format: "loaded: resident +%.0f MiB for %.0f MiB of fp32 weights (%.2f×)",
+        note(String(format: "loaded in %.1f s: resident +%.0f MiB for %.0f MiB of fp32 weights (%.2f×)", loadSeconds,
                     Double(loaded) / 1_048_576, Double(fp32) / 1_048_576, Double(loaded) / Double(max(fp32, 1))))
         for c in components {
             var r = try Benchmark.run(c, networks: nets, size: side, batch: batch, runs: runs,

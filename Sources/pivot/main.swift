@@ -22,8 +22,8 @@ do {
 }
 do {
     try command.run()
-} catch let error as ExitCode {
-    PivotCommand.exit(withError: error)
+} catch let error where String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") {
+    PivotCommand.exit(withError: error)   // help, usage errors and exit codes raised while running
 } catch {
     FileHandle.standardError.write(Data("pivot: error: \(oneLine(error))\n".utf8))
     exit(1)

@@ -1,0 +1,73 @@
+import Foundation
+import XCTest
+
+/// The `pivot` executable: results on standard output, one-line errors on standard error, exit status.
+final class CLITests: XCTestCase {
+    struct Run { var status: Int32; var out: String; var err: String }
+
+    var binary: String {
+        let candidates = [
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("pivot").path,
+            Bundle.module.bundleURL.deletingLastPathComponent().appendingPathComponent("pivot").path,
+        ]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[1]
+    }
+
+    func pivot(_ args: [String]) throws -> Run {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Run(status: p.terminationStatus, out: String(decoding: o, as: UTF8.self), err: String(decoding: e, as: UTF8.self))
+    }
+
+    var model: String { Bundle.module.path(forResource: "Fixtures/sd1-tiny/model", ofType: nil) ?? "missing" }
+    var fixtures: String { Bundle.module.path(forResource: "Fixtures/sd1-tiny", ofType: nil) ?? "missing" }
+
+    func testInfoJSON() throws {
+        let r = try pivot(["info", "--model", model, "--json"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+        XCTAssertEqual(obj["native_resolution"] as? Int, 32)
+    }
+
+    func testComponentWritesOutput() throws {
+        let out = NSTemporaryDirectory() + "pivot-cli-\(UUID().uuidString).safetensors"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let r = try pivot(["component", "vae-decode", "--model", model, "--in", fixtures + "/vae-decode.in.safetensors", "--out", out])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out))
+    }
+
+    func testErrorsAreOneLineWithNonZeroExit() throws {
+        let notSafetensors = NSTemporaryDirectory() + "pivot-cli-\(UUID().uuidString).safetensors"
+        try Data(repeating: 0xFF, count: 64).write(to: URL(fileURLWithPath: notSafetensors))
+        defer { try? FileManager.default.removeItem(atPath: notSafetensors) }
+        let cases: [[String]] = [
+            ["info", "--model", "/nonexistent/model"],
+            ["component", "unet", "--model", model, "--in", notSafetensors, "--out", "/tmp/x.safetensors"],
+            ["component", "unet", "--model", model, "--in", fixtures + "/vae-decode.in.safetensors", "--out", "/tmp/x.safetensors"],
+        ]
+        for args in cases {
+            let r = try pivot(args)
+            XCTAssertEqual(r.status, 1, "\(args)")
+            XCTAssertTrue(r.err.hasPrefix("pivot: error: "), "\(args): \(r.err)")
+            XCTAssertEqual(r.err.split(separator: "\n").count, 1, "\(args): \(r.err)")
+            XCTAssertEqual(r.out, "")
+        }
+    }
+
+    func testUsageErrors() throws {
+        let r = try pivot(["bench", "--model", model, "--network", "nope"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.err.contains("unknown network 'nope'"), r.err)
+        let help = try pivot(["component", "--help"])
+        XCTAssertEqual(help.status, 0)
+        XCTAssertTrue(help.out.contains("encoder_hidden_states"))
+    }
+}
