@@ -51,7 +51,12 @@ public enum Benchmark {
             let te = try n.require(n.textEncoder, "text encoder")
             let ids = (0..<(batch * te.config.maxPositionEmbeddings)).map { _ in Int(rng.next() % UInt64(te.config.vocabSize)) }
             return { try te(ids: ids, batch: batch) }
-        case .unet:
+        case .textEncoderVJP:
+            let te = try n.require(n.textEncoder, "text encoder")
+            let ids = (0..<(batch * te.config.maxPositionEmbeddings)).map { _ in Int(rng.next() % UInt64(te.config.vocabSize)) }
+            let grad = Tensor.random([batch, te.config.maxPositionEmbeddings, te.config.hiddenSize], &rng)
+            return { try te.vjp(ids: ids, batch: batch, gradOut: grad).gradEmbeddings }
+        case .unet, .unetVJP:
             let unet = try n.require(n.unet, "unet")
             let f = n.vaeFactor
             guard size % (f * unet.config.downsampleFactor) == 0 else {
@@ -59,7 +64,12 @@ public enum Benchmark {
             }
             let sample = Tensor.random([batch, unet.config.inChannels, size / f, size / f], &rng)
             let context = Tensor.random([batch, 77, unet.config.crossAttentionDim[0]], &rng)
-            return { try unet(sample, timesteps: Array(repeating: 500, count: batch), context: context) }
+            let steps = [Float](repeating: 500, count: batch)
+            if network == .unetVJP {
+                let grad = Tensor.random([batch, unet.config.outChannels, size / f, size / f], &rng)
+                return { try unet.vjp(sample, timesteps: steps, context: context, gradOut: grad).gradContext }
+            }
+            return { try unet(sample, timesteps: steps, context: context) }
         case .vaeEncode:
             let vae = try n.require(n.vae, "vae")
             let image = Tensor.random([batch, vae.config.inChannels, size, size], &rng)

@@ -9,12 +9,14 @@ public enum Component: String, CaseIterable, Sendable {
     case unet
     case vaeEncode = "vae-encode"
     case vaeDecode = "vae-decode"
+    case unetVJP = "unet-vjp"
+    case textEncoderVJP = "text-encoder-vjp"
 
     /// The model-folder subdirectory holding this network.
     public var folder: String {
         switch self {
-        case .textEncoder: return "text_encoder"
-        case .unet: return "unet"
+        case .textEncoder, .textEncoderVJP: return "text_encoder"
+        case .unet, .unetVJP: return "unet"
         case .vaeEncode, .vaeDecode: return "vae"
         }
     }
@@ -27,35 +29,50 @@ public enum ComponentRunner {
     /// Reads `input`, runs `component` of `model`, writes `output` atomically.
     public static func run(_ component: Component, model: ModelFolder, input: String, output: String) throws {
         let file = try SafeTensorsFile(path: input)
-        let result: (String, Tensor)
+        var result: [(name: String, tensor: Tensor)]
         switch component {
         case .textEncoder:
             let encoder = try model.loadTextEncoder()
             let (ids, batch) = try readIDs(file, length: encoder.config.maxPositionEmbeddings)
-            result = ("last_hidden_state", try encoder(ids: ids, batch: batch))
+            result = [("last_hidden_state", try encoder(ids: ids, batch: batch))]
+        case .textEncoderVJP:
+            let encoder = try model.loadTextEncoder()
+            let (ids, batch) = try readIDs(file, length: encoder.config.maxPositionEmbeddings)
+            let r = try encoder.vjp(ids: ids, batch: batch, gradOut: try file.floatTensor(try present(file, "grad_out")))
+            result = [("last_hidden_state", r.out), ("grad_inputs_embeds", r.gradEmbeddings)]
         case .unet:
             let unet = try model.loadUNet()
-            let sample = try input4D(file, "sample")
-            let context = try file.floatTensor(try present(file, "encoder_hidden_states"))
-            let t = try file.numericValues(try present(file, "timestep"))
-            let b = sample.dim(0)
-            let steps: [Float]
-            if t.values.count == 1 && t.shape.count <= 1 {
-                steps = Array(repeating: Float(t.values[0]), count: b)
-            } else if t.shape == [b] {
-                steps = t.values.map { Float($0) }
-            } else {
-                throw ComponentError.badInput(file: input, "timestep must be a scalar or [\(b)], got \(t.shape)")
-            }
-            result = ("out", try unet(sample, timesteps: steps, context: context))
+            let (sample, steps, context) = try unetInputs(file)
+            result = [("out", try unet(sample, timesteps: steps, context: context))]
+        case .unetVJP:
+            let unet = try model.loadUNet()
+            let (sample, steps, context) = try unetInputs(file)
+            let r = try unet.vjp(sample, timesteps: steps, context: context,
+                                 gradOut: try file.floatTensor(try present(file, "grad_out")))
+            result = [("out", r.out), ("grad_encoder_hidden_states", r.gradContext), ("grad_sample", r.gradSample)]
         case .vaeEncode:
             let vae = try model.loadVAE()
-            result = ("mean", try vae.encode(try input4D(file, "image")))
+            result = [("mean", try vae.encode(try input4D(file, "image")))]
         case .vaeDecode:
             let vae = try model.loadVAE()
-            result = ("image", try vae.decode(try input4D(file, "latent")))
+            result = [("image", try vae.decode(try input4D(file, "latent")))]
         }
-        try SafeTensorsWriter.write([(name: result.0, tensor: result.1)], to: output)
+        try SafeTensorsWriter.write(result, to: output)
+    }
+
+    /// `sample`, `timestep` (scalar or [B], any numeric dtype) and `encoder_hidden_states`.
+    static func unetInputs(_ file: SafeTensorsFile) throws -> (Tensor, [Float], Tensor) {
+        let sample = try input4D(file, "sample")
+        let context = try file.floatTensor(try present(file, "encoder_hidden_states"))
+        let t = try file.numericValues(try present(file, "timestep"))
+        let b = sample.dim(0)
+        if t.values.count == 1 && t.shape.count <= 1 {
+            return (sample, Array(repeating: Float(t.values[0]), count: b), context)
+        }
+        guard t.shape == [b] else {
+            throw ComponentError.badInput(file: file.path, "timestep must be a scalar or [\(b)], got \(t.shape)")
+        }
+        return (sample, t.values.map { Float($0) }, context)
     }
 
     /// Token ids [B, T] from `input_ids` (any integer dtype).

@@ -23,10 +23,9 @@ struct ResnetBlock {
     /// x: [B, Cin, H, W]; activatedTime: SiLU(time embedding) [B, T] or nil. Returns [B, Cout, H, W].
     func callAsFunction(_ x: Tensor, activatedTime: Tensor?) -> Tensor {
         var h = conv1(norm1(x, silu: true))
-        if let proj = timeProjection, let t = activatedTime { addChannelBias(h, proj(t)) }
+        if let proj = timeProjection, let t = activatedTime { h = addingChannelBias(h, proj(t)) }
         h = conv2(norm2(h, silu: true))
-        let s = shortcut.map { $0(x) } ?? x
-        addInPlace(h, s)
+        h = add(shortcut.map { $0(x) } ?? x, h)
         if outputScale != 1 { h = scale(h, 1 / outputScale) }
         return h
     }
@@ -71,10 +70,9 @@ struct TransformerBlock {
     /// x: [B, N, C]; context: [B, M, Dc].
     func callAsFunction(_ x: Tensor, context: Tensor) -> Tensor {
         let n1 = norm1(x)
-        let h = add(x, attn1(n1, context: n1))
-        addInPlace(h, attn2(norm2(h), context: context))
-        addInPlace(h, ffOut(geglu(ffIn(norm3(h)))))
-        return h
+        var h = add(x, attn1(n1, context: n1))
+        h = add(h, attn2(norm2(h), context: context))
+        return add(h, ffOut(geglu(ffIn(norm3(h)))))
     }
 }
 
@@ -114,8 +112,7 @@ struct SpatialTransformer {
         if let projOutLinear { tokens = projOutLinear(tokens) }
         h = transposeLast2(tokens).reshaped([b, c, hh, ww])
         if let projOut { h = projOut(h) }
-        addInPlace(h, x)
-        return h
+        return add(h, x)
     }
 }
 

@@ -82,9 +82,7 @@ struct CLIPEncoderLayer {
         let n = norm1(x)
         let a = attention(q: q(n), k: k(n), v: v(n), heads: heads, causal: true)
         let h = add(x, out(a))
-        let m = fc1(norm2(h))                             // [B, T, F]
-        activation.applyInPlace(m)
-        addInPlace(h, fc2(m))
-        return h
+        let m = activation(fc1(norm2(h)))                 // [B, T, F]
+        return add(h, fc2(m))
     }
 }

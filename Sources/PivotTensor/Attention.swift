@@ -36,7 +36,60 @@ public func attention(q: Tensor, k: Tensor, v: Tensor, heads: Int, causal: Bool 
     }
     withExtendedLifetime(scratch) {}  // used through raw pointers until here
     BLAS.flops = flops0 &+ 4 &* b &* nq &* nk &* width  // worker threads' counts race; set the total
+    if let tape = Tape.active(q, k, v) {
+        tape.record(out) { [unowned tape] gout in
+            let (gq, gk, gv) = attentionBackward(q: q, k: k, v: v, gradOut: gout, heads: heads, causal: causal)
+            tape.accumulate(q, gq)
+            tape.accumulate(k, gk)
+            tape.accumulate(v, gv)
+        }
+    }
     return out
+}
+
+/// VJP of `attention` with respect to q, k and v. The probabilities are recomputed band by band (never
+/// stored whole): dV = Pᵀ dO, dP = dO Vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P)), dQ = s·dS K, dK = s·dSᵀ Q.
+/// Each thread owns whole (sample, head) pairs, so dK and dV accumulate without races.
+public func attentionBackward(q: Tensor, k: Tensor, v: Tensor, gradOut: Tensor, heads: Int, causal: Bool)
+    -> (Tensor, Tensor, Tensor) {
+    let b = q.dim(0), nq = q.dim(1), nk = k.dim(1), width = q.dim(2)
+    let d = width / heads
+    let scale = 1 / Float(d).squareRoot()
+    let gq = Tensor(uninitialized: q.shape), gk = Tensor(zeros: k.shape), gv = Tensor(zeros: v.shape)
+    let band = max(1, min(nq, attentionScoreBudget / max(nk, 1)))
+    let scratch = Tensor(uninitialized: [Parallel.workers * 2 * band * nk])
+    BLAS.singleThreaded {
+        Parallel.chunks(b * heads) { worker, items in
+            let p = scratch.data + worker * 2 * band * nk, dp = p + band * nk
+            for item in items {
+                let n = item / heads, h = item % heads
+                let off = n * nq * width + h * d, koff = n * nk * width + h * d
+                let qh = q.data + off, kh = k.data + koff, vh = v.data + koff, doh = gradOut.data + off
+                var row0 = 0
+                while row0 < nq {
+                    let rows = min(band, nq - row0)
+                    BLAS.gemm(transB: true, m: rows, n: nk, k: d, a: qh + row0 * width, lda: width, b: kh, ldb: width,
+                              c: p, ldc: nk)
+                    pv_softmax_rows(p, rows, nk, nk, scale, causal ? row0 : -1)
+                    // dV += Pᵀ dO
+                    BLAS.gemm(transA: true, m: nk, n: d, k: rows, a: p, lda: nk, b: doh + row0 * width, ldb: width,
+                              beta: 1, c: gv.data + koff, ldc: width)
+                    // dP = dO Vᵀ, then dS in place
+                    BLAS.gemm(transB: true, m: rows, n: nk, k: d, a: doh + row0 * width, lda: width, b: vh, ldb: width,
+                              c: dp, ldc: nk)
+                    pv_softmax_backward_rows(p, dp, rows, nk, nk)
+                    // dQ = s · dS K ; dK += s · dSᵀ Q
+                    BLAS.gemm(m: rows, n: d, k: nk, alpha: scale, a: dp, lda: nk, b: kh, ldb: width,
+                              c: gq.data + off + row0 * width, ldc: width)
+                    BLAS.gemm(transA: true, m: nk, n: d, k: rows, alpha: scale, a: dp, lda: nk, b: qh + row0 * width,
+                              ldb: width, beta: 1, c: gk.data + koff, ldc: width)
+                    row0 += rows
+                }
+            }
+        }
+    }
+    withExtendedLifetime(scratch) {}
+    return (gq, gk, gv)
 }
 
 /// Floats in one thread's band of attention scores (1 MiB: a band stays in the core's cache).

@@ -5,10 +5,56 @@ import CPivotKernels
 /// 3×3 stride-1 padding-1 convolutions on images of at least `winogradMinPixels` use Winograd F(2×2, 3×3);
 /// everything else im2col + sgemm.
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0) -> Tensor {
+    let y: Tensor
     if weight.dim(2) == 3 && weight.dim(3) == 3 && stride == 1 && padding == 1 && x.dim(2) * x.dim(3) >= winogradMinPixels {
-        return conv2dWinograd(x, weight: weight, bias: bias)
+        y = conv2dWinograd(x, weight: weight, bias: bias)
+    } else {
+        y = conv2dIm2col(x, weight: weight, bias: bias, stride: stride, padding: padding)
     }
-    return conv2dIm2col(x, weight: weight, bias: bias, stride: stride, padding: padding)
+    if let tape = Tape.active(x) {
+        tape.record(y) { [unowned tape] gy in
+            tape.accumulate(x, conv2dBackward(gy, weight: weight, inputShape: x.shape, stride: stride, padding: padding))
+        }
+    }
+    return y
+}
+
+/// VJP of `conv2d` with respect to its input (the transposed convolution of gy).
+/// Stride 1 with "same" padding is a convolution with the flipped, transposed kernel (so it gets Winograd);
+/// other cases use Wᵀ·gy and col2im.
+public func conv2dBackward(_ gy: Tensor, weight: Tensor, inputShape: [Int], stride: Int, padding: Int) -> Tensor {
+    let (b, c, h, w) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
+    let (o, kh, kw) = (weight.dim(0), weight.dim(2), weight.dim(3))
+    let ho = gy.dim(2), wo = gy.dim(3), hwOut = ho * wo, ckk = c * kh * kw
+    if stride == 1 && kh == kw && padding * 2 == kh - 1 {
+        let flipped = Tensor(uninitialized: [c, o, kh, kw])   // flipped[c, o, i, j] = w[o, c, kh-1-i, kw-1-j]
+        for oc in 0..<o {
+            for ic in 0..<c {
+                let src = weight.data + (oc * c + ic) * kh * kw, dst = flipped.data + (ic * o + oc) * kh * kw
+                for k in 0..<(kh * kw) { dst[k] = src[kh * kw - 1 - k] }
+            }
+        }
+        if kh == 3 && h * w >= winogradMinPixels { return conv2dWinograd(gy, weight: flipped, bias: nil) }
+        return conv2dIm2col(gy, weight: flipped, bias: nil, stride: 1, padding: padding)
+    }
+    let gx = Tensor(zeros: inputShape)
+    let bandRows = max(1, min(ho, convColumnBudget / max(ckk * wo, 1)))
+    let col = Tensor(uninitialized: [ckk * bandRows * wo])
+    for n in 0..<b {
+        let gyn = gy.data + n * o * hwOut, gxn = gx.data + n * c * h * w
+        var row0 = 0
+        while row0 < ho {
+            let row1 = min(ho, row0 + bandRows), cols = (row1 - row0) * wo
+            BLAS.gemm(transA: true, m: ckk, n: cols, k: o, a: weight.data, lda: ckk, b: gyn + row0 * wo, ldb: hwOut,
+                      c: col.data, ldc: cols)
+            Parallel.forEach(c) { r in
+                pv_col2im(col.data, gxn, c, h, w, kh, kw, stride, padding, wo, row0, row1, r.lowerBound, r.upperBound)
+            }
+            row0 = row1
+        }
+    }
+    withExtendedLifetime(col) {}
+    return gx
 }
 
 /// Images with fewer pixels than this use im2col for 3×3 convolutions (Winograd's transforms would dominate).
@@ -114,6 +160,31 @@ public func conv2dWinograd(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor
 
 /// Nearest-neighbour ×2 upsampling of x [B, C, H, W] → [B, C, 2H, 2W].
 public func upsampleNearest2x(_ x: Tensor) -> Tensor {
+    let y = upsampleNearest2xForward(x)
+    if let tape = Tape.active(x) {
+        tape.record(y) { [unowned tape] gy in tape.accumulate(x, upsampleNearest2xBackward(gy)) }
+    }
+    return y
+}
+
+/// VJP of `upsampleNearest2x`: each input pixel receives the sum of its 2×2 block.
+public func upsampleNearest2xBackward(_ gy: Tensor) -> Tensor {
+    let (b, c, h2, w2) = (gy.dim(0), gy.dim(1), gy.dim(2), gy.dim(3))
+    let h = h2 / 2, w = w2 / 2
+    let gx = Tensor(uninitialized: [b, c, h, w])
+    Parallel.forEach(b * c) { r in
+        for plane in r {
+            let s = gy.data + plane * h2 * w2, d = gx.data + plane * h * w
+            for i in 0..<h {
+                let r0 = s + 2 * i * w2, r1 = r0 + w2
+                for j in 0..<w { d[i * w + j] = r0[2 * j] + r0[2 * j + 1] + r1[2 * j] + r1[2 * j + 1] }
+            }
+        }
+    }
+    return gx
+}
+
+func upsampleNearest2xForward(_ x: Tensor) -> Tensor {
     Profiler.measure("upsample") {
     let (b, c, h, w) = (x.dim(0), x.dim(1), x.dim(2), x.dim(3))
     let y = Tensor(uninitialized: [b, c, 2 * h, 2 * w])

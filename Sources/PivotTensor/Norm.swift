@@ -7,18 +7,39 @@ public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor, bias: Tensor, ep
     let hw = x.count / (b * c)
     let y = Tensor(uninitialized: x.shape)
     let cpg = c / groups
-    // Parallel over (sample, group) pairs: each is a contiguous slab.
     Profiler.measure("groupnorm") {
+        // Parallel over (sample, group) pairs: each is a contiguous slab.
+        Parallel.forEach(b * groups) { r in
+            for i in r {
+                let n = i / groups, g = i % groups
+                let off = (n * c + g * cpg) * hw
+                pv_group_norm(x.data + off, y.data + off, cpg, hw, 1, weight.data + g * cpg, bias.data + g * cpg,
+                              eps, silu ? 1 : 0, nil, nil)
+            }
+        }
+    }
+    if let tape = Tape.active(x) {
+        tape.record(y) { [unowned tape] gy in
+            tape.accumulate(x, groupNormBackward(x, gy, groups: groups, weight: weight, bias: bias, eps: eps, silu: silu))
+        }
+    }
+    return y
+}
+
+/// VJP of `groupNorm` with respect to x (statistics recomputed from x).
+public func groupNormBackward(_ x: Tensor, _ gy: Tensor, groups: Int, weight: Tensor, bias: Tensor, eps: Float,
+                              silu: Bool) -> Tensor {
+    let b = x.dim(0), c = x.dim(1), hw = x.count / (b * c), cpg = c / groups
+    let gx = Tensor(uninitialized: x.shape)
     Parallel.forEach(b * groups) { r in
         for i in r {
             let n = i / groups, g = i % groups
             let off = (n * c + g * cpg) * hw
-            pv_group_norm(x.data + off, y.data + off, cpg, hw, 1, weight.data + g * cpg, bias.data + g * cpg,
-                          eps, silu ? 1 : 0, nil, nil)
+            pv_group_norm_backward(x.data + off, gy.data + off, gx.data + off, cpg, hw, 1, weight.data + g * cpg,
+                                   bias.data + g * cpg, eps, silu ? 1 : 0)
         }
     }
-    }
-    return y
+    return gx
 }
 
 /// Layer normalisation over the last dimension of x [..., D].
@@ -26,10 +47,24 @@ public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) -> 
     let d = x.dim(-1), rows = x.count / d
     let y = Tensor(uninitialized: x.shape)
     Profiler.measure("layernorm") {
-    Parallel.forEach(rows, grain: max(1, 16384 / d)) { r in
-        pv_layer_norm(x.data + r.lowerBound * d, y.data + r.lowerBound * d, r.count, d, weight.data, bias.data,
-                      eps, nil, nil)
+        Parallel.forEach(rows, grain: max(1, 16384 / d)) { r in
+            pv_layer_norm(x.data + r.lowerBound * d, y.data + r.lowerBound * d, r.count, d, weight.data, bias.data,
+                          eps, nil, nil)
+        }
     }
+    if let tape = Tape.active(x) {
+        tape.record(y) { [unowned tape] gy in tape.accumulate(x, layerNormBackward(x, gy, weight: weight, eps: eps)) }
     }
     return y
+}
+
+/// VJP of `layerNorm` with respect to x (statistics recomputed from x).
+public func layerNormBackward(_ x: Tensor, _ gy: Tensor, weight: Tensor, eps: Float) -> Tensor {
+    let d = x.dim(-1), rows = x.count / d
+    let gx = Tensor(uninitialized: x.shape)
+    Parallel.forEach(rows, grain: max(1, 16384 / d)) { r in
+        pv_layer_norm_backward(x.data + r.lowerBound * d, gy.data + r.lowerBound * d, gx.data + r.lowerBound * d,
+                               r.count, d, weight.data, eps)
+    }
+    return gx
 }

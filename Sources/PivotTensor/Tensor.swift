@@ -1,3 +1,5 @@
+import Foundation
+
 /// A dense, contiguous, row-major fp32 tensor.
 ///
 /// Storage is reference-counted and shared between copies of a `Tensor` value; kernels write only into
@@ -75,6 +77,8 @@ public struct Tensor: @unchecked Sendable {
 public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
+    /// A process-unique identity (never reused, unlike addresses), used by `Tape` to key gradients.
+    public let id: UInt64 = TensorStorage.nextID()
 
     public init(count: Int, zeroed: Bool) {
         self.count = count
@@ -83,4 +87,16 @@ public final class TensorStorage: @unchecked Sendable {
     }
 
     deinit { BufferPool.shared.give(UnsafeMutableRawPointer(pointer), bytes: max(count, 1) * 4) }
+
+    nonisolated(unsafe) private static var counter: UInt64 = 0
+    nonisolated(unsafe) private static var counterLock = pthread_mutex_t()
+    private static let counterReady: Bool = { pthread_mutex_init(&counterLock, nil); return true }()
+
+    private static func nextID() -> UInt64 {
+        _ = counterReady
+        pthread_mutex_lock(&counterLock)
+        defer { pthread_mutex_unlock(&counterLock) }
+        counter += 1
+        return counter
+    }
 }

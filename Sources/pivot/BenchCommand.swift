@@ -12,7 +12,7 @@ struct BenchCommand: ParsableCommand {
     var model: String
 
     @Option(name: .long, parsing: .upToNextOption,
-            help: "Networks to time: unet, text-encoder, vae-encode, vae-decode or all (repeatable).")
+            help: "Networks to time: unet, unet-vjp, text-encoder, text-encoder-vjp, vae-encode, vae-decode or all (repeatable).")
     var network: [String] = ["unet"]
 
     @Option(name: .long, help: "Image side in pixels (latent side = size / 8 for SD).")
@@ -32,12 +32,12 @@ struct BenchCommand: ParsableCommand {
         guard runs >= 1, runs <= 1000 else { throw ValidationError("--runs must be between 1 and 1000") }
         if let size, size < 8 || size > 4096 { throw ValidationError("--size must be between 8 and 4096") }
         for n in network where n != "all" && Component(rawValue: n) == nil {
-            throw ValidationError("unknown network '\(n)' (expected unet, text-encoder, vae-encode, vae-decode or all)")
+            throw ValidationError("unknown network '\(n)' (expected unet, unet-vjp, text-encoder, text-encoder-vjp, vae-encode, vae-decode or all)")
         }
     }
 
     func run() throws {
-        let components = network.contains("all") ? Component.allCases
+        let components = network.contains("all") ? [.textEncoder, .unet, .vaeEncode, .vaeDecode]
             : network.compactMap { Component(rawValue: $0) }
         let folder = try ModelFolder(path: model)
         let info = try ModelInfo(model: folder)

@@ -15,6 +15,15 @@ final class ParityTests: XCTestCase {
     func testVAEEncode() throws { try checkAll(.vaeEncode, output: "mean") }
     func testVAEDecode() throws { try checkAll(.vaeDecode, output: "image") }
 
+    /// Gradients against torch.autograd (fixtures by scripts/make_vjp_fixtures.py).
+    func testUNetVJP() throws {
+        for name in ["out", "grad_encoder_hidden_states", "grad_sample"] { try checkAll(.unetVJP, output: name) }
+    }
+
+    func testTextEncoderVJP() throws {
+        for name in ["last_hidden_state", "grad_inputs_embeds"] { try checkAll(.textEncoderVJP, output: name) }
+    }
+
     /// The hub layout of the text encoder (`text_model.` prefix, int64 `position_ids`) gives the same output.
     func testPrefixedTextEncoder() throws {
         let dir = fixture("sd1-tiny")
@@ -47,7 +56,7 @@ final class ParityTests: XCTestCase {
         }
         let bound = 1e-4 * max(1, maxRef)
         XCTAssertLessThanOrEqual(maxDiff, bound, "\(label) \(component): max|Δ| \(maxDiff), max|ref| \(maxRef)")
-        print("parity \(label) \(component.rawValue): max|Δ| = \(maxDiff), max|ref| = \(maxRef), bound \(bound)")
+        print("parity \(label) \(component.rawValue) \(output): max|Δ| = \(maxDiff), max|ref| = \(maxRef), bound \(bound)")
     }
 
     func fixture(_ name: String) -> String {

@@ -60,6 +60,29 @@ void pv_winograd_input(const float *x, float *v, long channels, long h, long w, 
 void pv_winograd_output(const float *m, float *y, const float *bias, long out_channels, long h, long w,
                         long ty0, long ty1, long o0, long o1);
 
+// ---- Vector-Jacobian products (backward.c). gy is the gradient of the output; gx receives the input's.
+
+/// gx = gy * d/dx [x * sigmoid(x)].
+void pv_silu_backward(const float *x, const float *gy, float *gx, long n);
+/// gx = gy * d/dx [x * sigmoid(1.702 x)].
+void pv_quick_gelu_backward(const float *x, const float *gy, float *gx, long n);
+/// gx = gy * d/dx [0.5 x (1 + erf(x / sqrt 2))].
+void pv_gelu_backward(const float *x, const float *gy, float *gx, long n);
+/// GEGLU over rows of 2f: x [rows, 2f], gy [rows, f] -> gx [rows, 2f].
+void pv_geglu_backward(const float *x, const float *gy, float *gx, long rows, long f);
+/// Group norm of one sample, x [C, HW]: gx from gy, recomputing the statistics; `silu` as in the forward.
+void pv_group_norm_backward(const float *x, const float *gy, float *gx, long channels, long hw, long groups,
+                            const float *gamma, const float *beta, float eps, int silu);
+/// Layer norm over rows of d: gx from gy, recomputing the statistics.
+void pv_layer_norm_backward(const float *x, const float *gy, float *gx, long rows, long d, const float *gamma,
+                            float eps);
+/// Softmax backward in place: dp <- p * (dp - rowsum(dp * p)) for `rows` rows of `cols` (stride ld).
+void pv_softmax_backward_rows(const float *p, float *dp, long rows, long cols, long ld);
+/// Adds the columns of col [C * kh * kw, (row1 - row0) * wo] back into x [C, H, W] (the adjoint of
+/// pv_im2col), channels [c0, c1).
+void pv_col2im(const float *col, float *x, long channels, long h, long w, long kh, long kw, long stride,
+               long pad, long wo, long row0, long row1, long c0, long c1);
+
 #ifdef __cplusplus
 }
 #endif

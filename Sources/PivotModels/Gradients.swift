@@ -1,0 +1,37 @@
+import PivotTensor
+
+/// Vector-Jacobian products of the networks with respect to their inputs (weights frozen).
+extension UNet {
+    /// The output for (sample, timesteps, context) and, for the cotangent `gradOut`, the gradients of
+    /// ⟨out, gradOut⟩ with respect to the context [B, M, D] and to the sample [B, C, H, W].
+    public func vjp(_ sample: Tensor, timesteps: [Float], context: Tensor, gradOut: Tensor) throws
+        -> (out: Tensor, gradContext: Tensor, gradSample: Tensor) {
+        let s = sample.copy(), c = context.copy()   // own identities for the tape
+        let tape = Tape()
+        tape.watch(s)
+        tape.watch(c)
+        let out = try tape.record { try self(s, timesteps: timesteps, context: c) }
+        guard gradOut.count == out.count else {
+            throw ModelError.invalidInput("unet: grad_out must have the output's shape \(out.shape), got \(gradOut.shape)")
+        }
+        tape.backward(from: out, gradient: gradOut)
+        return (out, tape.gradient(of: c) ?? Tensor(zeros: c.shape), tape.gradient(of: s) ?? Tensor(zeros: s.shape))
+    }
+}
+
+extension CLIPTextModel {
+    /// `last_hidden_state` for token ids [B, T] and, for the cotangent `gradOut` [B, T, D], the gradient of
+    /// ⟨last_hidden_state, gradOut⟩ with respect to the input embeddings (token + position; the same as
+    /// with respect to the token embeddings alone).
+    public func vjp(ids: [Int], batch: Int, gradOut: Tensor) throws -> (out: Tensor, gradEmbeddings: Tensor) {
+        let e = try embed(ids: ids, batch: batch)
+        let tape = Tape()
+        tape.watch(e)
+        let out = tape.record { encode(embeddings: e) }
+        guard gradOut.count == out.count else {
+            throw ModelError.invalidInput("text encoder: grad_out must have shape \(out.shape), got \(gradOut.shape)")
+        }
+        tape.backward(from: out, gradient: gradOut)
+        return (out, tape.gradient(of: e) ?? Tensor(zeros: e.shape))
+    }
+}

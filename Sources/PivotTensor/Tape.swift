@@ -1,0 +1,88 @@
+import Foundation
+
+/// Reverse-mode differentiation with respect to inputs (weights are constants).
+///
+/// While a tape records (`tape.record { … }`, main thread), every differentiable kernel of this module
+/// whose input requires a gradient appends its vector-Jacobian product (VJP); `backward` then runs them
+/// in reverse. Tensors are identified by their storage's `id`, so a reshaped view shares its tensor's
+/// gradient. Kernels that write in place (`addInPlace`, `Activation.applyInPlace`) are not recorded:
+/// differentiable code uses the out-of-place forms. Nothing here stores weight gradients, but a kernel's
+/// VJP could add them beside the input ones.
+public final class Tape {
+    nonisolated(unsafe) static var current: Tape?
+
+    private struct Step {
+        let output: UInt64
+        let shape: [Int]
+        let vjp: (Tensor) -> Void
+    }
+
+    private var steps: [Step] = []
+    private var requiring: Set<UInt64> = []
+    private var watched: Set<UInt64> = []
+    private var grads: [UInt64: Tensor] = [:]
+
+    public init() {}
+
+    /// Marks `t` as an input whose gradient is wanted.
+    public func watch(_ t: Tensor) {
+        requiring.insert(t.storage.id)
+        watched.insert(t.storage.id)
+    }
+
+    /// Runs `body` with this tape recording.
+    public func record<T>(_ body: () throws -> T) rethrows -> T {
+        let previous = Tape.current
+        Tape.current = self
+        defer { Tape.current = previous }
+        return try body()
+    }
+
+    /// Propagates `gradient` (the cotangent of `output`, same element count) back through the recorded
+    /// steps; afterwards `gradient(of:)` answers for the watched inputs. Steps are released as they run.
+    public func backward(from output: Tensor, gradient: Tensor) {
+        precondition(gradient.count == output.count, "backward: gradient \(gradient.shape) for output \(output.shape)")
+        let previous = Tape.current
+        Tape.current = nil  // the VJPs' own arithmetic is not recorded
+        defer { Tape.current = previous }
+        grads[output.storage.id] = gradient.reshaped(output.shape)
+        while let step = steps.popLast() {
+            guard let g = grads[step.output] else { continue }
+            if !watched.contains(step.output) { grads[step.output] = nil }
+            step.vjp(g.count == Tensor.elementCount(step.shape) ? g.reshaped(step.shape) : g)
+        }
+    }
+
+    /// The gradient accumulated for `t` (nil when nothing reached it), shaped like `t`.
+    public func gradient(of t: Tensor) -> Tensor? {
+        grads[t.storage.id].map { $0.reshaped(t.shape) }
+    }
+
+    // MARK: for kernels
+
+    /// The recording tape if any of `inputs` requires a gradient (and we are on the main thread).
+    static func active(_ inputs: Tensor?...) -> Tape? {
+        guard let tape = current, Thread.isMainThread else { return nil }
+        return inputs.contains { $0.map { tape.requiring.contains($0.storage.id) } ?? false } ? tape : nil
+    }
+
+    /// Whether `t` requires a gradient on this tape.
+    func requires(_ t: Tensor) -> Bool { requiring.contains(t.storage.id) }
+
+    /// Records the VJP of an op that produced `output`; `vjp` receives the output's gradient.
+    func record(_ output: Tensor, _ vjp: @escaping (Tensor) -> Void) {
+        requiring.insert(output.storage.id)
+        steps.append(Step(output: output.storage.id, shape: output.shape, vjp: vjp))
+    }
+
+    /// Adds `g` to the gradient of `t` (ignored when `t` does not require one).
+    func accumulate(_ t: Tensor, _ g: Tensor) {
+        let id = t.storage.id
+        guard requiring.contains(id) else { return }
+        if let existing = grads[id] {
+            grads[id] = add(existing.reshaped(g.shape), g)
+        } else {
+            grads[id] = g
+        }
+    }
+}
