@@ -39,9 +39,9 @@ public func attention(q: Tensor, k: Tensor, v: Tensor, heads: Int, causal: Bool 
     if let tape = Tape.active(q, k, v) {
         tape.record(out) { [unowned tape] gout in
             let (gq, gk, gv) = attentionBackward(q: q, k: k, v: v, gradOut: gout, heads: heads, causal: causal)
-            tape.accumulate(q, gq)
-            tape.accumulate(k, gk)
-            tape.accumulate(v, gv)
+            tape.accumulate(q.storage.id, gq)
+            tape.accumulate(k.storage.id, gk)
+            tape.accumulate(v.storage.id, gv)
         }
     }
     return out

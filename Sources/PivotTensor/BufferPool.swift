@@ -1,18 +1,24 @@
 import Foundation
 
 /// Recycles large tensor buffers by size. Buffers of at least `largeBytes` are 2 MiB-aligned and marked
-/// for transparent huge pages; freed ones are kept (up to `capacityBytes` in all) for the next request of
-/// the same rounded size. Small buffers go straight to the system allocator.
+/// for transparent huge pages; freed ones are kept (up to `capacityBytes` in all, least recently returned
+/// evicted first) for the next request of the same rounded size. Fresh pages cost a fault and zeroing
+/// each, which measured here at up to half of a UNet pass; small buffers go to the system allocator.
 public final class BufferPool: @unchecked Sendable {
     /// The process-wide pool.
     public static let shared = BufferPool()
 
     /// Buffers at least this large are pooled.
     public let largeBytes = 1 << 20
-    /// Most bytes kept in the pool.
-    public var capacityBytes = 6 << 30
+    /// Most bytes kept in the pool (`PIVOT_POOL_MB` overrides the default of 2 GiB: enough for a UNet
+    /// pass to recycle its temporaries, small enough that the backward pass peaks below PyTorch's).
+    public var capacityBytes: Int = {
+        if let v = ProcessInfo.processInfo.environment["PIVOT_POOL_MB"], let mb = Int(v), mb >= 0 { return mb << 20 }
+        return 2 << 30
+    }()
 
-    private var free: [Int: [UnsafeMutableRawPointer]] = [:]
+    /// Pooled buffers, oldest first; `take` reuses the newest of a size, eviction frees the oldest.
+    private var entries: [(size: Int, pointer: UnsafeMutableRawPointer)] = []
     private var pooledBytes = 0
     private var lock = pthread_mutex_t()
 
@@ -28,7 +34,8 @@ public final class BufferPool: @unchecked Sendable {
         }
         let size = rounded(bytes)
         pthread_mutex_lock(&lock)
-        if let p = free[size]?.popLast() {
+        if let i = entries.lastIndex(where: { $0.size == size }) {
+            let p = entries.remove(at: i).pointer
             pooledBytes -= size
             pthread_mutex_unlock(&lock)
             return p
@@ -42,26 +49,31 @@ public final class BufferPool: @unchecked Sendable {
         return p
     }
 
-    /// Returns a buffer obtained from `take(bytes:)` with the same `bytes`.
+    /// Returns a buffer obtained from `take(bytes:)` with the same `bytes`. When the pool grows past
+    /// `capacityBytes`, the buffers returned longest ago are freed.
     public func give(_ p: UnsafeMutableRawPointer, bytes: Int) {
         guard bytes >= largeBytes else { p.deallocate(); return }
         let size = rounded(bytes)
+        var evicted: [UnsafeMutableRawPointer] = []
         pthread_mutex_lock(&lock)
-        if pooledBytes + size <= capacityBytes {
-            free[size, default: []].append(p)
-            pooledBytes += size
-            pthread_mutex_unlock(&lock)
-            return
+        entries.append((size, p))
+        pooledBytes += size
+        var drop = 0
+        while pooledBytes > capacityBytes && drop < entries.count {
+            pooledBytes -= entries[drop].size
+            evicted.append(entries[drop].pointer)
+            drop += 1
         }
+        if drop > 0 { entries.removeFirst(drop) }
         pthread_mutex_unlock(&lock)
-        Foundation.free(p)
+        for e in evicted { Foundation.free(e) }
     }
 
     /// Releases every pooled buffer to the system.
     public func drain() {
         pthread_mutex_lock(&lock)
-        let all = free.values.flatMap { $0 }
-        free = [:]
+        let all = entries.map(\.pointer)
+        entries = []
         pooledBytes = 0
         pthread_mutex_unlock(&lock)
         for p in all { Foundation.free(p) }

@@ -12,8 +12,9 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
         y = conv2dIm2col(x, weight: weight, bias: bias, stride: stride, padding: padding)
     }
     if let tape = Tape.active(x) {
+        let (xid, xshape) = (x.storage.id, x.shape)
         tape.record(y) { [unowned tape] gy in
-            tape.accumulate(x, conv2dBackward(gy, weight: weight, inputShape: x.shape, stride: stride, padding: padding))
+            tape.accumulate(xid, conv2dBackward(gy, weight: weight, inputShape: xshape, stride: stride, padding: padding))
         }
     }
     return y
@@ -162,7 +163,8 @@ public func conv2dWinograd(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor
 public func upsampleNearest2x(_ x: Tensor) -> Tensor {
     let y = upsampleNearest2xForward(x)
     if let tape = Tape.active(x) {
-        tape.record(y) { [unowned tape] gy in tape.accumulate(x, upsampleNearest2xBackward(gy)) }
+        let xid = x.storage.id
+        tape.record(y) { [unowned tape] gy in tape.accumulate(xid, upsampleNearest2xBackward(gy)) }
     }
     return y
 }

@@ -10,9 +10,10 @@ public func add(_ a: Tensor, _ b: Tensor) -> Tensor {
         }
     }
     if let tape = Tape.active(a, b) {
+        let (aid, bid, bshape) = (a.storage.id, b.storage.id, b.shape)
         tape.record(y) { [unowned tape] gy in
-            tape.accumulate(a, gy)
-            tape.accumulate(b, gy.reshaped(b.shape))
+            tape.accumulate(aid, gy)
+            tape.accumulate(bid, gy.reshaped(bshape))
         }
     }
     return y
@@ -33,7 +34,8 @@ public func scale(_ x: Tensor, _ s: Float) -> Tensor {
     let y = Tensor(uninitialized: x.shape)
     for i in 0..<x.count { y.data[i] = x.data[i] * s }
     if let tape = Tape.active(x) {
-        tape.record(y) { [unowned tape] gy in tape.accumulate(x, scale(gy, s)) }
+        let xid = x.storage.id
+        tape.record(y) { [unowned tape] gy in tape.accumulate(xid, scale(gy, s)) }
     }
     return y
 }
@@ -51,7 +53,8 @@ public func addingChannelBias(_ x: Tensor, _ v: Tensor) -> Tensor {
     let b = x.dim(0), c = x.dim(1), hw = x.count / (b * c)
     for n in 0..<b { pv_add_channel_bias(y.data + n * c * hw, v.data + n * c, c, hw) }
     if let tape = Tape.active(x) {
-        tape.record(y) { [unowned tape] gy in tape.accumulate(x, gy) }
+        let xid = x.storage.id
+        tape.record(y) { [unowned tape] gy in tape.accumulate(xid, gy) }
     }
     return y
 }
@@ -71,10 +74,11 @@ public func concatChannels(_ a: Tensor, _ b: Tensor) -> Tensor {
         }
     }
     if let tape = Tape.active(a, b) {
+        let (aid, bid, ca) = (a.storage.id, b.storage.id, a.dim(1))
         tape.record(y) { [unowned tape] gy in
-            let (ga, gb) = splitChannels(gy, a.dim(1))
-            tape.accumulate(a, ga)
-            tape.accumulate(b, gb)
+            let (ga, gb) = splitChannels(gy, ca)
+            tape.accumulate(aid, ga)
+            tape.accumulate(bid, gb)
         }
     }
     return y
@@ -117,7 +121,8 @@ public func transposeLast2(_ x: Tensor) -> Tensor {
         }
     }
     if let tape = Tape.active(x) {
-        tape.record(y) { [unowned tape] gy in tape.accumulate(x, transposeLast2(gy)) }
+        let xid = x.storage.id
+        tape.record(y) { [unowned tape] gy in tape.accumulate(xid, transposeLast2(gy)) }
     }
     return y
 }

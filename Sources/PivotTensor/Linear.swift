@@ -15,7 +15,8 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
                   beta: bias == nil ? 0 : 1, c: y.data, ldc: n)
     }
     if let tape = Tape.active(x) {
-        tape.record(y) { [unowned tape] gy in tape.accumulate(x, linearBackward(gy, weight: weight)) }
+        let xid = x.storage.id
+        tape.record(y) { [unowned tape] gy in tape.accumulate(xid, linearBackward(gy, weight: weight)) }
     }
     return y
 }

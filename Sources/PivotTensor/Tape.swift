@@ -75,9 +75,10 @@ public final class Tape {
         steps.append(Step(output: output.storage.id, shape: output.shape, vjp: vjp))
     }
 
-    /// Adds `g` to the gradient of `t` (ignored when `t` does not require one).
-    func accumulate(_ t: Tensor, _ g: Tensor) {
-        let id = t.storage.id
+    /// Adds `g` to the gradient of the tensor whose storage id is `id` (ignored when it does not require
+    /// one). VJPs capture ids rather than tensors, so that inputs whose values the VJP does not need are
+    /// not kept alive until the backward pass.
+    func accumulate(_ id: UInt64, _ g: Tensor) {
         guard requiring.contains(id) else { return }
         if let existing = grads[id] {
             grads[id] = add(existing.reshaped(g.shape), g)
