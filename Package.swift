@@ -4,7 +4,8 @@ import PackageDescription
 let package = Package(
     name: "pivot",
     products: [
-        .library(name: "Pivot", targets: ["Pivot", "PivotModels", "PivotFormats", "PivotTensor"]),
+        .library(name: "Pivot", targets: ["Pivot", "PivotModels", "PivotFormats", "PivotTensor", "PivotImage",
+                                          "PivotDiffusion", "PivotText"]),
         .executable(name: "pivot", targets: ["pivot"]),
     ],
     dependencies: [
@@ -14,6 +15,12 @@ let package = Package(
         // C libraries from Debian packages (libopenblas-dev).
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS",
                        providers: [.apt(["libopenblas-dev"])]),
+        // Image codecs from Debian packages (libpng-dev, libjpeg-dev, libtiff-dev).
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", providers: [.apt(["libjpeg-dev"])]),
+        .systemLibrary(name: "CTIFF", path: "Sources/CTIFF", providers: [.apt(["libtiff-dev"])]),
+        // C side of the image codecs: keeps libpng's and libjpeg's setjmp/longjmp error handling out of Swift.
+        .target(name: "CPivotImageShim", dependencies: ["CPNG", "CJPEG", "CTIFF"], path: "Sources/CPivotImageShim"),
         // Vectorised elementwise kernels (softmax, norms, activations, im2col) with runtime ISA dispatch.
         .target(name: "CPivotKernels", path: "Sources/CPivotKernels"),
         // Tensor core and kernels, forward and backward side by side.
@@ -22,14 +29,26 @@ let package = Package(
         .target(name: "PivotFormats", dependencies: ["PivotTensor"]),
         // Networks (CLIP text encoder, UNet, VAE) and their configs; they take a parameter store.
         .target(name: "PivotModels", dependencies: ["PivotTensor"]),
+        // Photos: PNG/JPEG/TIFF reading and atomic writing, preprocessing (crop, Pillow-bicubic resize), tensors.
+        .target(name: "PivotImage", dependencies: ["CPivotImageShim", "CPNG", "CJPEG", "CTIFF", "PivotTensor"]),
+        // Schedulers (DDIM) and their configs, on the tensor core; PyTorch-identical noise lives in PivotTensor.
+        .target(name: "PivotDiffusion", dependencies: ["PivotTensor", "PivotModels"]),
+        // CLIP BPE tokenizer (transformers' CLIPTokenizer); ships CLIP's merges.
+        .target(name: "PivotText", resources: [.copy("Resources")]),
         // Model folders, components, benchmarks: wires formats to models.
-        .target(name: "Pivot", dependencies: ["PivotModels", "PivotFormats", "PivotTensor"]),
+        .target(name: "Pivot", dependencies: ["PivotModels", "PivotFormats", "PivotTensor", "PivotImage",
+                                       "PivotDiffusion", "PivotText"]),
         .executableTarget(name: "pivot", dependencies: [
             "Pivot", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "PivotTensorTests", dependencies: ["PivotTensor"]),
+        .testTarget(name: "PivotTextTests", dependencies: ["PivotText"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PivotFormatsTests", dependencies: ["PivotFormats"]),
+        .testTarget(name: "PivotImageTests", dependencies: ["PivotImage", "PivotTensor"],
+                    resources: [.copy("Fixtures")]),
         .testTarget(name: "PivotModelsTests", dependencies: ["Pivot"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "PivotDiffusionTests", dependencies: ["PivotDiffusion"],
                     resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
