@@ -1,0 +1,75 @@
+import ArgumentParser
+import Foundation
+import Pivot
+import PivotText
+
+struct TokenizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokenize",
+        abstract: "Show the CLIP tokens and the padded ids of prompts, as the text encoder receives them.",
+        discussion: "Prompts given as arguments come first, then those of --file. A prompt over the length "
+            + "limit is truncated, with a warning on standard error naming the dropped words.")
+
+    @Option(name: .long, help: "A diffusers model folder (reads its tokenizer/).")
+    var model: String
+
+    @Flag(name: .long, help: "Print one JSON object per prompt per line.")
+    var json = false
+
+    @Option(name: .long, help: "A file of prompts, one per line ('-' for standard input); every line counts, an empty line is the empty prompt.")
+    var file: String?
+
+    @Argument(help: "Prompts to tokenize.")
+    var prompts: [String] = []
+
+    func validate() throws {
+        if prompts.isEmpty && file == nil { throw ValidationError("Give prompts as arguments or with --file.") }
+    }
+
+    func run() throws {
+        let tokenizer = try ModelFolder(path: model).tokenizer()
+        let all = try prompts + (file.map(readPrompts) ?? [])
+        for prompt in all {
+            let result = tokenizer.encode(prompt)
+            if result.truncated {
+                note("warning: prompt truncated to \(tokenizer.maxLength) tokens; dropped: \"\(result.droppedText)\"")
+            }
+            if json {
+                try printJSON(TokenizedJSON(prompt: prompt, ids: result.ids, tokens: result.tokens,
+                                            truncated: result.truncated, dropped: result.droppedText))
+            } else {
+                print("prompt: \(prompt.debugDescription)")
+                print("tokens: \(result.tokens.joined(separator: " ")) (\(result.tokens.count) of \(tokenizer.maxLength))")
+                print("ids: \(result.ids.map(String.init).joined(separator: " "))")
+                print("")
+            }
+        }
+    }
+
+    /// The file's lines (LF or CRLF); a final line break ends the last line rather than adding an empty one.
+    private func readPrompts(_ path: String) throws -> [String] {
+        let data: Data
+        if path == "-" {
+            data = FileHandle.standardInput.readDataToEndOfFile()
+        } else {
+            guard FileManager.default.fileExists(atPath: path) else { throw LoadError.missingFile(path) }
+            guard let contents = FileManager.default.contents(atPath: path) else { throw LoadError.unreadable(path, reason: "cannot read") }
+            data = contents
+        }
+        guard String(data: data, encoding: .utf8) != nil else { throw LoadError.unreadable(path, reason: "not UTF-8 text") }
+        var lines = [UInt8](data).split(separator: 0x0A, omittingEmptySubsequences: false).map { line in
+            String(decoding: line.last == 0x0D ? line.dropLast() : line, as: UTF8.self)
+        }
+        if data.last == 0x0A || data.isEmpty { lines.removeLast() }
+        return lines
+    }
+}
+
+/// One `--json` line.
+private struct TokenizedJSON: Encodable {
+    let prompt: String
+    let ids: [Int]
+    let tokens: [String]
+    let truncated: Bool
+    let dropped: String
+}
