@@ -1,0 +1,105 @@
+import Foundation
+import PivotDiffusion
+import PivotImage
+import PivotModels
+import PivotTensor
+import PivotText
+
+/// What to generate: diffusers' `StableDiffusionPipeline(prompt, negative_prompt, num_inference_steps,
+/// guidance_scale, generator=torch.Generator().manual_seed(seed), height, width)`.
+public struct GenerationRequest: Sendable {
+    public var prompt: String
+    public var negativePrompt = ""
+    public var steps = 50
+    public var guidance: Float = 7.5
+    public var seed: UInt64 = 0
+    /// Image size in pixels; nil means the model's native resolution.
+    public var width: Int?
+    public var height: Int?
+
+    public init(prompt: String) { self.prompt = prompt }
+}
+
+/// The networks, tokenizer and scheduler of one model folder, loaded once.
+public final class StableDiffusion {
+    public let model: ModelFolder
+    public let tokenizer: CLIPTokenizer
+    public let textEncoder: CLIPTextModel
+    public let unet: UNet
+    public let vae: VAE
+    public let scheduler: DDIMScheduler
+
+    /// Loads everything from a diffusers folder (strictly; see `ModelFolder`); `scheduler` replaces the
+    /// folder's scheduler settings when given.
+    public init(model: ModelFolder, scheduler schedulerConfig: SchedulerConfig? = nil) throws {
+        self.model = model
+        tokenizer = try model.tokenizer()
+        textEncoder = try model.loadTextEncoder()
+        unet = try model.loadUNet()
+        vae = try model.loadVAE()
+        scheduler = try DDIMScheduler(config: schedulerConfig ?? model.schedulerConfig())
+        guard tokenizer.vocabularySize <= textEncoder.config.vocabSize else {
+            throw ModelError.invalidInput("\(model.display("tokenizer")): \(tokenizer.vocabularySize) tokens for a text encoder of \(textEncoder.config.vocabSize)")
+        }
+    }
+
+    /// Native resolution: UNet sample size × VAE factor.
+    public var nativeResolution: Int { unet.config.sampleSize * vae.config.downsampleFactor }
+    /// Image sides must be multiples of this.
+    public var sizeMultiple: Int { vae.config.downsampleFactor * unet.config.downsampleFactor }
+
+    /// The text encoder's `last_hidden_state` [1, 77, D] for a prompt, and its tokenization.
+    public func encode(_ prompt: String) throws -> (embedding: Tensor, tokens: TokenizedPrompt) {
+        let t = tokenizer.encode(prompt)
+        return (try textEncoder(ids: t.ids, batch: 1), t)
+    }
+
+    /// Checks a request before any work: step count and image size.
+    public func validate(_ r: GenerationRequest) throws -> (width: Int, height: Int) {
+        let w = r.width ?? nativeResolution, h = r.height ?? nativeResolution
+        guard (1...scheduler.numTrainTimesteps).contains(r.steps) else {
+            throw ModelError.invalidInput("--steps must be between 1 and \(scheduler.numTrainTimesteps), got \(r.steps)")
+        }
+        guard w > 0, h > 0, w % sizeMultiple == 0, h % sizeMultiple == 0, w <= 4096, h <= 4096 else {
+            throw ModelError.invalidInput("--size \(w)x\(h): sides must be positive multiples of \(sizeMultiple), at most 4096")
+        }
+        guard r.guidance.isFinite else { throw ModelError.invalidInput("--guidance must be a finite number") }
+        return (w, h)
+    }
+
+    /// Text to image, as diffusers' pipeline with a DDIM scheduler: initial latents from PyTorch's CPU
+    /// generator (`randn([1, C, h/f, w/f])`, `init_noise_sigma` = 1), guided DDIM, VAE decode of
+    /// latents / scaling_factor, `(x / 2 + 0.5).clamp(0, 1)`.
+    public func generate(_ r: GenerationRequest, onStep: (Int, Int) -> Void = { _, _ in }) throws -> RGBImage {
+        let (w, h) = try validate(r)
+        let cond = try encode(r.prompt).embedding
+        let uncond = r.guidance > 1 ? try encode(r.negativePrompt).embedding : cond
+        let f = vae.config.downsampleFactor
+        var rng = TorchGenerator(seed: r.seed)
+        let latents = rng.randn([1, unet.config.inChannels, h / f, w / f])
+        let sampler = GuidedSampler(unet: unet, scheduler: scheduler)
+        let z = try sampler.sample(latents: latents, cond: cond, uncond: uncond, guidance: r.guidance, steps: r.steps,
+                                   onStep: onStep)
+        let image = try vae.decode(scale(z, Float(1 / vae.config.scalingFactor)))
+        return fromTensor(image, index: 0)
+    }
+
+    /// The generation parameters in the "parameters" text chunk layout other SD tools write.
+    public func parametersText(_ r: GenerationRequest, width: Int, height: Int) -> String {
+        var s = r.prompt + "\n"
+        if !r.negativePrompt.isEmpty { s += "Negative prompt: \(r.negativePrompt)\n" }
+        s += "Steps: \(r.steps), Sampler: DDIM, CFG scale: \(r.guidance), Seed: \(r.seed), Size: \(width)x\(height), "
+        s += "Model: \((model.path as NSString).lastPathComponent), Generator: pivot \(pivotVersion)"
+        return s
+    }
+}
+
+extension ModelFolder {
+    /// `scheduler/scheduler_config.json` (SD 1.5's DDIM settings when the folder has none).
+    public func schedulerConfig() throws -> SchedulerConfig {
+        let file = display("scheduler/scheduler_config.json")
+        guard FileManager.default.fileExists(atPath: file) else { return .stableDiffusion }
+        guard let data = FileManager.default.contents(atPath: file) else { throw LoadError.unreadable(file, reason: "cannot read") }
+        return try SchedulerConfig(json: data, file: file)
+    }
+}

@@ -1,0 +1,71 @@
+import ArgumentParser
+import Foundation
+import Pivot
+import PivotImage
+
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Text to image with DDIM and classifier-free guidance (diffusers' StableDiffusionPipeline, same seeds).")
+
+    @Argument(help: "The prompt.")
+    var prompt: String
+
+    @Option(name: .long, help: "A diffusers model folder.")
+    var model: String
+
+    @Option(name: .long, help: "Negative prompt (the unconditional branch of guidance).")
+    var negative = ""
+
+    @Option(name: .long, help: "DDIM steps.")
+    var steps = 50
+
+    @Option(name: .long, help: "Classifier-free guidance scale (≤ 1 disables guidance).")
+    var guidance: Float = 7.5
+
+    @Option(name: .long, help: "Seed of PyTorch's CPU generator (the same seed gives diffusers' image).")
+    var seed: UInt64 = 0
+
+    @Option(name: .long, help: "Image size WxH (default: the model's native resolution).")
+    var size: String?
+
+    @Option(name: .shortAndLong, help: "Output image (.png, .jpg or .tif), written atomically.")
+    var output: String
+
+    @Flag(name: .long, help: "No progress output.")
+    var quiet = false
+
+    func validate() throws {
+        if let size, parseSize(size) == nil { throw ValidationError("--size must look like 512x512") }
+        guard ImageFormat(pathExtension: output) != nil else {
+            throw ValidationError("-o must end in .png, .jpg, .jpeg, .tif or .tiff")
+        }
+    }
+
+    func run() throws {
+        var request = GenerationRequest(prompt: prompt)
+        request.negativePrompt = negative
+        request.steps = steps
+        request.guidance = guidance
+        request.seed = seed
+        if let size, let (w, h) = parseSize(size) { request.width = w; request.height = h }
+        let sd = try StableDiffusion(model: ModelFolder(path: model))
+        let (w, h) = try sd.validate(request)
+        for p in [prompt, negative] {
+            let t = sd.tokenizer.encode(p)
+            if t.truncated { note("warning: prompt truncated to \(sd.tokenizer.maxLength) tokens; dropped: \"\(t.droppedText)\"") }
+        }
+        let progress = Progress("generate", quiet: quiet)
+        progress.begin()
+        let image = try sd.generate(request) { progress.update($0, $1) }
+        try image.write(output, text: [("parameters", sd.parametersText(request, width: w, height: h))])
+        if !quiet { note("wrote \(output)") }
+    }
+}
+
+/// "512x768" → (512, 768).
+func parseSize(_ s: String) -> (Int, Int)? {
+    let parts = s.lowercased().split(separator: "x")
+    guard parts.count == 2, let w = Int(parts[0]), let h = Int(parts[1]), w > 0, h > 0 else { return nil }
+    return (w, h)
+}

@@ -1,0 +1,42 @@
+import Foundation
+
+/// Step progress on standard error: a redrawn bar with step count and ETA on a terminal, one plain line per
+/// step otherwise (logs, pipes), or nothing when quiet.
+final class Progress {
+    private let label: String
+    private let isTerminal = isatty(STDERR_FILENO) == 1
+    private let quiet: Bool
+    private var start = Date()
+    private var lastDraw = Date.distantPast
+
+    init(_ label: String, quiet: Bool = false) {
+        self.label = label
+        self.quiet = quiet
+    }
+
+    /// Restarts the clock (call when the timed work begins).
+    func begin() { start = Date() }
+
+    /// Reports that `done` of `total` steps are finished.
+    func update(_ done: Int, _ total: Int) {
+        guard !quiet, total > 0 else { return }
+        let elapsed = Date().timeIntervalSince(start)
+        let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
+        if isTerminal {
+            guard done == total || Date().timeIntervalSince(lastDraw) > 0.1 else { return }
+            lastDraw = Date()
+            let width = 30, filled = width * done / total
+            let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+            var line = "\r\(label) \(bar) \(done)/\(total)  \(Progress.clock(elapsed)) elapsed, ETA \(Progress.clock(eta))"
+            if done == total { line += "\n" }
+            FileHandle.standardError.write(Data(line.utf8))
+        } else {
+            note("\(label): step \(done)/\(total), \(Progress.clock(elapsed)) elapsed, ETA \(Progress.clock(eta))")
+        }
+    }
+
+    static func clock(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
+    }
+}
