@@ -72,15 +72,16 @@ public final class StableDiffusion {
     /// latents / scaling_factor, `(x / 2 + 0.5).clamp(0, 1)`.
     public func generate(_ r: GenerationRequest, onStep: (Int, Int) -> Void = { _, _ in }) throws -> RGBImage {
         let (w, h) = try validate(r)
-        let cond = try encode(r.prompt).embedding
-        let uncond = r.guidance > 1 ? try encode(r.negativePrompt).embedding : cond
+        let cond = try Profiler.measure("network") { try encode(r.prompt).embedding }
+        let uncond = r.guidance > 1 ? try Profiler.measure("network") { try encode(r.negativePrompt).embedding } : cond
         let f = vae.config.downsampleFactor
         var rng = TorchGenerator(seed: r.seed)
         let latents = rng.randn([1, unet.config.inChannels, h / f, w / f])
         let sampler = GuidedSampler(unet: unet, scheduler: scheduler)
         let z = try sampler.sample(latents: latents, cond: cond, uncond: uncond, guidance: r.guidance, steps: r.steps,
                                    onStep: onStep)
-        let image = try vae.decode(scale(z, Float(1 / vae.config.scalingFactor)))
+        let latent = scale(z, Float(1 / vae.config.scalingFactor))
+        let image = try Profiler.measure("network") { try vae.decode(latent) }
         return fromTensor(image, index: 0)
     }
 

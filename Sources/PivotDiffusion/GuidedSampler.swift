@@ -25,7 +25,9 @@ public struct GuidedSampler {
         let timesteps = scheduler.timesteps(steps: steps).filter { $0 >= 0 }
         for (i, t) in timesteps.enumerated() {
             let input = guided ? concatBatch(z, z) : z
-            let out = try unet(input, timesteps: Array(repeating: Float(t), count: input.dim(0)), context: context)
+            let out = try Profiler.measure("network") {
+                try unet(input, timesteps: Array(repeating: Float(t), count: input.dim(0)), context: context)
+            }
             let eps: Tensor
             if guided {
                 let halves = chunk(out, dim0Parts: 2)

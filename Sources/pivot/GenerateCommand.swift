@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Pivot
 import PivotImage
+import PivotTensor
 
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -49,7 +50,9 @@ struct GenerateCommand: ParsableCommand {
         request.guidance = guidance
         request.seed = seed
         if let size, let (w, h) = parseSize(size) { request.width = w; request.height = h }
+        let loadStart = Date()
         let sd = try StableDiffusion(model: ModelFolder(path: model))
+        if !quiet { note(String(format: "loaded %@ in %.1f s", model, Date().timeIntervalSince(loadStart))) }
         let (w, h) = try sd.validate(request)
         for p in [prompt, negative] {
             let t = sd.tokenizer.encode(p)
@@ -57,8 +60,19 @@ struct GenerateCommand: ParsableCommand {
         }
         let progress = Progress("generate", quiet: quiet)
         progress.begin()
+        let start = Date()
         let image = try sd.generate(request) { progress.update($0, $1) }
         try image.write(output, text: [("parameters", sd.parametersText(request, width: w, height: h))])
+        if Profiler.enabled {
+            // PIVOT_PROFILE=1: how much of the run is outside the networks (tokenizer, noise, scheduler, I/O).
+            let total = Date().timeIntervalSince(start)
+            let report = Profiler.report()
+            note(report)
+            let network = report.split(separator: "\n").first { $0.hasPrefix("network ") }
+                .flatMap { Double($0.split(separator: " ", omittingEmptySubsequences: true)[1]) } ?? 0
+            note(String(format: "total %.3f s, networks %.3f s, outside the networks %.3f s (%.2f %%)",
+                        total, network, total - network, 100 * (total - network) / max(total, 1e-9)))
+        }
         if !quiet { note("wrote \(output)") }
     }
 }
