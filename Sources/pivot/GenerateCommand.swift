@@ -52,8 +52,8 @@ struct GenerateCommand: ParsableCommand {
         if let size, let (w, h) = parseSize(size) { request.width = w; request.height = h }
         let loadStart = Date()
         let sd = try StableDiffusion(model: ModelFolder(path: model))
-        if !quiet { note(String(format: "loaded %@ in %.1f s", model, Date().timeIntervalSince(loadStart))) }
         let (w, h) = try sd.validate(request)
+        if !quiet { note(String(format: "loaded %@ in %.1f s", model, Date().timeIntervalSince(loadStart))) }
         for p in [prompt, negative] {
             let t = sd.tokenizer.encode(p)
             if t.truncated { note("warning: prompt truncated to \(sd.tokenizer.maxLength) tokens; dropped: \"\(t.droppedText)\"") }

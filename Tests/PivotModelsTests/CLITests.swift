@@ -1,4 +1,5 @@
 import Foundation
+import PivotImage
 import XCTest
 
 /// The `pivot` executable: results on standard output, one-line errors on standard error, exit status.
@@ -60,6 +61,33 @@ final class CLITests: XCTestCase {
             XCTAssertEqual(r.err.split(separator: "\n").count, 1, "\(args): \(r.err)")
             XCTAssertEqual(r.out, "")
         }
+    }
+
+    func testTokenizeJSON() throws {
+        let r = try pivot(["tokenize", "--model", model, "--json", "a red circle", ""])
+        XCTAssertEqual(r.status, 0, r.err)
+        let lines = r.out.split(separator: "\n")
+        XCTAssertEqual(lines.count, 2)
+        let first = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any])
+        XCTAssertEqual(first["prompt"] as? String, "a red circle")
+        XCTAssertEqual((first["ids"] as? [Int])?.count, 77)
+        XCTAssertEqual((first["ids"] as? [Int])?.first, 998)   // the tiny vocabulary's BOS
+        XCTAssertEqual(first["truncated"] as? Bool, false)
+    }
+
+    func testGenerateWritesPNGWithParameters() throws {
+        let out = NSTemporaryDirectory() + "pivot-cli-\(UUID().uuidString).png"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let r = try pivot(["generate", "a red circle", "--model", model, "--steps", "2", "--seed", "5", "-o", out])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.err.contains("step 2/2"), r.err)   // plain progress lines when not on a terminal
+        let text = try readPNGText(out)
+        let parameters = try XCTUnwrap(text.first { $0.key == "parameters" }?.value)
+        XCTAssertTrue(parameters.contains("Steps: 2") && parameters.contains("Seed: 5"), parameters)
+        let bad = try pivot(["generate", "x", "--model", model, "--size", "30x32", "-o", out + ".png"])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertTrue(bad.err.hasPrefix("pivot: error: "), bad.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + ".png"))
     }
 
     func testUsageErrors() throws {
