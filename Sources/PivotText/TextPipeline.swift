@@ -181,14 +181,14 @@ enum ByteLevel {
 
     /// The bytes in CLIP's vocabulary order: the printable ones first, then the rest.
     static let vocabularyOrder: [Int] = {
-        let printable = (0..<256).filter { characters[$0].unicodeScalars.first!.value == UInt32($0) }
+        let printable = (0..<256).filter { characters[$0].unicodeScalars.first?.value == UInt32($0) }
         return printable + (0..<256).filter { !printable.contains($0) }
     }()
 
     /// Byte of each table character, by scalar value.
     static let bytes: [UInt32: UInt8] = {
         var map: [UInt32: UInt8] = [:]
-        for (b, c) in characters.enumerated() { map[c.unicodeScalars.first!.value] = UInt8(b) }
+        for (b, c) in characters.enumerated() { if let s = c.unicodeScalars.first { map[s.value] = UInt8(b) } }
         return map
     }()
 
