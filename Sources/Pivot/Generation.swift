@@ -104,3 +104,13 @@ extension ModelFolder {
         return try SchedulerConfig(json: data, file: file)
     }
 }
+
+extension StableDiffusion {
+    /// The scaled latent z0 = mean(E(2x − 1)) · scaling_factor [1, C, s/f, s/f] of a photo, centre-cropped
+    /// (after an optional crop box) and resized to the native resolution (SPEC §4).
+    public func encodePhoto(_ path: String, crop: CropBox? = nil) throws -> Tensor {
+        let image = try preprocess(try RGBImage(contentsOf: path), side: nativeResolution, crop: crop)
+        let mean = try vae.encode(toTensor(image))
+        return scale(mean, Float(vae.config.scalingFactor))
+    }
+}

@@ -19,6 +19,25 @@ extension UNet {
     }
 }
 
+extension UNet {
+    /// Like `vjp(_:timesteps:context:gradOut:)`, for a cotangent that depends on the output (a loss
+    /// computed from it): `gradOut(out)` is called between the forward and the backward pass. Returns the
+    /// output and the gradient with respect to the context only.
+    public func vjp(_ sample: Tensor, timesteps: [Float], context: Tensor, gradOut: (Tensor) throws -> Tensor) throws
+        -> (out: Tensor, gradContext: Tensor) {
+        let c = context.copy()
+        let tape = Tape()
+        tape.watch(c)
+        let out = try tape.record { try self(sample, timesteps: timesteps, context: c) }
+        let g = try gradOut(out)
+        guard g.count == out.count else {
+            throw ModelError.invalidInput("unet: cotangent must have the output's shape \(out.shape), got \(g.shape)")
+        }
+        tape.backward(from: out, gradient: g)
+        return (out, tape.gradient(of: c) ?? Tensor(zeros: c.shape))
+    }
+}
+
 extension CLIPTextModel {
     /// `last_hidden_state` for token ids [B, T] and, for the cotangent `gradOut` [B, T, D], the gradient of
     /// ⟨last_hidden_state, gradOut⟩ with respect to the input embeddings (token + position; the same as

@@ -1,0 +1,44 @@
+import Foundation
+import PivotTensor
+
+/// PyTorch's `torch.optim.Adam` (β = 0.9, 0.999, ε = 1e-8, no weight decay, no AMSGrad) on one tensor,
+/// with torch's operation order: m ← lerp(m, g, 1 − β1), v ← β2·v + (1 − β2)·g², bias corrections in double,
+/// p ← p − (lr / (1 − β1^k)) · m / (√v / √(1 − β2^k) + ε).
+public struct Adam {
+    public var learningRate: Float
+    public let beta1: Float = 0.9
+    public let beta2: Float = 0.999
+    public let eps: Float = 1e-8
+    private var m: [Float]
+    private var v: [Float]
+    private var step = 0
+
+    /// A fresh optimiser (zero moments) for a parameter of `count` elements.
+    public init(count: Int, learningRate: Float) {
+        self.learningRate = learningRate
+        m = Array(repeating: 0, count: count)
+        v = Array(repeating: 0, count: count)
+    }
+
+    /// Updates `parameter` in place with `gradient`.
+    public mutating func update(_ parameter: Tensor, gradient: Tensor) {
+        precondition(parameter.count == m.count && gradient.count == m.count, "Adam: size mismatch")
+        step += 1
+        let bc1 = 1 - Double.pow(Double(beta1), Double(step))
+        let bc2Sqrt = (1 - Double.pow(Double(beta2), Double(step))).squareRoot()
+        let stepSize = Float(Double(learningRate) / bc1)
+        let b1 = 1 - beta1, b2 = 1 - beta2
+        let p = parameter.data, g = gradient.data
+        let bc2 = Float(bc2Sqrt)
+        for i in 0..<m.count {
+            m[i] += b1 * (g[i] - m[i])
+            v[i] = v[i] * beta2 + b2 * g[i] * g[i]
+            let denom = v[i].squareRoot() / bc2 + eps
+            p[i] -= stepSize * (m[i] / denom)
+        }
+    }
+}
+
+private extension Double {
+    static func pow(_ x: Double, _ y: Double) -> Double { Foundation.pow(x, y) }
+}
