@@ -51,8 +51,9 @@ public struct PivotInversion {
         public var losses: [[Float]]
     }
 
-    /// Progress of null-text optimisation: outer step (1-based), inner iteration, its loss.
-    public typealias NullTextProgress = (_ step: Int, _ inner: Int, _ loss: Float) -> Void
+    /// Progress of null-text optimisation: outer step (1-based), inner iteration, its loss, and whether it
+    /// was the step's last iteration.
+    public typealias NullTextProgress = (_ step: Int, _ inner: Int, _ loss: Float, _ last: Bool) -> Void
 
     /// Null-text optimisation over the pivot `latents` (from `trajectory`): for step i a fresh Adam with
     /// lr 1e-2·(1 − i/100) tunes the unconditional embedding (warm-started from step i − 1) for up to
@@ -60,7 +61,7 @@ public struct PivotInversion {
     /// it stops early when the loss falls below `epsilon` + i·2e-5. The gradient flows through every
     /// cross-attention K/V projection of the UNet.
     public func nullText(latents: [Tensor], cond: Tensor, uncond: Tensor, innerSteps: Int = 10, epsilon: Float = 1e-5,
-                         onInner: NullTextProgress = { _, _, _ in }) throws -> NullText {
+                         onInner: NullTextProgress = { _, _, _, _ in }) throws -> NullText {
         precondition(latents.count == steps + 1, "nullText: \(latents.count) latents for \(steps) steps")
         var result = NullText(embeddings: [], iterations: [], losses: [])
         var z = latents[steps]
@@ -91,8 +92,9 @@ public struct PivotInversion {
                 }
                 adam.update(u, gradient: grad)
                 losses.append(loss)
-                onInner(i + 1, j + 1, loss)
-                if loss < epsilon + Float(i) * 2e-5 { break }
+                let converged = loss < epsilon + Float(i) * 2e-5
+                onInner(i + 1, j + 1, loss, converged || j == innerSteps - 1)
+                if converged { break }
             }
             result.iterations.append(losses.count)
             result.losses.append(losses)
@@ -104,7 +106,7 @@ public struct PivotInversion {
     }
 
     /// √ā_to · x0 + √(1 − ā_to) · ε with x0 = (z − √(1 − ā_from) · ε) / √ā_from (deterministic DDIM move).
-    func move(_ z: Tensor, eps: Tensor, from a: Float, to b: Float) -> Tensor {
+    public func move(_ z: Tensor, eps: Tensor, from a: Float, to b: Float) -> Tensor {
         let sa = a.squareRoot(), s1a = (1 - a).squareRoot(), sb = b.squareRoot(), s1b = (1 - b).squareRoot()
         let y = Tensor(uninitialized: z.shape)
         for i in 0..<z.count {

@@ -17,8 +17,8 @@ final class Progress {
     /// Restarts the clock (call when the timed work begins).
     func begin() { start = Date() }
 
-    /// Reports that `done` of `total` steps are finished.
-    func update(_ done: Int, _ total: Int) {
+    /// Reports that `done` of `total` steps are finished; `detail` (e.g. an inner loss) follows the count.
+    func update(_ done: Int, _ total: Int, detail: String = "") {
         guard !quiet, total > 0 else { return }
         let elapsed = Date().timeIntervalSince(start)
         let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
@@ -28,10 +28,13 @@ final class Progress {
             let width = 30, filled = width * done / total
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
             var line = "\r\(label) \(bar) \(done)/\(total)  \(Progress.clock(elapsed)) elapsed, ETA \(Progress.clock(eta))"
+            if !detail.isEmpty { line += "  " + detail }
+            line += "\u{1B}[K"   // clear the rest of the line
             if done == total { line += "\n" }
             FileHandle.standardError.write(Data(line.utf8))
         } else {
-            note("\(label): step \(done)/\(total), \(Progress.clock(elapsed)) elapsed, ETA \(Progress.clock(eta))")
+            note("\(label): step \(done)/\(total), \(Progress.clock(elapsed)) elapsed, ETA \(Progress.clock(eta))"
+                 + (detail.isEmpty ? "" : ", " + detail))
         }
     }
 

@@ -1,0 +1,94 @@
+import Foundation
+import PivotDiffusion
+import PivotImage
+import PivotTensor
+
+/// Settings of `pivot invert`.
+public struct InversionSettings: Sendable {
+    public var method = InversionMethod.nullText
+    public var steps = 50
+    public var guidance: Float = 7.5
+    public var innerSteps = 10
+    public var crop: CropBox?
+
+    public init() {}
+}
+
+/// Progress of an inversion, for the command line.
+public enum InversionEvent {
+    /// DDIM inversion step `step` of `total`.
+    case trajectory(step: Int, total: Int)
+    /// Null-text optimisation: outer step, inner iteration (of at most `innerTotal`), its loss, and whether
+    /// it ended the step.
+    case nullText(step: Int, total: Int, inner: Int, innerTotal: Int, loss: Float, last: Bool)
+    /// Direct inversion's offsets: step `step` of `total`.
+    case offsets(step: Int, total: Int)
+}
+
+extension StableDiffusion {
+    /// Inverts a photo under its source prompt with the chosen method; the result records everything needed
+    /// to check, later, that an edit uses the same model, photo and settings.
+    public func invert(photo: String, prompt: String, settings s: InversionSettings,
+                       onEvent: (InversionEvent) -> Void = { _ in }) throws -> InversionRecord {
+        guard (1...scheduler.numTrainTimesteps).contains(s.steps) else {
+            throw InversionError.malformed(photo, "--steps must be between 1 and \(scheduler.numTrainTimesteps)")
+        }
+        guard (1...1000).contains(s.innerSteps) else { throw InversionError.malformed(photo, "--inner-steps must be between 1 and 1000") }
+        guard s.guidance.isFinite else { throw InversionError.malformed(photo, "--guidance must be a finite number") }
+        let z0 = try encodePhoto(photo, crop: s.crop)
+        let cond = try encode(prompt).embedding
+        let inversion = try PivotInversion(unet: unet, scheduler: scheduler, steps: s.steps, guidance: s.guidance)
+        let latents = try inversion.trajectory(z0: z0, cond: cond) { onEvent(.trajectory(step: $0, total: $1)) }
+        var record = InversionRecord(method: s.method, latents: latents, metadata: [
+            "prompt": prompt, "steps": String(s.steps), "guidance": String(s.guidance),
+            "inner_steps": String(s.innerSteps), "crop": s.crop.map { "\($0.left),\($0.top),\($0.right),\($0.bottom)" } ?? "",
+            "scheduler": schedulerDescription, "model": model.path,
+        ])
+        switch s.method {
+        case .nullText:
+            let uncond = try encode("").embedding
+            let result = try inversion.nullText(latents: latents, cond: cond, uncond: uncond, innerSteps: s.innerSteps) {
+                onEvent(.nullText(step: $0, total: s.steps, inner: $1, innerTotal: s.innerSteps, loss: $2, last: $3))
+            }
+            record.nullEmbeddings = result.embeddings
+        case .direct:
+            let uncond = try encode("").embedding
+            record.offsets = try inversion.directOffsets(latents: latents, cond: cond, uncond: uncond) {
+                onEvent(.offsets(step: $0, total: $1))
+            }
+        case .negativePrompt, .ddim:
+            break
+        }
+        return record
+    }
+
+    /// The scheduler settings that shape a trajectory, as recorded in inversion files.
+    public var schedulerDescription: String {
+        let c = scheduler.config
+        return "DDIM beta \(c.betaSchedule.rawValue) \(c.betaStart)…\(c.betaEnd), steps_offset \(c.stepsOffset), "
+            + "\(c.timestepSpacing.rawValue) spacing, \(c.predictionType.rawValue), set_alpha_to_one \(c.setAlphaToOne)"
+    }
+}
+
+extension PivotInversion {
+    /// Direct inversion's offsets (Ju et al. 2024): for each step, z*_{t−1} − prev(guided ε at z*_t), with the
+    /// empty prompt as the unconditional branch; adding them after each source-branch step keeps it on the
+    /// pivot.
+    public func directOffsets(latents: [Tensor], cond: Tensor, uncond: Tensor,
+                              onStep: (Int, Int) -> Void = { _, _ in }) throws -> [Tensor] {
+        var offsets: [Tensor] = []
+        for (i, t) in timesteps.enumerated() {
+            let z = latents[steps - i]
+            let epsC = try unet(z, timesteps: [Float(t)], context: cond)
+            let epsU = try unet(z, timesteps: [Float(t)], context: uncond)
+            let prev = move(z, eps: guide(uncond: epsU, cond: epsC, scale: guidance),
+                            from: scheduler.alphaCumprod(at: t), to: scheduler.alphaCumprod(at: t - stride))
+            let target = latents[steps - i - 1]
+            let o = Tensor(uninitialized: target.shape)
+            for k in 0..<o.count { o.data[k] = target.data[k] - prev.data[k] }
+            offsets.append(o)
+            onStep(i + 1, steps)
+        }
+        return offsets
+    }
+}
