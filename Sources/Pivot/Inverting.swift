@@ -1,6 +1,7 @@
 import Foundation
 import PivotDiffusion
 import PivotImage
+import PivotModels
 import PivotTensor
 
 /// Settings of `pivot invert`.
@@ -90,5 +91,31 @@ extension PivotInversion {
             onStep(i + 1, steps)
         }
         return offsets
+    }
+}
+
+extension StableDiffusion {
+    /// Renders `targets` (prompt 0 is the source) from an inversion, with the unconditional branch each
+    /// method calls for; returns the decoded images, source first.
+    public func render(_ record: InversionRecord, source: String, targets: [String], guidance: Float,
+                       controller: AttentionController? = nil,
+                       onStep: (Int, Int) -> Void = { _, _ in }) throws -> [RGBImage] {
+        let prompts = try ([source] + targets).map { try encode($0).embedding }
+        let empty = try encode("").embedding
+        let loop = try EditLoop(unet: unet, scheduler: scheduler, steps: record.steps, guidance: guidance)
+        let uncond: (Int) -> Tensor
+        switch record.method {
+        case .nullText:
+            let nulls = record.nullEmbeddings ?? []
+            uncond = { nulls[min($0, nulls.count - 1)] }
+        case .negativePrompt: uncond = { _ in prompts[0] }
+        case .direct, .ddim: uncond = { _ in empty }
+        }
+        let z = try loop.run(start: record.latents[record.steps], prompts: prompts, uncond: uncond,
+                             offsets: record.method == .direct ? record.offsets : nil, controller: controller) { i, _ in
+            onStep(i, record.steps)
+        }
+        let images = try vae.decode(scale(z, Float(1 / vae.config.scalingFactor)))
+        return (0..<images.dim(0)).map { fromTensor(images, index: $0) }
     }
 }

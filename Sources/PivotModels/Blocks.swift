@@ -36,18 +36,32 @@ struct ResnetBlock {
 struct CrossAttention {
     let q, k, v, out: Linear
     let heads: Int
+    let site: AttentionSite
 
-    init(_ p: Params, queryDim: Int, contextDim: Int, heads: Int) throws {
+    init(_ p: Params, queryDim: Int, contextDim: Int, heads: Int, isCross: Bool) throws {
         q = try Linear(p.scope("to_q"), in: queryDim, out: queryDim, bias: false)
         k = try Linear(p.scope("to_k"), in: contextDim, out: queryDim, bias: false)
         v = try Linear(p.scope("to_v"), in: contextDim, out: queryDim, bias: false)
         out = try Linear(p.scope("to_out.0"), in: queryDim, out: queryDim)
         self.heads = heads
+        let place: AttentionSite.Place = p.prefix.hasPrefix("down") ? .down : p.prefix.hasPrefix("mid") ? .mid : .up
+        site = AttentionSite(name: p.prefix, place: place, isCross: isCross)
     }
 
-    /// x: [B, N, C]; context: [B, M, Dc] (x itself for self-attention). Returns [B, N, C].
+    /// x: [B, N, C]; context: [B, M, Dc] (x itself for self-attention). Returns [B, N, C]. With an
+    /// attention controller that wants this layer, the probabilities are materialised and handed to it.
     func callAsFunction(_ x: Tensor, context: Tensor) -> Tensor {
-        out(attention(q: q(x), k: k(context), v: v(context), heads: heads))
+        if let controller = AttentionControl.current {
+            var s = site
+            s.queryTokens = x.dim(1)
+            s.heads = heads
+            if controller.wants(s) {
+                let p = attentionProbabilities(q: q(x), k: k(context), heads: heads)
+                controller.edit(p, at: s)
+                return out(applyAttention(p, v: v(context), heads: heads))
+            }
+        }
+        return out(attention(q: q(x), k: k(context), v: v(context), heads: heads))
     }
 }
 
@@ -61,8 +75,8 @@ struct TransformerBlock {
         norm1 = try LayerNorm(p.scope("norm1"), dim: dim, eps: 1e-5)
         norm2 = try LayerNorm(p.scope("norm2"), dim: dim, eps: 1e-5)
         norm3 = try LayerNorm(p.scope("norm3"), dim: dim, eps: 1e-5)
-        attn1 = try CrossAttention(p.scope("attn1"), queryDim: dim, contextDim: dim, heads: heads)
-        attn2 = try CrossAttention(p.scope("attn2"), queryDim: dim, contextDim: contextDim, heads: heads)
+        attn1 = try CrossAttention(p.scope("attn1"), queryDim: dim, contextDim: dim, heads: heads, isCross: false)
+        attn2 = try CrossAttention(p.scope("attn2"), queryDim: dim, contextDim: contextDim, heads: heads, isCross: true)
         ffIn = try Linear(p.scope("ff.net.0.proj"), in: dim, out: dim * 8)
         ffOut = try Linear(p.scope("ff.net.2"), in: dim * 4, out: dim)
     }

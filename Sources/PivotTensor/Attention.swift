@@ -94,3 +94,39 @@ public func attentionBackward(q: Tensor, k: Tensor, v: Tensor, gradOut: Tensor, 
 
 /// Floats in one thread's band of attention scores (1 MiB: a band stays in the core's cache).
 public let attentionScoreBudget = 1 << 18
+
+/// The attention probabilities softmax(Q Kᵀ / √d) of every head, materialised: [B, H, Nq, Nk]. For
+/// attention controllers (Prompt-to-Prompt), which read and edit them before `applyAttention`.
+public func attentionProbabilities(q: Tensor, k: Tensor, heads: Int) -> Tensor {
+    let b = q.dim(0), nq = q.dim(1), nk = k.dim(1), width = q.dim(2), d = width / heads
+    let scale = 1 / Float(d).squareRoot()
+    let p = Tensor(uninitialized: [b, heads, nq, nk])
+    BLAS.singleThreaded {
+        Parallel.forEach(b * heads) { items in
+            for item in items {
+                let n = item / heads, h = item % heads
+                let dst = p.data + item * nq * nk
+                BLAS.gemm(transB: true, m: nq, n: nk, k: d, a: q.data + n * nq * width + h * d, lda: width,
+                          b: k.data + n * nk * width + h * d, ldb: width, c: dst, ldc: nk)
+                pv_softmax_rows(dst, nq, nk, nk, scale, -1)
+            }
+        }
+    }
+    return p
+}
+
+/// P V for materialised probabilities P [B, H, Nq, Nk] and values v [B, Nk, H·d] → [B, Nq, H·d].
+public func applyAttention(_ p: Tensor, v: Tensor, heads: Int) -> Tensor {
+    let b = p.dim(0), nq = p.dim(2), nk = p.dim(3), width = v.dim(2), d = width / heads
+    let out = Tensor(uninitialized: [b, nq, width])
+    BLAS.singleThreaded {
+        Parallel.forEach(b * heads) { items in
+            for item in items {
+                let n = item / heads, h = item % heads
+                BLAS.gemm(m: nq, n: d, k: nk, a: p.data + item * nq * nk, lda: nk, b: v.data + n * nk * width + h * d,
+                          ldb: width, c: out.data + n * nq * width + h * d, ldc: width)
+            }
+        }
+    }
+    return out
+}

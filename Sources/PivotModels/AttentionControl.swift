@@ -1,0 +1,36 @@
+import PivotTensor
+
+/// Where an attention layer sits in the UNet, as Prompt-to-Prompt's controllers see it.
+public struct AttentionSite: Sendable, Hashable {
+    public enum Place: String, Sendable { case down, mid, up }
+
+    /// Parameter prefix of the layer (e.g. `up_blocks.1.attentions.0.transformer_blocks.0.attn2`).
+    public let name: String
+    public let place: Place
+    /// Cross-attention (`attn2`, keys from the text) or self-attention (`attn1`).
+    public let isCross: Bool
+    /// Query tokens (h·w of the feature map) and heads of the current call.
+    public var queryTokens = 0
+    public var heads = 0
+}
+
+/// Reads and edits attention probabilities during a UNet pass (the hook of Prompt-to-Prompt).
+public protocol AttentionController: AnyObject {
+    /// Whether the controller needs the probabilities at `site` (others take the fast fused path).
+    func wants(_ site: AttentionSite) -> Bool
+    /// Called with the probabilities [B, heads, N, M] of a wanted layer; may edit them in place.
+    func edit(_ probabilities: Tensor, at site: AttentionSite)
+}
+
+/// The controller of the running UNet passes (main thread; nil outside `withAttentionController`).
+public enum AttentionControl {
+    nonisolated(unsafe) static var current: AttentionController?
+
+    /// Runs `body` with `controller` seeing every attention layer of the UNet passes inside it.
+    public static func with<T>(_ controller: AttentionController, _ body: () throws -> T) rethrows -> T {
+        let previous = current
+        current = controller
+        defer { current = previous }
+        return try body()
+    }
+}
