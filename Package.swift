@@ -5,7 +5,7 @@ let package = Package(
     name: "pivot",
     products: [
         .library(name: "Pivot", targets: ["Pivot", "PivotModels", "PivotFormats", "PivotTensor", "PivotImage",
-                                          "PivotDiffusion", "PivotText"]),
+                                          "PivotDiffusion", "PivotText", "PivotIO"]),
         .executable(name: "pivot", targets: ["pivot"]),
     ],
     dependencies: [
@@ -23,21 +23,23 @@ let package = Package(
         .target(name: "CPivotImageShim", dependencies: ["CPNG", "CJPEG", "CTIFF"], path: "Sources/CPivotImageShim"),
         // Vectorised elementwise kernels (softmax, norms, activations, im2col) with runtime ISA dispatch.
         .target(name: "CPivotKernels", path: "Sources/CPivotKernels"),
+        // Atomic file replacement and one-line message escaping, shared by every writer.
+        .target(name: "PivotIO"),
         // Tensor core and kernels, forward and backward side by side.
         .target(name: "PivotTensor", dependencies: ["COpenBLAS", "CPivotKernels"]),
         // File formats: safetensors.
-        .target(name: "PivotFormats", dependencies: ["PivotTensor"]),
+        .target(name: "PivotFormats", dependencies: ["PivotTensor", "PivotIO"]),
         // Networks (CLIP text encoder, UNet, VAE) and their configs; they take a parameter store.
         .target(name: "PivotModels", dependencies: ["PivotTensor"]),
         // Photos: PNG/JPEG/TIFF reading and atomic writing, preprocessing (crop, Pillow-bicubic resize), tensors.
-        .target(name: "PivotImage", dependencies: ["CPivotImageShim", "CPNG", "CJPEG", "CTIFF", "PivotTensor"]),
+        .target(name: "PivotImage", dependencies: ["CPivotImageShim", "CPNG", "CJPEG", "CTIFF", "PivotTensor", "PivotIO"]),
         // Schedulers (DDIM) and their configs, on the tensor core; PyTorch-identical noise lives in PivotTensor.
         .target(name: "PivotDiffusion", dependencies: ["PivotTensor", "PivotModels"]),
         // CLIP BPE tokenizer (transformers' CLIPTokenizer); ships CLIP's merges.
         .target(name: "PivotText", resources: [.copy("Resources")]),
         // Model folders, components, benchmarks: wires formats to models.
         .target(name: "Pivot", dependencies: ["PivotModels", "PivotFormats", "PivotTensor", "PivotImage",
-                                       "PivotDiffusion", "PivotText"]),
+                                       "PivotDiffusion", "PivotText", "PivotIO"]),
         .executableTarget(name: "pivot", dependencies: [
             "Pivot", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),

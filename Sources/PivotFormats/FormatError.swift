@@ -1,3 +1,4 @@
+import PivotIO
 /// An error reading or writing a safetensors file.
 ///
 /// Every case carries the file path as it was given, and (where one is involved) the tensor name, so that
@@ -97,25 +98,4 @@ enum SafeTensorsLimits {
 }
 
 /// `text` with line breaks and other control characters escaped, so that it fits on one line.
-func oneLine(_ text: String) -> String {
-    var needsEscaping = false
-    for scalar in text.unicodeScalars where isLineBreaking(scalar) {
-        needsEscaping = true
-        break
-    }
-    guard needsEscaping else { return text }
-    var out = String.UnicodeScalarView()
-    for scalar in text.unicodeScalars {
-        if isLineBreaking(scalar) {
-            out.append(contentsOf: "\\u{\(String(scalar.value, radix: 16))}".unicodeScalars)
-        } else {
-            out.append(scalar)
-        }
-    }
-    return String(out)
-}
-
-private func isLineBreaking(_ scalar: Unicode.Scalar) -> Bool {
-    let v = scalar.value
-    return v < 0x20 || v == 0x7F || v == 0x85 || v == 0x2028 || v == 0x2029
-}
+func oneLine(_ text: String) -> String { escapedForOneLine(text) }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import PivotIO
 import PivotTensor
 
 /// Writes safetensors files atomically.
@@ -174,40 +175,17 @@ public enum SafeTensorsWriter {
 
     // MARK: Atomic replace
 
-    /// Runs `body` on a new temporary file next to `path`, then syncs it and renames it over `path`;
-    /// removes the temporary file if anything fails.
+    /// `AtomicFile.write`, with its failures reported as `SafeTensorsError`s naming `path`.
     private static func atomicallyWrite(to path: String, _ body: (Int32) throws -> Void) throws {
-        let slash = path.lastIndex(of: "/")
-        let directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
-        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        guard !name.isEmpty, name != ".", name != ".." else {
-            throw SafeTensorsError.invalidArgument(file: path, reason: "the path does not name a file")
-        }
-        let prefix = directory == "/" ? "/" : directory + "/"
-        let temporary = prefix + ".\(name).tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
-        guard fd >= 0 else {
-            throw SafeTensorsError.writeFailed(file: path, reason: "cannot create a temporary file in '\(directory)': \(systemError())")
-        }
-        var isOpen = true
         do {
-            try body(fd)
-            guard fsync(fd) == 0 else { throw SafeTensorsError.writeFailed(file: path, reason: "fsync: \(systemError())") }
-            isOpen = false
-            guard close(fd) == 0 else { throw SafeTensorsError.writeFailed(file: path, reason: "close: \(systemError())") }
-            guard rename(temporary, path) == 0 else {
-                throw SafeTensorsError.writeFailed(file: path, reason: "rename from temporary file: \(systemError())")
+            try AtomicFile.write(to: path, body)
+        } catch let failure as AtomicFile.Failure {
+            switch failure {
+            case .notAFile: throw SafeTensorsError.invalidArgument(file: path, reason: "the path does not name a file")
+            case .isDirectory: throw SafeTensorsError.writeFailed(file: path, reason: "is a directory")
+            case .protectedInput(let input): throw SafeTensorsError.writeFailed(file: path, reason: "refusing to overwrite '\(input)'")
+            case .failed(let step, let reason): throw SafeTensorsError.writeFailed(file: path, reason: "cannot \(step): \(reason)")
             }
-        } catch {
-            if isOpen { close(fd) }
-            unlink(temporary)
-            throw error
-        }
-        // Make the rename itself durable; failure here does not undo a completed write.
-        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if directoryFD >= 0 {
-            _ = fsync(directoryFD)
-            close(directoryFD)
         }
     }
 }

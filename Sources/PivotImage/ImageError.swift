@@ -1,3 +1,4 @@
+import PivotIO
 /// An error reading, writing or preprocessing an image.
 ///
 /// `description` is one line that names the file (when one is involved) and says what is wrong, such as
@@ -51,21 +52,3 @@ public struct ImageError: Error, CustomStringConvertible, Equatable, Sendable {
     }
 }
 
-/// `text` with line breaks and other control characters escaped, so that it fits on one line.
-func escapedForOneLine(_ text: String) -> String {
-    guard text.unicodeScalars.contains(where: isLineBreaking) else { return text }
-    var out = String.UnicodeScalarView()
-    for scalar in text.unicodeScalars {
-        if isLineBreaking(scalar) {
-            out.append(contentsOf: "\\u{\(String(scalar.value, radix: 16))}".unicodeScalars)
-        } else {
-            out.append(scalar)
-        }
-    }
-    return String(out)
-}
-
-private func isLineBreaking(_ scalar: Unicode.Scalar) -> Bool {
-    let v = scalar.value
-    return v < 0x20 || v == 0x7F || v == 0x85 || v == 0x2028 || v == 0x2029
-}

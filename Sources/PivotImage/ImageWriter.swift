@@ -1,3 +1,4 @@
+import PivotIO
 import CPivotImageShim
 #if canImport(Glibc)
 import Glibc
@@ -101,59 +102,30 @@ private func withCStrings(_ chunks: [TextChunk], _ body: (UnsafeBufferPointer<pv
 
 // MARK: - Atomic replace
 
-/// Refuses to write over a protected input, then runs `encode` on a new temporary file next to `path`, syncs
-/// it and renames it over `path`; removes the temporary file if anything fails.
+/// `AtomicFile.write` around a C encoder (`encode(fd, message, capacity)` returns a `PV_*` status and fills
+/// `message` on failure); every failure becomes an `ImageError` naming `path`.
 private func atomicallyWrite(_ path: String, protecting inputs: [String],
                              _ encode: (Int32, UnsafeMutablePointer<CChar>, Int) -> Int32) throws {
-    let slash = path.lastIndex(of: "/")
-    let directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
-    let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
-    guard !name.isEmpty, name != ".", name != ".." else {
-        throw ImageError(.invalidArgument, path: path, "the path does not name a file")
-    }
-    var destination = stat()
-    if stat(path, &destination) == 0 {
-        if (destination.st_mode & S_IFMT) == S_IFDIR {
-            throw ImageError(.writeFailed, path: path, "is a directory")
-        }
-        for input in inputs {
-            var original = stat()
-            if stat(input, &original) == 0, original.st_dev == destination.st_dev, original.st_ino == destination.st_ino {
-                throw ImageError(.protectedInput, path: path, "refusing to overwrite the input image '\(input)'")
+    do {
+        try AtomicFile.write(to: path, protecting: inputs) { fd in
+            var message = [CChar](repeating: 0, count: 512)
+            let status = message.withUnsafeMutableBufferPointer { buffer -> Int32 in
+                guard let base = buffer.baseAddress else { return Int32(PV_ERR_ARGUMENT) }
+                return encode(fd, base, buffer.count)
+            }
+            guard status == Int32(PV_OK) else {
+                let reason = String(cString: message)
+                if status == Int32(PV_ERR_ARGUMENT) { throw ImageError(.invalidArgument, path: path, "cannot write: \(reason)") }
+                throw ImageError(.writeFailed, path: path, "write failed: \(reason.isEmpty ? "out of memory" : reason)")
             }
         }
-    }
-    let prefix = directory == "/" ? "/" : directory + "/"
-    let temporary = prefix + ".\(name).tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))"
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
-    guard fd >= 0 else {
-        throw ImageError(.writeFailed, path: path, "cannot create a temporary file in '\(directory)': \(systemError())")
-    }
-    var isOpen = true
-    do {
-        var message = [CChar](repeating: 0, count: 512)
-        let status = message.withUnsafeMutableBufferPointer { encode(fd, $0.baseAddress!, $0.count) }
-        if status != Int32(PV_OK) {
-            let reason = String(cString: message)
-            if status == Int32(PV_ERR_ARGUMENT) { throw ImageError(.invalidArgument, path: path, "cannot write: \(reason)") }
-            throw ImageError(.writeFailed, path: path, "write failed: \(reason.isEmpty ? "out of memory" : reason)")
+    } catch let failure as AtomicFile.Failure {
+        switch failure {
+        case .notAFile: throw ImageError(.invalidArgument, path: path, "the path does not name a file")
+        case .isDirectory: throw ImageError(.writeFailed, path: path, "is a directory")
+        case .protectedInput(let input): throw ImageError(.protectedInput, path: path, "refusing to overwrite the input image '\(input)'")
+        case .failed(let step, let reason): throw ImageError(.writeFailed, path: path, "\(step): \(reason)")
         }
-        guard fsync(fd) == 0 else { throw ImageError(.writeFailed, path: path, "fsync: \(systemError())") }
-        isOpen = false
-        guard close(fd) == 0 else { throw ImageError(.writeFailed, path: path, "close: \(systemError())") }
-        guard rename(temporary, path) == 0 else {
-            throw ImageError(.writeFailed, path: path, "rename from temporary file: \(systemError())")
-        }
-    } catch {
-        if isOpen { close(fd) }
-        unlink(temporary)
-        throw error
-    }
-    // Make the rename itself durable; failure here does not undo a completed write.
-    let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    if directoryFD >= 0 {
-        _ = fsync(directoryFD)
-        close(directoryFD)
     }
 }
 
