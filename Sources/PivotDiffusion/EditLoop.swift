@@ -33,6 +33,7 @@ public struct EditLoop {
         for (i, t) in timesteps.enumerated() {
             let context = concatBatch(repeatBatch(uncond(i), b), cond)
             let input = concatBatch(z, z)
+            controller?.beginStep(i)
             let pass = { try self.unet(input, timesteps: Array(repeating: Float(t), count: 2 * b), context: context) }
             let out = try controller.map { try AttentionControl.with($0, pass) } ?? pass()
             let halves = chunk(out, dim0Parts: 2)

@@ -12,6 +12,14 @@ public struct AttentionSite: Sendable, Hashable {
     /// Query tokens (h·w of the feature map) and heads of the current call.
     public var queryTokens = 0
     public var heads = 0
+
+    public init(name: String, place: Place, isCross: Bool, queryTokens: Int = 0, heads: Int = 0) {
+        self.name = name
+        self.place = place
+        self.isCross = isCross
+        self.queryTokens = queryTokens
+        self.heads = heads
+    }
 }
 
 /// Reads and edits attention probabilities during a UNet pass (the hook of Prompt-to-Prompt).
@@ -20,6 +28,12 @@ public protocol AttentionController: AnyObject {
     func wants(_ site: AttentionSite) -> Bool
     /// Called with the probabilities [B, heads, N, M] of a wanted layer; may edit them in place.
     func edit(_ probabilities: Tensor, at site: AttentionSite)
+    /// Called before the UNet pass of denoising step `index` (0-based).
+    func beginStep(_ index: Int)
+}
+
+extension AttentionController {
+    public func beginStep(_ index: Int) {}
 }
 
 /// The controller of the running UNet passes (main thread; nil outside `withAttentionController`).

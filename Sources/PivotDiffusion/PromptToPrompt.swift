@@ -1,0 +1,115 @@
+import PivotModels
+import PivotTensor
+
+/// How the targets' cross-attention derives from the source's (../shared/SPEC.md §5).
+public enum CrossAttentionEdit {
+    /// Word swap: new = einsum('hpw,wn->hpn', base, M) with one mapper per target.
+    case replace(mappers: [[[Float]]])
+    /// Refinement: new = base[:, :, map]·α + target·(1 − α), per target.
+    case refine(maps: [[Int]], alphas: [[Float]])
+    /// No structural edit (reweighting only).
+    case none
+}
+
+/// Prompt-to-Prompt's attention controller for an edit batch [uncond × B, cond × B] (prompt 0 = source).
+/// It edits only the conditional half: targets' cross-attention is replaced from the source's while
+/// `crossReplace[b][step][token]` is 1, then reweighted by `equalizer[b][token]`; targets' self-attention is
+/// the source's for steps in `selfReplace` at layers of at most `selfReplaceMaxTokens` query tokens.
+///
+/// Limitations: local blend is not implemented yet.
+public final class PromptToPromptController: AttentionController {
+    public let prompts: Int
+    public let edit: CrossAttentionEdit
+    /// [target][step][token] ∈ {0, 1}, steps 0…T (T + 1 rows as in the reference).
+    public let crossReplace: [[[Float]]]
+    /// [target][token] scale, nil for no reweighting.
+    public let equalizer: [[Float]]?
+    public let selfReplace: Range<Int>
+    public let selfReplaceMaxTokens: Int
+    /// The denoising step now running (0-based); the edit loop advances it through `beginStep`.
+    public private(set) var step = 0
+
+    public init(prompts: Int, edit: CrossAttentionEdit, crossReplace: [[[Float]]], equalizer: [[Float]]?,
+                selfReplace: Range<Int>, selfReplaceMaxTokens: Int) {
+        self.prompts = prompts
+        self.edit = edit
+        self.crossReplace = crossReplace
+        self.equalizer = equalizer
+        self.selfReplace = selfReplace
+        self.selfReplaceMaxTokens = selfReplaceMaxTokens
+    }
+
+    /// The reference's step windows: a fraction f of T steps covers steps [0, int(f·(T + 1))) for cross
+    /// attention and a pair (s0, s1) covers [int(T·s0), int(T·s1)) for self-attention.
+    public static func crossSchedule(fraction: Double, steps: Int, tokens: Int, perToken: [Int: Double] = [:]) -> [[Float]] {
+        (0...steps).map { i in
+            (0..<tokens).map { tok in
+                let f = perToken[tok] ?? fraction
+                return i < Int(f * Double(steps + 1)) ? 1 : 0
+            }
+        }
+    }
+
+    public static func selfSchedule(start: Double, end: Double, steps: Int) -> Range<Int> {
+        Int(Double(steps) * start)..<max(Int(Double(steps) * start), Int(Double(steps) * end))
+    }
+
+    public func beginStep(_ index: Int) { step = index }
+
+    public func wants(_ site: AttentionSite) -> Bool {
+        site.isCross || (selfReplace.contains(step) && site.queryTokens <= selfReplaceMaxTokens)
+    }
+
+    public func edit(_ p: Tensor, at site: AttentionSite) {
+        let b = prompts, heads = p.dim(1), n = p.dim(2), m = p.dim(3)
+        guard p.dim(0) == 2 * b, b > 1 else { return }
+        let plane = heads * n * m
+        let base = p.data + b * plane   // the source's conditional probabilities
+        if !site.isCross {
+            for t in 1..<b { (p.data + (b + t) * plane).update(from: base, count: plane) }
+            return
+        }
+        for t in 1..<b {
+            let target = p.data + (b + t) * plane
+            let alpha = crossReplace[t - 1][min(step, crossReplace[t - 1].count - 1)]
+            guard alpha.contains(where: { $0 > 0 }) else { continue }
+            var edited = editedBase(base, target: target, index: t - 1, rows: heads * n, m: m)
+            if let scale = equalizer?[t - 1] {
+                for r in 0..<(heads * n) { for c in 0..<m { edited[r * m + c] *= scale[c] } }
+            }
+            for r in 0..<(heads * n) {
+                for c in 0..<m {
+                    let k = r * m + c
+                    target[k] = edited[k] * alpha[c] + target[k] * (1 - alpha[c])
+                }
+            }
+        }
+    }
+
+    /// The source's probabilities moved onto target `index`'s tokens (rows × m): the mapper product for a
+    /// word swap, base[:, map]·α + target·(1 − α) for a refinement, the source itself otherwise.
+    func editedBase(_ base: UnsafeMutablePointer<Float>, target: UnsafeMutablePointer<Float>, index t: Int,
+                    rows: Int, m: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: rows * m)
+        switch edit {
+        case .replace(let mappers):
+            let map = mappers[t]
+            for r in 0..<rows {
+                for w in 0..<m {
+                    let v = base[r * m + w]
+                    if v == 0 { continue }
+                    let row = map[w]
+                    for c in 0..<m where row[c] != 0 { out[r * m + c] += v * row[c] }
+                }
+            }
+        case .refine(let maps, let alphas):
+            let map = maps[t], a = alphas[t]
+            for r in 0..<rows {
+                for c in 0..<m { out[r * m + c] = base[r * m + map[c]] * a[c] + target[r * m + c] * (1 - a[c]) }
+            }
+        case .none:
+            for k in 0..<(rows * m) { out[k] = base[k] }
+        }
+        return out
+    }
+}

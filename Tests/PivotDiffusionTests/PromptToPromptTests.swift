@@ -1,0 +1,82 @@
+import PivotDiffusion
+import PivotModels
+import PivotTensor
+import XCTest
+
+/// Prompt-to-Prompt's token bookkeeping and controller on hand-checked cases.
+final class PromptToPromptTests: XCTestCase {
+    func testWordPositions() {
+        XCTAssertEqual(PromptAlignment.wordPositions(tokenCounts: [1, 2, 1]), [[1], [2, 3], [4]])
+    }
+
+    /// "a cat sat" → "a dog sat": one-token swap maps position to position.
+    func testWordSwapMapperSameTokenCount() {
+        let src = PromptAlignment.wordPositions(tokenCounts: [1, 1, 1])
+        let m = PromptAlignment.wordSwapMapper(source: src, target: src, swapped: [1], length: 8)
+        for i in 0..<8 { for j in 0..<8 { XCTAssertEqual(m[i][j], i == j ? 1 : 0, "M[\(i)][\(j)]") } }
+    }
+
+    /// A source word of one token swapped for a target word of two spreads 1/2 over both; after the last
+    /// swap the reference maps position p to p (so the source's "sat" at 3 maps nowhere).
+    func testWordSwapMapperSplitWord() {
+        let src = PromptAlignment.wordPositions(tokenCounts: [1, 1, 1])
+        let tgt = PromptAlignment.wordPositions(tokenCounts: [1, 2, 1])
+        let m = PromptAlignment.wordSwapMapper(source: src, target: tgt, swapped: [1], length: 8)
+        XCTAssertEqual(m[0][0], 1)
+        XCTAssertEqual(m[1][1], 1)
+        XCTAssertEqual(m[2][2], 0.5)
+        XCTAssertEqual(m[2][3], 0.5)
+        XCTAssertEqual(m[3].reduce(0, +), 0)
+        XCTAssertEqual(m[4][4], 1)
+        XCTAssertEqual(m[7][7], 1)
+    }
+
+    /// "a cat" → "a black cat": the new word is unaligned (α 0), the rest copy their source tokens.
+    func testRefinementAlignment() {
+        let (map, alpha) = PromptAlignment.refinement(source: [100, 1, 2, 101], target: [100, 1, 9, 2, 101], length: 8)
+        XCTAssertEqual(Array(map.prefix(5)), [0, 1, 0, 2, 3])
+        XCTAssertEqual(Array(alpha.prefix(5)), [1, 1, 0, 1, 1])
+        XCTAssertEqual(Array(map.suffix(3)), [5, 6, 7])
+        XCTAssertEqual(Array(alpha.suffix(3)), [1, 1, 1])
+    }
+
+    func testSchedules() {
+        let cross = PromptToPromptController.crossSchedule(fraction: 0.8, steps: 10, tokens: 3, perToken: [2: 0.4])
+        XCTAssertEqual(cross.count, 11)
+        XCTAssertEqual(cross.map { $0[0] }, [1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0])   // int(0.8 · 11) = 8
+        XCTAssertEqual(cross.map { $0[2] }, [1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0])   // int(0.4 · 11) = 4
+        XCTAssertEqual(PromptToPromptController.selfSchedule(start: 0, end: 0.4, steps: 50), 0..<20)
+    }
+
+    /// Two prompts, one head, two query tokens, four keys: the target's cross-attention becomes the source's
+    /// through the mapper while α = 1, reweighted by the equaliser; self-attention is copied in its window.
+    func testControllerEdits() {
+        var swap = Array(repeating: Array(repeating: Float(0), count: 4), count: 4)
+        swap[0][0] = 1; swap[1][2] = 1; swap[2][1] = 1; swap[3][3] = 1
+        let schedule: [[Float]] = [[1, 1, 1, 1], [0, 0, 0, 0]]
+        let c = PromptToPromptController(prompts: 2, edit: .replace(mappers: [swap]), crossReplace: [schedule],
+                                         equalizer: [[1, 2, 1, 1]], selfReplace: 0..<1, selfReplaceMaxTokens: 4)
+        let base: [Float] = [0.1, 0.2, 0.3, 0.4, 0.4, 0.3, 0.2, 0.1]
+        let own: [Float] = [0.25, 0.25, 0.25, 0.25, 0.7, 0.1, 0.1, 0.1]
+        let p = Tensor(shape: [4, 1, 2, 4], values: Array(repeating: 0, count: 16) + base + own)
+        let cross = AttentionSite(name: "up_blocks.1.attentions.0.transformer_blocks.0.attn2", place: .up, isCross: true)
+        c.beginStep(0)
+        XCTAssertTrue(c.wants(cross))
+        c.edit(p, at: cross)
+        XCTAssertEqual(Array(p.scalars.suffix(8)), [0.1, 0.6, 0.2, 0.4, 0.4, 0.4, 0.3, 0.1])
+        let later = Tensor(shape: [4, 1, 2, 4], values: Array(repeating: 0, count: 16) + base + own)
+        c.beginStep(1)
+        c.edit(later, at: cross)
+        XCTAssertEqual(Array(later.scalars.suffix(8)), own, "α = 0: the target keeps its own attention")
+        var selfSite = AttentionSite(name: "down_blocks.0.attentions.0.transformer_blocks.0.attn1", place: .down, isCross: false)
+        selfSite.queryTokens = 2
+        XCTAssertFalse(c.wants(selfSite), "outside the self-replace window")
+        c.beginStep(0)
+        XCTAssertTrue(c.wants(selfSite))
+        let selfP = Tensor(shape: [4, 1, 2, 4], values: Array(repeating: 0, count: 16) + base + own)
+        c.edit(selfP, at: selfSite)
+        XCTAssertEqual(Array(selfP.scalars.suffix(8)), base)
+        selfSite.queryTokens = 5
+        XCTAssertFalse(c.wants(selfSite), "larger than the self-replace resolution")
+    }
+}
