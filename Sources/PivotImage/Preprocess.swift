@@ -128,3 +128,21 @@ public func fromTensor(_ tensor: Tensor, index: Int = 0) -> RGBImage {
     withExtendedLifetime(tensor) {}
     return RGBImage(width: w, height: h, pixels: pixels, bitDepth: 32)
 }
+
+extension RGBImage {
+    /// Images of equal height placed left to right.
+    public static func sideBySide(_ images: [RGBImage]) -> RGBImage {
+        let h = images.map(\.height).max() ?? 0, w = images.reduce(0) { $0 + $1.width }
+        var pixels = [Float](repeating: 1, count: w * h * 3)
+        var x0 = 0
+        for image in images {
+            for y in 0..<image.height {
+                for x in 0..<image.width {
+                    for c in 0..<3 { pixels[(y * w + x0 + x) * 3 + c] = image.pixels[(y * image.width + x) * 3 + c] }
+                }
+            }
+            x0 += image.width
+        }
+        return RGBImage(width: w, height: h, pixels: pixels)
+    }
+}

@@ -8,6 +8,7 @@ final class Progress {
     private let quiet: Bool
     private var start = Date()
     private var lastDraw = Date.distantPast
+    private var lastDone = -1
 
     init(_ label: String, quiet: Bool = false) {
         self.label = label
@@ -33,6 +34,10 @@ final class Progress {
             if done == total { line += "\n" }
             FileHandle.standardError.write(Data(line.utf8))
         } else {
+            // Logs get a line per finished step, and at most one every 5 s in between.
+            guard done != lastDone || Date().timeIntervalSince(lastDraw) >= 5 else { return }
+            lastDone = done
+            lastDraw = Date()
             note("\(label): step \(done)/\(total), \(Progress.clock(elapsed)) elapsed, ETA \(Progress.clock(eta))"
                  + (detail.isEmpty ? "" : ", " + detail))
         }

@@ -3,30 +3,7 @@ import PivotImage
 import XCTest
 
 /// The `pivot` executable: results on standard output, one-line errors on standard error, exit status.
-final class CLITests: XCTestCase {
-    struct Run { var status: Int32; var out: String; var err: String }
-
-    var binary: String {
-        let candidates = [
-            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("pivot").path,
-            Bundle.module.bundleURL.deletingLastPathComponent().appendingPathComponent("pivot").path,
-        ]
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[1]
-    }
-
-    func pivot(_ args: [String]) throws -> Run {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Run(status: p.terminationStatus, out: String(decoding: o, as: UTF8.self), err: String(decoding: e, as: UTF8.self))
-    }
-
+final class CLITests: XCTestCase, CLIRunning {
     var model: String { Bundle.module.path(forResource: "Fixtures/sd1-tiny/model", ofType: nil) ?? "missing" }
     var fixtures: String { Bundle.module.path(forResource: "Fixtures/sd1-tiny", ofType: nil) ?? "missing" }
 

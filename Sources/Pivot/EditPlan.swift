@@ -1,0 +1,116 @@
+import Foundation
+import PivotDiffusion
+import PivotText
+
+/// What `pivot edit` asks of Prompt-to-Prompt, before it is turned into a controller.
+public struct EditOptions: Sendable {
+    public enum Mode: String, Sendable { case auto, replace, refine }
+
+    public var mode = Mode.auto
+    /// Fraction of the steps (plus one, as the reference counts) with cross-attention replaced.
+    public var crossReplace = 0.8
+    /// Per-word fractions (words of the target prompts).
+    public var crossReplaceWords: [String: Double] = [:]
+    /// Self-attention injection window, as fractions of the steps.
+    public var selfReplace = (start: 0.0, end: 0.4)
+    /// Attention scale per word of the target prompts.
+    public var reweight: [String: Float] = [:]
+
+    public init() {}
+}
+
+/// Errors in an edit's prompts or options (one line each).
+public enum EditError: Error, CustomStringConvertible {
+    case wordNotFound(String, option: String)
+    case wordCountsDiffer(source: Int, target: Int)
+    case cannotSplitWords(String)
+    case badValue(String)
+
+    public var description: String {
+        switch self {
+        case .wordNotFound(let w, let option): return "\(option): the word '\(w)' is in none of the target prompts"
+        case .wordCountsDiffer(let s, let t):
+            return "--mode replace needs the same number of words (source has \(s), target has \(t)); use --mode refine"
+        case .cannotSplitWords(let p): return "cannot match the words of \"\(p)\" to its tokens"
+        case .badValue(let why): return why
+        }
+    }
+}
+
+extension StableDiffusion {
+    /// The Prompt-to-Prompt controller for `source` and `targets` over `steps` steps of a latent of side
+    /// `latentSide` (self-attention injection at layers of at most (side/2)² tokens: 32×32 for SD's 64×64).
+    public func promptToPrompt(source: String, targets: [String], steps: Int, latentSide: Int,
+                               options o: EditOptions) throws -> PromptToPromptController {
+        let length = tokenizer.maxLength
+        let src = try words(source)
+        let tgts = try targets.map { try words($0) }
+        let useReplace: Bool
+        switch o.mode {
+        case .replace:
+            for t in tgts where t.words.count != src.words.count {
+                throw EditError.wordCountsDiffer(source: src.words.count, target: t.words.count)
+            }
+            useReplace = true
+        case .refine: useReplace = false
+        case .auto: useReplace = tgts.allSatisfy { $0.words.count == src.words.count }
+        }
+        let edit: CrossAttentionEdit
+        if useReplace {
+            edit = .replace(mappers: tgts.map { t in
+                let swapped = (0..<t.words.count).filter { t.words[$0] != src.words[$0] }
+                return PromptAlignment.wordSwapMapper(source: src.positions, target: t.positions, swapped: swapped, length: length)
+            })
+        } else {
+            let refs = tgts.map { PromptAlignment.refinement(source: src.ids, target: $0.ids, length: length) }
+            edit = .refine(maps: refs.map(\.map), alphas: refs.map(\.alpha))
+        }
+        for (option, names) in [("--cross-replace", Array(o.crossReplaceWords.keys)), ("--reweight", Array(o.reweight.keys))] {
+            for w in names where !tgts.contains(where: { $0.positions(of: w) != nil }) {
+                throw EditError.wordNotFound(w, option: option)
+            }
+        }
+        guard (0...1).contains(o.crossReplace), o.selfReplace.start >= 0, o.selfReplace.end <= 1,
+              o.selfReplace.start <= o.selfReplace.end else {
+            throw EditError.badValue("--cross-replace and --self-replace take fractions between 0 and 1")
+        }
+        let cross = tgts.map { t -> [[Float]] in
+            var perToken: [Int: Double] = [:]
+            for (w, f) in o.crossReplaceWords { for p in t.positions(of: w) ?? [] { perToken[p] = f } }
+            return PromptToPromptController.crossSchedule(fraction: o.crossReplace, steps: steps, tokens: length, perToken: perToken)
+        }
+        let equalizer: [[Float]]? = o.reweight.isEmpty ? nil : tgts.map { t in
+            var scale = [Float](repeating: 1, count: length)
+            for (w, s) in o.reweight { for p in t.positions(of: w) ?? [] { scale[p] = s } }
+            return scale
+        }
+        return PromptToPromptController(prompts: 1 + targets.count, edit: edit, crossReplace: cross, equalizer: equalizer,
+                                        selfReplace: PromptToPromptController.selfSchedule(start: o.selfReplace.start,
+                                                                                            end: o.selfReplace.end, steps: steps),
+                                        selfReplaceMaxTokens: (latentSide / 2) * (latentSide / 2))
+    }
+
+    /// A prompt's space-separated words, their token positions (BOS = 0) and its unpadded ids.
+    struct Words {
+        var words: [String]
+        var positions: [[Int]]
+        var ids: [Int]
+
+        func positions(of word: String) -> [Int]? {
+            let hits = words.indices.filter { words[$0].lowercased() == word.lowercased() }.flatMap { positions[$0] }
+            return hits.isEmpty ? nil : hits
+        }
+    }
+
+    func words(_ prompt: String) throws -> Words {
+        let words = prompt.split(separator: " ").map(String.init)
+        let counts = words.map { tokenizer.contentIds($0).count }
+        let content = tokenizer.contentIds(prompt)
+        guard content.count <= tokenizer.maxLength - 2 else {
+            throw EditError.badValue("the prompt \"\(prompt)\" has \(content.count) tokens; edits need at most \(tokenizer.maxLength - 2)")
+        }
+        guard counts.reduce(0, +) == content.count else { throw EditError.cannotSplitWords(prompt) }
+        return Words(words: words, positions: PromptAlignment.wordPositions(tokenCounts: counts),
+                     ids: [tokenizer.bos] + content + [tokenizer.eos])
+    }
+}

@@ -1,0 +1,199 @@
+import ArgumentParser
+import Foundation
+import Pivot
+import PivotFormats
+import PivotImage
+
+extension EditOptions.Mode: ExpressibleByArgument {}
+
+struct EditCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "edit",
+        abstract: "Edit a photo (or an inversion) with Prompt-to-Prompt: only what the words changed changes.",
+        discussion: """
+        A photo is inverted first (null-text by default) and the inversion is cached, keyed by photo, model, \
+        prompt and settings, in $PIVOT_CACHE_DIR or ~/.cache/pivot/inversions, so the next edit of the same \
+        photo starts at once. Several --target prompts render in one run. --mode auto picks a word swap when the \
+        word counts match and a refinement otherwise.
+        """)
+
+    @Argument(help: "A photo (PNG, JPEG, TIFF) or an inversion file from `pivot invert` (.safetensors).")
+    var input: String
+
+    @Option(name: .long, help: "A diffusers model folder.")
+    var model: String
+
+    @Option(name: .long, help: "The prompt that describes the photo.")
+    var source: String
+
+    @Option(name: .long, help: "The edited prompt (repeatable).")
+    var target: [String]
+
+    @Option(name: .long, help: "Fraction of steps with cross-attention replaced (0.8), or WORD=FRACTION (repeatable).")
+    var crossReplace: [String] = []
+
+    @Option(name: .long, help: "Self-attention injection: END or START,END as fractions of the steps.")
+    var selfReplace = "0.4"
+
+    @Option(name: .long, help: "Attention scale of a target word, WORD=SCALE (repeatable).")
+    var reweight: [String] = []
+
+    @Option(name: .long, help: "auto, replace or refine.")
+    var mode: EditOptions.Mode = .auto
+
+    @Option(name: .long, help: "Inversion method when the input is a photo.")
+    var method: InversionMethod = .nullText
+
+    @Option(name: .long, help: "DDIM steps when the input is a photo.")
+    var steps = 50
+
+    @Option(name: .long, help: "Guidance scale when the input is a photo.")
+    var guidance: Float = 7.5
+
+    @Option(name: .long, help: "Most Adam iterations per step (null-text).")
+    var innerSteps = 10
+
+    @Option(name: .long, help: "Crop box L,T,R,B in pixels before the centre crop.")
+    var crop: String?
+
+    @Flag(name: .long, help: "Write one image: the source reconstruction and every target side by side.")
+    var sideBySide = false
+
+    @Flag(name: .long, help: "Neither read nor write the inversion cache.")
+    var noCache = false
+
+    @Option(name: .shortAndLong, help: "Output image; with several targets, -1, -2, … are added before the extension.")
+    var output: String
+
+    @Flag(name: .long, help: "No progress output.")
+    var quiet = false
+
+    func validate() throws {
+        guard !target.isEmpty else { throw ValidationError("give at least one --target") }
+        guard ImageFormat(pathExtension: output) != nil else { throw ValidationError("-o must end in .png, .jpg, .jpeg, .tif or .tiff") }
+        if let crop, parseCrop(crop) == nil { throw ValidationError("--crop must look like 10,20,400,380 (left,top,right,bottom)") }
+        let outputs = target.count == 1 || sideBySide ? [output] : (1...target.count).map { numbered(output, $0) }
+        for path in outputs where sameFile(path, input) {
+            throw ValidationError("-o would overwrite the input \(input)")
+        }
+        _ = try options()
+    }
+
+    func options() throws -> EditOptions {
+        var o = EditOptions()
+        o.mode = mode
+        for item in crossReplace {
+            if let (word, value) = keyValue(item) { o.crossReplaceWords[word] = Double(value) }
+            else if let f = Double(item) { o.crossReplace = f }
+            else { throw ValidationError("--cross-replace takes a fraction or WORD=FRACTION, got '\(item)'") }
+        }
+        let parts = selfReplace.split(separator: ",").compactMap { Double($0) }
+        switch parts.count {
+        case 1 where selfReplace.split(separator: ",").count == 1: o.selfReplace = (0, parts[0])
+        case 2: o.selfReplace = (parts[0], parts[1])
+        default: throw ValidationError("--self-replace takes END or START,END, got '\(selfReplace)'")
+        }
+        for item in reweight {
+            guard let (word, value) = keyValue(item) else { throw ValidationError("--reweight takes WORD=SCALE, got '\(item)'") }
+            o.reweight[word] = value
+        }
+        return o
+    }
+
+    func run() throws {
+        let folder = try ModelFolder(path: model)
+        let sd = try StableDiffusion(model: folder)
+        // Check the prompts and flags before any inversion work (a photo is inverted at native resolution).
+        if !input.lowercased().hasSuffix(".safetensors") {
+            _ = try sd.promptToPrompt(source: source, targets: target, steps: steps,
+                                      latentSide: sd.nativeResolution / sd.vae.config.downsampleFactor, options: try options())
+        }
+        let record = try inversion(sd, folder)
+        let controller = try sd.promptToPrompt(source: source, targets: target, steps: record.steps,
+                                               latentSide: record.latents[0].dim(2), options: try options())
+        let guide = Float(record.metadata["guidance"] ?? "") ?? guidance
+        let progress = Progress("edit", quiet: quiet)
+        progress.begin()
+        let images = try sd.render(record, source: source, targets: target, guidance: guide, controller: controller) {
+            progress.update($0, $1)
+        }
+        let protected = record.metadata["photo_path"].map { [$0, input] } ?? [input]
+        let text = [("parameters", "source: \(source); targets: \(target.joined(separator: " | ")); method: \(record.method.rawValue); steps: \(record.steps); pivot \(pivotVersion)")]
+        if sideBySide {
+            try RGBImage.sideBySide(images).write(output, protecting: protected, text: text)
+            if !quiet { note("wrote \(output)") }
+            return
+        }
+        for (i, image) in images.dropFirst().enumerated() {
+            let path = target.count == 1 ? output : numbered(output, i + 1)
+            try image.write(path, protecting: protected, text: text)
+            if !quiet { note("wrote \(path)") }
+        }
+    }
+
+    /// The inversion to edit: read from an inversion file (checked against the model and prompt), or
+    /// made from the photo (through the cache).
+    func inversion(_ sd: StableDiffusion, _ folder: ModelFolder) throws -> InversionRecord {
+        let fingerprint = try folder.fingerprint()
+        if input.lowercased().hasSuffix(".safetensors") {
+            let record = try InversionRecord(path: input)
+            if let f = record.metadata["model_fingerprint"], f != fingerprint {
+                throw InversionError.mismatch(input, "another model (fingerprint \(f.prefix(12))…, this model \(fingerprint.prefix(12))…)")
+            }
+            if let p = record.metadata["prompt"], p != source {
+                throw InversionError.mismatch(input, "the source prompt \"\(p)\", not \"\(source)\"")
+            }
+            return record
+        }
+        var settings = InversionSettings()
+        settings.method = method
+        settings.steps = steps
+        settings.guidance = guidance
+        settings.innerSteps = innerSteps
+        settings.crop = crop.flatMap(parseCrop)
+        let photoHash = try SHA256.hexDigest(ofFile: input)
+        let cache = InversionCache()
+        let key = InversionCache.key(photoHash: photoHash, modelFingerprint: fingerprint, prompt: source, settings: settings)
+        if !noCache, let record = cache.load(key) {
+            if !quiet { note("using the cached inversion \(cache.path(for: key))") }
+            return record
+        }
+        let inverting = Progress("edit: inverting (\(method.rawValue))", quiet: quiet)
+        inverting.begin()
+        var record = try sd.invert(photo: input, prompt: source, settings: settings) { event in
+            switch event {
+            case .trajectory(let step, let total): inverting.update(step, total, detail: "DDIM inversion")
+            case .nullText(let step, let total, let inner, let innerTotal, let loss, let last):
+                inverting.update(last ? step : step - 1, total,
+                                 detail: String(format: "null-text inner %d/%d loss %.3g", inner, innerTotal, loss))
+            case .offsets(let step, let total): inverting.update(step, total, detail: "offsets")
+            }
+        }
+        record.metadata["model_fingerprint"] = fingerprint
+        record.metadata["photo_sha256"] = photoHash
+        if !noCache {
+            do { try cache.store(record, key: key) } catch { note("warning: could not cache the inversion: \(oneLine(error))") }
+        }
+        return record
+    }
+}
+
+/// Whether two paths name the same existing file (device and inode), or the same path.
+func sameFile(_ a: String, _ b: String) -> Bool {
+    var sa = stat(), sb = stat()
+    if stat(a, &sa) == 0, stat(b, &sb) == 0 { return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino }
+    return URL(fileURLWithPath: a).standardizedFileURL == URL(fileURLWithPath: b).standardizedFileURL
+}
+
+/// "word=2.0" → ("word", 2.0).
+func keyValue(_ s: String) -> (String, Float)? {
+    let parts = s.split(separator: "=", maxSplits: 1).map(String.init)
+    guard parts.count == 2, !parts[0].isEmpty, let v = Float(parts[1]), v.isFinite else { return nil }
+    return (parts[0], v)
+}
+
+/// "out.png", 2 → "out-2.png".
+func numbered(_ path: String, _ n: Int) -> String {
+    let ext = (path as NSString).pathExtension
+    return ((path as NSString).deletingPathExtension) + "-\(n)." + ext
+}
