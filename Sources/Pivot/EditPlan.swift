@@ -15,6 +15,9 @@ public struct EditOptions: Sendable {
     public var selfReplace = (start: 0.0, end: 0.4)
     /// Attention scale per word of the target prompts.
     public var reweight: [String: Float] = [:]
+    /// Local-blend words (found in the source or the targets) and the mask threshold.
+    public var blend: [String] = []
+    public var blendThreshold: Float = 0.3
 
     public init() {}
 }
@@ -70,9 +73,13 @@ extension StableDiffusion {
                 throw EditError.wordNotFound(w, option: option)
             }
         }
-        guard (0...1).contains(o.crossReplace), o.selfReplace.start >= 0, o.selfReplace.end <= 1,
+        let all = [src] + tgts
+        for w in o.blend where !all.contains(where: { $0.positions(of: w) != nil }) {
+            throw EditError.badValue("--blend: the word '\(w)' is in neither the source nor the target prompts")
+        }
+        guard (0...1).contains(o.crossReplace), (0...1).contains(o.blendThreshold), o.selfReplace.start >= 0, o.selfReplace.end <= 1,
               o.selfReplace.start <= o.selfReplace.end else {
-            throw EditError.badValue("--cross-replace and --self-replace take fractions between 0 and 1")
+            throw EditError.badValue("--cross-replace, --self-replace and --blend-threshold take fractions between 0 and 1")
         }
         let cross = tgts.map { t -> [[Float]] in
             var perToken: [Int: Double] = [:]
@@ -84,10 +91,20 @@ extension StableDiffusion {
             for (w, s) in o.reweight { for p in t.positions(of: w) ?? [] { scale[p] = s } }
             return scale
         }
-        return PromptToPromptController(prompts: 1 + targets.count, edit: edit, crossReplace: cross, equalizer: equalizer,
-                                        selfReplace: PromptToPromptController.selfSchedule(start: o.selfReplace.start,
-                                                                                            end: o.selfReplace.end, steps: steps),
-                                        selfReplaceMaxTokens: (latentSide / 2) * (latentSide / 2))
+        let controller = PromptToPromptController(
+            prompts: 1 + targets.count, edit: edit, crossReplace: cross, equalizer: equalizer,
+            selfReplace: PromptToPromptController.selfSchedule(start: o.selfReplace.start, end: o.selfReplace.end, steps: steps),
+            selfReplaceMaxTokens: (latentSide / 2) * (latentSide / 2))
+        if !o.blend.isEmpty {
+            let tokens = all.map { prompt -> [Float] in
+                var row = [Float](repeating: 0, count: length)
+                for w in o.blend { for p in prompt.positions(of: w) ?? [] { row[p] = 1 } }
+                return row
+            }
+            controller.localBlend = LocalBlend(wordTokens: tokens, threshold: o.blendThreshold,
+                                               startStep: Int(0.2 * Double(steps)), latentSide: latentSide)
+        }
+        return controller
     }
 
     /// A prompt's space-separated words, their token positions (BOS = 0) and its unpadded ids.

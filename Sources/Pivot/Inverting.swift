@@ -98,7 +98,7 @@ extension StableDiffusion {
     /// Renders `targets` (prompt 0 is the source) from an inversion, with the unconditional branch each
     /// method calls for; returns the decoded images, source first.
     public func render(_ record: InversionRecord, source: String, targets: [String], guidance: Float,
-                       controller: AttentionController? = nil,
+                       controller: AttentionController? = nil, blend: LocalBlend? = nil,
                        onStep: (Int, Int) -> Void = { _, _ in }) throws -> [RGBImage] {
         let prompts = try ([source] + targets).map { try encode($0).embedding }
         let empty = try encode("").embedding
@@ -112,7 +112,8 @@ extension StableDiffusion {
         case .direct, .ddim: uncond = { _ in empty }
         }
         let z = try loop.run(start: record.latents[record.steps], prompts: prompts, uncond: uncond,
-                             offsets: record.method == .direct ? record.offsets : nil, controller: controller) { i, _ in
+                             offsets: record.method == .direct ? record.offsets : nil, controller: controller) { i, z in
+            blend?.apply(&z, afterStep: i - 1)
             onStep(i, record.steps)
         }
         let images = try vae.decode(scale(z, Float(1 / vae.config.scalingFactor)))

@@ -16,7 +16,8 @@ public enum CrossAttentionEdit {
 /// `crossReplace[b][step][token]` is 1, then reweighted by `equalizer[b][token]`; targets' self-attention is
 /// the source's for steps in `selfReplace` at layers of at most `selfReplaceMaxTokens` query tokens.
 ///
-/// Limitations: local blend is not implemented yet.
+/// With a `LocalBlend`, the (edited) conditional cross-attention is also accumulated for the blend mask,
+/// as the reference stores it after editing.
 public final class PromptToPromptController: AttentionController {
     public let prompts: Int
     public let edit: CrossAttentionEdit
@@ -26,6 +27,8 @@ public final class PromptToPromptController: AttentionController {
     public let equalizer: [[Float]]?
     public let selfReplace: Range<Int>
     public let selfReplaceMaxTokens: Int
+    /// Optional local blend, applied by the edit loop after each step.
+    public var localBlend: LocalBlend?
     /// The denoising step now running (0-based); the edit loop advances it through `beginStep`.
     public private(set) var step = 0
 
@@ -69,6 +72,7 @@ public final class PromptToPromptController: AttentionController {
             for t in 1..<b { (p.data + (b + t) * plane).update(from: base, count: plane) }
             return
         }
+        defer { localBlend?.accumulate(p, site: site) }
         for t in 1..<b {
             let target = p.data + (b + t) * plane
             let alpha = crossReplace[t - 1][min(step, crossReplace[t - 1].count - 1)]

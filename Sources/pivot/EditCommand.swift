@@ -38,6 +38,12 @@ struct EditCommand: ParsableCommand {
     @Option(name: .long, help: "Attention scale of a target word, WORD=SCALE (repeatable).")
     var reweight: [String] = []
 
+    @Option(name: .long, parsing: .upToNextOption, help: "Local blend: words whose attention bounds the edited region.")
+    var blend: [String] = []
+
+    @Option(name: .long, help: "Local-blend mask threshold.")
+    var blendThreshold: Float = 0.3
+
     @Option(name: .long, help: "auto, replace or refine.")
     var mode: EditOptions.Mode = .auto
 
@@ -93,6 +99,8 @@ struct EditCommand: ParsableCommand {
         case 2: o.selfReplace = (parts[0], parts[1])
         default: throw ValidationError("--self-replace takes END or START,END, got '\(selfReplace)'")
         }
+        o.blend = blend
+        o.blendThreshold = blendThreshold
         for item in reweight {
             guard let (word, value) = keyValue(item) else { throw ValidationError("--reweight takes WORD=SCALE, got '\(item)'") }
             o.reweight[word] = value
@@ -114,7 +122,8 @@ struct EditCommand: ParsableCommand {
         let guide = Float(record.metadata["guidance"] ?? "") ?? guidance
         let progress = Progress("edit", quiet: quiet)
         progress.begin()
-        let images = try sd.render(record, source: source, targets: target, guidance: guide, controller: controller) {
+        let images = try sd.render(record, source: source, targets: target, guidance: guide, controller: controller,
+                                   blend: controller.localBlend) {
             progress.update($0, $1)
         }
         let protected = record.metadata["photo_path"].map { [$0, input] } ?? [input]

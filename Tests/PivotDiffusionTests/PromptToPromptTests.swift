@@ -80,3 +80,45 @@ final class PromptToPromptTests: XCTestCase {
         XCTAssertFalse(c.wants(selfSite), "larger than the self-replace resolution")
     }
 }
+
+/// Local blend on a hand-made attention map.
+final class LocalBlendTests: XCTestCase {
+    func testMaskFromTheWordsAttention() {
+        let blend = LocalBlend(wordTokens: [[0, 0, 0, 0], [0, 0, 1, 0]], threshold: 0.3, startStep: 0, latentSide: 16)
+        // [uncond × 2, cond × 2], 1 head, 4×4 query tokens, 4 keys; the target attends to token 2 at the top-left.
+        var values = [Float](repeating: 0, count: 4 * 16 * 4)
+        values[(3 * 16 + 0) * 4 + 2] = 1
+        let p = Tensor(shape: [4, 1, 16, 4], values: values)
+        let site = AttentionSite(name: "up_blocks.1.attentions.0.transformer_blocks.0.attn2", place: .up, isCross: true)
+        let controller = PromptToPromptController(prompts: 2, edit: .none, crossReplace: [[[0, 0, 0, 0]]], equalizer: nil,
+                                                  selfReplace: 0..<0, selfReplaceMaxTokens: 0)
+        controller.localBlend = blend
+        controller.edit(p, at: site)
+        var z = Tensor(shape: [2, 1, 8, 8], values: Array(repeating: 0, count: 64) + Array(repeating: 1, count: 64))
+        blend.apply(&z, afterStep: 0)
+        for y in 0..<8 {
+            for x in 0..<8 {
+                // 3×3 max-pool spreads the hot cell to the 2×2 top-left cells of the 4×4 map: 4×4 latent pixels.
+                XCTAssertEqual(z.data[64 + y * 8 + x], y < 4 && x < 4 ? 1 : 0, "(\(y), \(x))")
+            }
+        }
+        XCTAssertEqual(Array(z.scalars.prefix(64)), Array(repeating: 0, count: 64), "the source is untouched")
+    }
+
+    func testNothingBeforeTheStartStep() {
+        let blend = LocalBlend(wordTokens: [[0, 0, 0, 0], [0, 0, 1, 0]], startStep: 3, latentSide: 16)
+        var values = [Float](repeating: 0, count: 4 * 16 * 4)
+        values[(3 * 16 + 0) * 4 + 2] = 1
+        let controller = PromptToPromptController(prompts: 2, edit: .none, crossReplace: [[[0, 0, 0, 0]]], equalizer: nil,
+                                                  selfReplace: 0..<0, selfReplaceMaxTokens: 0)
+        controller.localBlend = blend
+        controller.edit(Tensor(shape: [4, 1, 16, 4], values: values),
+                        at: AttentionSite(name: "down_blocks.1.attentions.0.transformer_blocks.0.attn2", place: .down, isCross: true))
+        let ones = Array(repeating: Float(1), count: 64)
+        var z = Tensor(shape: [2, 1, 8, 8], values: Array(repeating: 0, count: 64) + ones)
+        blend.apply(&z, afterStep: 1)   // steps 1…3 have not passed yet
+        XCTAssertEqual(Array(z.scalars.suffix(64)), ones)
+        blend.apply(&z, afterStep: 3)
+        XCTAssertNotEqual(Array(z.scalars.suffix(64)), ones)
+    }
+}
