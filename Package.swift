@@ -24,7 +24,8 @@ let package = Package(
         // Vectorised elementwise kernels (softmax, norms, activations, im2col) with runtime ISA dispatch.
         .target(name: "CPivotKernels", path: "Sources/CPivotKernels"),
         // Atomic file replacement and one-line message escaping, shared by every writer.
-        .target(name: "PivotIO"),
+        .target(name: "CPivotIO", path: "Sources/CPivotIO"),
+        .target(name: "PivotIO", dependencies: ["CPivotIO"]),
         // Tensor core and kernels, forward and backward side by side.
         .target(name: "PivotTensor", dependencies: ["COpenBLAS", "CPivotKernels"]),
         // File formats: safetensors.
@@ -45,7 +46,7 @@ let package = Package(
         ]),
         .testTarget(name: "PivotTensorTests", dependencies: ["PivotTensor"]),
         .testTarget(name: "PivotTextTests", dependencies: ["PivotText"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "PivotFormatsTests", dependencies: ["PivotFormats"]),
+        .testTarget(name: "PivotFormatsTests", dependencies: ["PivotFormats", "PivotIO"]),
         .testTarget(name: "PivotImageTests", dependencies: ["PivotImage", "PivotTensor"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "PivotModelsTests", dependencies: ["Pivot"],

@@ -1,8 +1,10 @@
+import CPivotIO
 import Foundation
 
 /// Atomic file replacement: content is written to a temporary file beside the destination, synced, and
 /// renamed over it, so a reader (or a crash) sees the old file or the new one, never a part. The
-/// temporary file is removed when anything fails.
+/// temporary file is removed when anything fails, and when the process is interrupted (SIGINT, SIGTERM,
+/// SIGHUP) while it exists.
 public enum AtomicFile {
     /// A failure of the mechanics (not of the caller's `body`, whose errors pass through unchanged).
     public enum Failure: Error, Equatable {
@@ -36,6 +38,9 @@ public enum AtomicFile {
         }
         let prefix = directory == "/" ? "/" : directory + "/"
         let temporary = prefix + ".\(name).tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        pv_install_cleanup_handlers()
+        let slot = pv_register_temp(temporary)
+        defer { pv_unregister_temp(slot) }
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
         guard fd >= 0 else { throw Failure.failed(step: "create a temporary file in '\(directory)'", reason: lastError()) }
         var isOpen = true
