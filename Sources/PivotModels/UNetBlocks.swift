@@ -14,13 +14,7 @@ struct DownBlock {
             try ResnetBlock(p.scope("resnets", $0), in: $0 == 0 ? cin : cout, out: cout, timeChannels: timeChannels,
                             groups: c.normNumGroups, eps: eps, outputScale: c.resnetOutScaleFactor)
         }
-        attentions = try attention.map { a in
-            try (0..<layers).map {
-                try SpatialTransformer(p.scope("attentions", $0), channels: cout, heads: a.heads, layers: a.layers,
-                                       contextDim: a.contextDim, groups: c.normNumGroups,
-                                       linearProjection: c.useLinearProjection)
-            }
-        } ?? []
+        attentions = try SpatialTransformer.stack(p, count: layers, channels: cout, attention, config: c)
         downsampler = downsample ? try Downsample(p.scope("downsamplers.0"), channels: cout, padding: c.downsamplePadding) : nil
     }
 
@@ -50,9 +44,7 @@ struct MidBlock {
             try ResnetBlock(p.scope("resnets", $0), in: channels, out: channels, timeChannels: timeChannels,
                             groups: c.normNumGroups, eps: eps, outputScale: c.midBlockScaleFactor)
         }
-        attentions = [try SpatialTransformer(p.scope("attentions", 0), channels: channels, heads: a.heads,
-                                             layers: a.layers, contextDim: a.contextDim, groups: c.normNumGroups,
-                                             linearProjection: c.useLinearProjection)]
+        attentions = try SpatialTransformer.stack(p, count: 1, channels: channels, a, config: c)
     }
 
     func callAsFunction(_ x: Tensor, time: Tensor, context: Tensor) -> Tensor {
@@ -80,13 +72,7 @@ struct UpBlock {
             return try ResnetBlock(p.scope("resnets", j), in: input + skip, out: cout, timeChannels: timeChannels,
                                    groups: c.normNumGroups, eps: eps, outputScale: c.resnetOutScaleFactor)
         }
-        attentions = try attention.map { a in
-            try (0..<layers).map {
-                try SpatialTransformer(p.scope("attentions", $0), channels: cout, heads: a.heads, layers: a.layers,
-                                       contextDim: a.contextDim, groups: c.normNumGroups,
-                                       linearProjection: c.useLinearProjection)
-            }
-        } ?? []
+        attentions = try SpatialTransformer.stack(p, count: layers, channels: cout, attention, config: c)
         upsampler = upsample ? try Upsample(p.scope("upsamplers.0"), channels: cout) : nil
     }
 
@@ -98,5 +84,17 @@ struct UpBlock {
         }
         if let upsampler { h = upsampler(h) }
         return h
+    }
+}
+
+extension SpatialTransformer {
+    /// `attentions.0 … attentions.(count−1)` of a block, or none when the block has no attention.
+    static func stack(_ p: Params, count: Int, channels: Int, _ spec: AttentionSpec?, config c: UNetConfig) throws
+        -> [SpatialTransformer] {
+        guard let a = spec else { return [] }
+        return try (0..<count).map {
+            try SpatialTransformer(p.scope("attentions", $0), channels: channels, heads: a.heads, layers: a.layers,
+                                   contextDim: a.contextDim, groups: c.normNumGroups, linearProjection: c.useLinearProjection)
+        }
     }
 }

@@ -47,20 +47,7 @@ struct EditCommand: ParsableCommand {
     @Option(name: .long, help: "auto, replace or refine.")
     var mode: EditOptions.Mode = .auto
 
-    @Option(name: .long, help: "Inversion method when the input is a photo.")
-    var method: InversionMethod = .nullText
-
-    @Option(name: .long, help: "DDIM steps when the input is a photo.")
-    var steps = 50
-
-    @Option(name: .long, help: "Guidance scale when the input is a photo.")
-    var guidance: Float = 7.5
-
-    @Option(name: .long, help: "Most Adam iterations per step (null-text).")
-    var innerSteps = 10
-
-    @Option(name: .long, help: "Crop box L,T,R,B in pixels before the centre crop.")
-    var crop: String?
+    @OptionGroup(title: "Inversion (when the input is a photo)") var inversion: InversionOptions
 
     @Flag(name: .long, help: "Write one image: the source reconstruction and every target side by side.")
     var sideBySide = false
@@ -77,7 +64,6 @@ struct EditCommand: ParsableCommand {
     func validate() throws {
         guard !target.isEmpty else { throw ValidationError("give at least one --target") }
         guard ImageFormat(pathExtension: output) != nil else { throw ValidationError("-o must end in .png, .jpg, .jpeg, .tif or .tiff") }
-        if let crop, parseCrop(crop) == nil { throw ValidationError("--crop must look like 10,20,400,380 (left,top,right,bottom)") }
         let outputs = target.count == 1 || sideBySide ? [output] : (1...target.count).map { numbered(output, $0) }
         for path in outputs where sameFile(path, input) {
             throw ValidationError("-o would overwrite the input \(input)")
@@ -111,15 +97,17 @@ struct EditCommand: ParsableCommand {
     func run() throws {
         let folder = try ModelFolder(path: model)
         let sd = try StableDiffusion(model: folder)
-        // Check the prompts and flags before any inversion work (a photo is inverted at native resolution).
-        if !input.lowercased().hasSuffix(".safetensors") {
-            _ = try sd.promptToPrompt(source: source, targets: target, steps: steps,
-                                      latentSide: sd.nativeResolution / sd.vae.config.downsampleFactor, options: try options())
+        let fromPhoto = !input.lowercased().hasSuffix(".safetensors")
+        // For a photo the plan is known before inverting (native resolution), so prompts and flags are checked
+        // before any inversion work; an inversion file fixes the steps and the latent size itself.
+        let plan = { (steps: Int, side: Int) in
+            try sd.promptToPrompt(source: self.source, targets: self.target, steps: steps, latentSide: side,
+                                  options: try self.options())
         }
-        let record = try inversion(sd, folder)
-        let controller = try sd.promptToPrompt(source: source, targets: target, steps: record.steps,
-                                               latentSide: record.latents[0].dim(2), options: try options())
-        let guide = Float(record.metadata["guidance"] ?? "") ?? guidance
+        let early = fromPhoto ? try plan(inversion.steps, sd.nativeResolution / sd.vae.config.downsampleFactor) : nil
+        let record = try invertOrRead(sd, folder)
+        let controller = try early ?? plan(record.steps, record.latents[0].dim(2))
+        let guide = Float(record.metadata["guidance"] ?? "") ?? inversion.guidance
         let progress = Progress("edit", quiet: quiet)
         progress.begin()
         let images = try sd.render(record, source: source, targets: target, guidance: guide, controller: controller,
@@ -142,7 +130,7 @@ struct EditCommand: ParsableCommand {
 
     /// The inversion to edit: read from an inversion file (checked against the model and prompt), or
     /// made from the photo (through the cache).
-    func inversion(_ sd: StableDiffusion, _ folder: ModelFolder) throws -> InversionRecord {
+    func invertOrRead(_ sd: StableDiffusion, _ folder: ModelFolder) throws -> InversionRecord {
         let fingerprint = try folder.fingerprint()
         if input.lowercased().hasSuffix(".safetensors") {
             let record = try InversionRecord(path: input)
@@ -154,12 +142,7 @@ struct EditCommand: ParsableCommand {
             }
             return record
         }
-        var settings = InversionSettings()
-        settings.method = method
-        settings.steps = steps
-        settings.guidance = guidance
-        settings.innerSteps = innerSteps
-        settings.crop = crop.flatMap(parseCrop)
+        let settings = inversion.settings
         let photoHash = try SHA256.hexDigest(ofFile: input)
         let cache = InversionCache()
         let key = InversionCache.key(photoHash: photoHash, modelFingerprint: fingerprint, prompt: source, settings: settings)
@@ -167,17 +150,8 @@ struct EditCommand: ParsableCommand {
             if !quiet { note("using the cached inversion \(cache.path(for: key))") }
             return record
         }
-        let inverting = Progress("edit: inverting (\(method.rawValue))", quiet: quiet)
-        inverting.begin()
-        var record = try sd.invert(photo: input, prompt: source, settings: settings) { event in
-            switch event {
-            case .trajectory(let step, let total): inverting.update(step, total, detail: "DDIM inversion")
-            case .nullText(let step, let total, let inner, let innerTotal, let loss, let last):
-                inverting.update(last ? step : step - 1, total,
-                                 detail: String(format: "null-text inner %d/%d loss %.3g", inner, innerTotal, loss))
-            case .offsets(let step, let total): inverting.update(step, total, detail: "offsets")
-            }
-        }
+        let progress = InversionProgress("edit: inverting (\(settings.method.rawValue))", quiet: quiet)
+        var record = try sd.invert(photo: input, prompt: source, settings: settings, onEvent: progress.show)
         record.metadata["model_fingerprint"] = fingerprint
         record.metadata["photo_sha256"] = photoHash
         if !noCache {
