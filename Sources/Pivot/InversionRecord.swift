@@ -96,7 +96,7 @@ func stack(_ tensors: [Tensor]) -> Tensor {
 }
 
 /// [N, …] → N tensors of shape [1, …].
-func unstack(_ t: Tensor) -> [Tensor] {
+public func unstack(_ t: Tensor) -> [Tensor] {
     let n = t.dim(0), each = t.count / max(n, 1)
     return (0..<n).map { i in
         let x = Tensor(uninitialized: [1] + Array(t.shape.dropFirst()))

@@ -100,6 +100,16 @@ extension StableDiffusion {
     public func render(_ record: InversionRecord, source: String, targets: [String], guidance: Float,
                        controller: AttentionController? = nil, blend: LocalBlend? = nil,
                        onStep: (Int, Int) -> Void = { _, _ in }) throws -> [RGBImage] {
+        let z = try editLatents(record, source: source, targets: targets, guidance: guidance, controller: controller,
+                                blend: blend, onStep: onStep)
+        let images = try vae.decode(scale(z, Float(1 / vae.config.scalingFactor)))
+        return (0..<images.dim(0)).map { fromTensor(images, index: $0) }
+    }
+
+    /// The final latents [1 + targets, C, h, w] of an edit, before decoding (see `render`).
+    public func editLatents(_ record: InversionRecord, source: String, targets: [String], guidance: Float,
+                            controller: AttentionController? = nil, blend: LocalBlend? = nil,
+                            onStep: (Int, Int) -> Void = { _, _ in }) throws -> Tensor {
         let prompts = try ([source] + targets).map { try encode($0).embedding }
         let empty = try encode("").embedding
         let loop = try EditLoop(unet: unet, scheduler: scheduler, steps: record.steps, guidance: guidance)
@@ -111,12 +121,10 @@ extension StableDiffusion {
         case .negativePrompt: uncond = { _ in prompts[0] }
         case .direct, .ddim: uncond = { _ in empty }
         }
-        let z = try loop.run(start: record.latents[record.steps], prompts: prompts, uncond: uncond,
-                             offsets: record.method == .direct ? record.offsets : nil, controller: controller) { i, z in
+        return try loop.run(start: record.latents[record.steps], prompts: prompts, uncond: uncond,
+                            offsets: record.method == .direct ? record.offsets : nil, controller: controller) { i, z in
             blend?.apply(&z, afterStep: i - 1)
             onStep(i, record.steps)
         }
-        let images = try vae.decode(scale(z, Float(1 / vae.config.scalingFactor)))
-        return (0..<images.dim(0)).map { fromTensor(images, index: $0) }
     }
 }

@@ -31,6 +31,8 @@ public final class PromptToPromptController: AttentionController {
     public var localBlend: LocalBlend?
     /// The denoising step now running (0-based); the edit loop advances it through `beginStep`.
     public private(set) var step = 0
+    /// The non-zero entries of each word-swap mapper (a mapper is nearly a permutation).
+    private let mapperEntries: [[(from: Int, to: Int, weight: Float)]]
 
     public init(prompts: Int, edit: CrossAttentionEdit, crossReplace: [[[Float]]], equalizer: [[Float]]?,
                 selfReplace: Range<Int>, selfReplaceMaxTokens: Int) {
@@ -40,6 +42,13 @@ public final class PromptToPromptController: AttentionController {
         self.equalizer = equalizer
         self.selfReplace = selfReplace
         self.selfReplaceMaxTokens = selfReplaceMaxTokens
+        if case .replace(let mappers) = edit {
+            mapperEntries = mappers.map { map in
+                map.indices.flatMap { w in map[w].indices.filter { map[w][$0] != 0 }.map { (w, $0, map[w][$0]) } }
+            }
+        } else {
+            mapperEntries = []
+        }
     }
 
     /// The reference's step windows: a fraction f of T steps covers steps [0, int(f·(T + 1))) for cross
@@ -77,14 +86,12 @@ public final class PromptToPromptController: AttentionController {
             let target = p.data + (b + t) * plane
             let alpha = crossReplace[t - 1][min(step, crossReplace[t - 1].count - 1)]
             guard alpha.contains(where: { $0 > 0 }) else { continue }
-            var edited = editedBase(base, target: target, index: t - 1, rows: heads * n, m: m)
-            if let scale = equalizer?[t - 1] {
-                for r in 0..<(heads * n) { for c in 0..<m { edited[r * m + c] *= scale[c] } }
-            }
-            for r in 0..<(heads * n) {
-                for c in 0..<m {
-                    let k = r * m + c
-                    target[k] = edited[k] * alpha[c] + target[k] * (1 - alpha[c])
+            let edited = editedBase(base, target: target, index: t - 1, rows: heads * n, m: m)
+            let scale = equalizer?[t - 1] ?? [Float](repeating: 1, count: m)
+            edited.withUnsafeBufferPointer { e in
+                for r in 0..<(heads * n) {
+                    let row = target + r * m, new = e.baseAddress! + r * m
+                    for c in 0..<m { row[c] = new[c] * scale[c] * alpha[c] + row[c] * (1 - alpha[c]) }
                 }
             }
         }
@@ -96,14 +103,12 @@ public final class PromptToPromptController: AttentionController {
                     rows: Int, m: Int) -> [Float] {
         var out = [Float](repeating: 0, count: rows * m)
         switch edit {
-        case .replace(let mappers):
-            let map = mappers[t]
-            for r in 0..<rows {
-                for w in 0..<m {
-                    let v = base[r * m + w]
-                    if v == 0 { continue }
-                    let row = map[w]
-                    for c in 0..<m where row[c] != 0 { out[r * m + c] += v * row[c] }
+        case .replace:
+            let entries = mapperEntries[t]
+            out.withUnsafeMutableBufferPointer { o in
+                for r in 0..<rows {
+                    let src = base + r * m, dst = o.baseAddress! + r * m
+                    for e in entries { dst[e.to] += src[e.from] * e.weight }
                 }
             }
         case .refine(let maps, let alphas):
