@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Pivot
+import PivotDiffusion
 import PivotFormats
 import PivotImage
 
@@ -49,6 +50,9 @@ struct EditCommand: ParsableCommand {
 
     @OptionGroup(title: "Inversion (when the input is a photo)") var inversion: InversionOptions
 
+    @Option(name: .long, help: ArgumentHelp("Also draw the source's cross-attention per token into this image.", valueName: "MAPS.png"))
+    var attentionMaps: String?
+
     @Flag(name: .long, help: "Write one image: the source reconstruction and every target side by side.")
     var sideBySide = false
 
@@ -67,6 +71,14 @@ struct EditCommand: ParsableCommand {
         let outputs = target.count == 1 || sideBySide ? [output] : (1...target.count).map { numbered(output, $0) }
         for path in outputs where sameFile(path, input) {
             throw ValidationError("-o would overwrite the input \(input)")
+        }
+        if let maps = attentionMaps {
+            guard ImageFormat(pathExtension: maps) != nil else {
+                throw ValidationError("--attention-maps must end in .png, .jpg, .jpeg, .tif or .tiff")
+            }
+            guard !sameFile(maps, input), !outputs.contains(where: { sameFile($0, maps) }) else {
+                throw ValidationError("--attention-maps would overwrite the input or an output")
+            }
         }
         _ = try options()
     }
@@ -104,17 +116,25 @@ struct EditCommand: ParsableCommand {
             try sd.promptToPrompt(source: self.source, targets: self.target, steps: steps, latentSide: side,
                                   options: try self.options())
         }
-        let early = fromPhoto ? try plan(inversion.steps, sd.nativeResolution / sd.vae.config.downsampleFactor) : nil
+        let early = fromPhoto ? try plan(inversion.settings.steps, sd.nativeResolution / sd.vae.config.downsampleFactor) : nil
         let record = try invertOrRead(sd, folder)
         let controller = try early ?? plan(record.steps, record.latents[0].dim(2))
-        let guide = Float(record.metadata["guidance"] ?? "") ?? inversion.guidance
+        let guide = Float(record.metadata["guidance"] ?? "") ?? inversion.settings.guidance
+        let maps = attentionMaps.map { _ in
+            CrossAttentionMaps(prompts: 1 + target.count, latentSide: record.latents[0].dim(2))
+        }
         let progress = Progress("edit", quiet: quiet)
         progress.begin()
-        let images = try sd.render(record, source: source, targets: target, guidance: guide, controller: controller,
+        let images = try sd.render(record, source: source, targets: target, guidance: guide,
+                                   controller: maps.map { ControllerChain([$0, controller]) } ?? controller,
                                    blend: controller.localBlend) {
             progress.update($0, $1)
         }
         let protected = record.metadata["photo_path"].map { [$0, input] } ?? [input]
+        if let maps, let path = attentionMaps, let picture = sd.attentionMapsImage(maps, prompt: source) {
+            try picture.write(path, protecting: protected, text: [("parameters", "cross-attention of \"\(source)\"")])
+            if !quiet { note("wrote \(path)") }
+        }
         let text = [("parameters", "source: \(source); targets: \(target.joined(separator: " | ")); method: \(record.method.rawValue); steps: \(record.steps); pivot \(pivotVersion)")]
         if sideBySide {
             try RGBImage.sideBySide(images).write(output, protecting: protected, text: text)
@@ -136,6 +156,9 @@ struct EditCommand: ParsableCommand {
             let record = try InversionRecord(path: input)
             if let f = record.metadata["model_fingerprint"], f != fingerprint {
                 throw InversionError.mismatch(input, "another model (fingerprint \(f.prefix(12))…, this model \(fingerprint.prefix(12))…)")
+            }
+            if let conflict = inversion.conflict(with: record) {
+                throw InversionError.mismatch(input, "other settings: \(conflict)")
             }
             if let p = record.metadata["prompt"], p != source {
                 throw InversionError.mismatch(input, "the source prompt \"\(p)\", not \"\(source)\"")

@@ -7,17 +7,18 @@ extension InversionMethod: ExpressibleByArgument {}
 
 /// The inversion flags `pivot invert` and `pivot edit` share.
 struct InversionOptions: ParsableArguments {
-    @Option(name: .long, help: "Inversion method: null-text, negative-prompt, direct or ddim.")
-    var method: InversionMethod = .nullText
+    // Optional so that, given an inversion file, a flag set on the command line can be checked against it.
+    @Option(name: .long, help: "Inversion method: null-text, negative-prompt, direct or ddim (default null-text).")
+    var method: InversionMethod?
 
-    @Option(name: .long, help: "DDIM steps.")
-    var steps = 50
+    @Option(name: .long, help: "DDIM steps (default 50).")
+    var steps: Int?
 
-    @Option(name: .long, help: "Guidance scale the inversion must reconstruct under.")
-    var guidance: Float = 7.5
+    @Option(name: .long, help: "Guidance scale the inversion must reconstruct under (default 7.5).")
+    var guidance: Float?
 
-    @Option(name: .long, help: "Most Adam iterations per step (null-text).")
-    var innerSteps = 10
+    @Option(name: .long, help: "Most Adam iterations per step, null-text (default 10).")
+    var innerSteps: Int?
 
     @Option(name: .long, help: "Crop box L,T,R,B in pixels before the centre crop.")
     var crop: String?
@@ -28,12 +29,29 @@ struct InversionOptions: ParsableArguments {
 
     var settings: InversionSettings {
         var s = InversionSettings()
-        s.method = method
-        s.steps = steps
-        s.guidance = guidance
-        s.innerSteps = innerSteps
+        s.method = method ?? s.method
+        s.steps = steps ?? s.steps
+        s.guidance = guidance ?? s.guidance
+        s.innerSteps = innerSteps ?? s.innerSteps
         s.crop = crop.flatMap(parseCrop)
         return s
+    }
+
+    /// The first flag given on the command line that disagrees with an inversion file's record, as
+    /// "--steps 20 (the file has 10)".
+    func conflict(with record: InversionRecord) -> String? {
+        let m = record.metadata
+        let given: [(String, String?, String?)] = [
+            ("--method", method?.rawValue, record.method.rawValue),
+            ("--steps", steps.map(String.init), String(record.steps)),
+            ("--guidance", guidance.map { String($0) }, m["guidance"]),
+            ("--inner-steps", innerSteps.map(String.init), record.method == .nullText ? m["inner_steps"] : nil),
+            ("--crop", crop.flatMap(parseCrop).map { "\($0.left),\($0.top),\($0.right),\($0.bottom)" }, m["crop"]),
+        ]
+        for (flag, value, recorded) in given {
+            if let value, let recorded, value != recorded { return "\(flag) \(value) (the file has \(recorded.isEmpty ? "none" : recorded))" }
+        }
+        return nil
     }
 }
 

@@ -44,7 +44,7 @@ struct InvertCommand: ParsableCommand {
         let sd = try StableDiffusion(model: folder)
         let t = sd.tokenizer.encode(prompt)
         if t.truncated { note("warning: prompt truncated to \(sd.tokenizer.maxLength) tokens; dropped: \"\(t.droppedText)\"") }
-        let progress = InversionProgress("invert (\(inversion.method.rawValue))", quiet: quiet)
+        let progress = InversionProgress("invert (\(inversion.settings.method.rawValue))", quiet: quiet)
         var record = try sd.invert(photo: photo, prompt: prompt, settings: inversion.settings, onEvent: progress.show)
         record.metadata["model_fingerprint"] = try folder.fingerprint()
         record.metadata["photo_sha256"] = try SHA256.hexDigest(ofFile: photo)

@@ -122,3 +122,56 @@ final class LocalBlendTests: XCTestCase {
         XCTAssertNotEqual(Array(z.scalars.suffix(64)), ones)
     }
 }
+
+/// The source's cross-attention maps behind `--attention-maps`.
+final class CrossAttentionMapsTests: XCTestCase {
+    /// Averaged over heads, layers and steps at the preferred size; other sizes, the mid block, the
+    /// unconditional half and other prompts are left out.
+    func testAveragesTheSourceMaps() throws {
+        let maps = CrossAttentionMaps(prompts: 2, latentSide: 8)   // prefers (8/4)² = 4 query tokens
+        XCTAssertNil(maps.averaged())
+        let down = AttentionSite(name: "down_blocks.0.attentions.0.transformer_blocks.0.attn2", place: .down, isCross: true)
+        let mid = AttentionSite(name: "mid_block.attentions.0.transformer_blocks.0.attn2", place: .mid, isCross: true)
+        let selfSite = AttentionSite(name: "down_blocks.0.attentions.0.transformer_blocks.0.attn1", place: .down, isCross: false)
+        // [uncond × 2, cond × 2], 2 heads, 4 queries, 3 keys; the source's cond half holds head h, query q,
+        // key k = 100·layer + 10·h + q + k; everything else is −1.
+        func probs(_ layer: Float, queries: Int = 4) -> Tensor {
+            var v = [Float](repeating: -1, count: 4 * 2 * queries * 3)
+            for h in 0..<2 { for q in 0..<queries { for k in 0..<3 { v[((2 * 2 + h) * queries + q) * 3 + k] = 100 * layer + 10 * Float(h) + Float(q + k) } } }
+            return Tensor(shape: [4, 2, queries, 3], values: v)
+        }
+        XCTAssertTrue(maps.wants(down))
+        XCTAssertFalse(maps.wants(mid))
+        XCTAssertFalse(maps.wants(selfSite))
+        maps.edit(probs(0), at: down)
+        maps.edit(probs(1), at: down)
+        maps.edit(probs(7), at: mid)
+        maps.edit(probs(9), at: selfSite)
+        maps.edit(probs(5, queries: 16), at: down)
+        let (side, values) = try XCTUnwrap(maps.averaged())
+        XCTAssertEqual(side, 2)
+        XCTAssertEqual(values.count, 3)
+        for k in 0..<3 {
+            for q in 0..<4 {
+                // mean over layers {0, 1} and heads {0, 1}: 50 + 5 + q + k
+                XCTAssertEqual(values[k][q], 55 + Float(q + k), accuracy: 1e-4)
+            }
+        }
+    }
+
+    /// A chain materialises a layer when any controller wants it and hands it to those that do.
+    func testChainPassesLayersToWhoWantsThem() {
+        let maps = CrossAttentionMaps(prompts: 1, latentSide: 8)
+        let p2p = PromptToPromptController(prompts: 1, edit: .none, crossReplace: [], equalizer: nil,
+                                           selfReplace: 0..<1, selfReplaceMaxTokens: 100)
+        let chain = ControllerChain([maps, p2p])
+        let selfSite = AttentionSite(name: "up_blocks.0.attentions.0.transformer_blocks.0.attn1", place: .up, isCross: false, queryTokens: 4)
+        XCTAssertTrue(chain.wants(selfSite), "the P2P controller injects self-attention at step 0")
+        chain.beginStep(1)
+        XCTAssertEqual(p2p.step, 1)
+        XCTAssertFalse(chain.wants(selfSite))
+        chain.edit(Tensor(shape: [2, 1, 4, 2], values: Array(repeating: 0.5, count: 16)),
+                   at: AttentionSite(name: "up_blocks.0.attentions.0.transformer_blocks.0.attn2", place: .up, isCross: true))
+        XCTAssertEqual(maps.averaged()?.values.first ?? [], [0.5, 0.5, 0.5, 0.5])
+    }
+}

@@ -116,3 +116,26 @@ final class PreprocessTests: XCTestCase {
         XCTAssertEqual(toTensor(deep).scalars, [-1, 2 * (Float(32768) / 65535) - 1, 1])
     }
 }
+
+/// Labels under pictures and grids of them (for `--attention-maps`).
+final class LabelledGridTests: XCTestCase {
+    func testLabelBandAndGridLayout() {
+        let red = RGBImage(width: 20, height: 10, pixels: Array(repeating: [1, 0, 0], count: 200).flatMap { $0 })
+        let labelled = red.labelled("ab")
+        XCTAssertEqual(labelled.width, 20)
+        XCTAssertEqual(labelled.height, 10 + BitmapFont.height(scale: 1) + 2)
+        XCTAssertEqual(Array(labelled.pixels.prefix(600)), red.pixels, "the picture is kept above the band")
+        XCTAssertTrue(labelled.pixels.dropFirst(600).contains(0), "the label is drawn in black")
+        XCTAssertEqual(red.labelled("a much too long label for twenty pixels").width, 20)
+
+        let grid = RGBImage.grid([red, red, red], columns: 2, gap: 3)
+        XCTAssertEqual(grid.width, 2 * 20 + 3)
+        XCTAssertEqual(grid.height, 2 * 10 + 3)
+        XCTAssertEqual(Array(grid.pixels[0..<3]), [1, 0, 0])
+        XCTAssertEqual(Array(grid.pixels[(20 * 3)..<(21 * 3)]), [1, 1, 1], "the gap is white")
+        let lastCell = ((13 * grid.width) + 23) * 3
+        XCTAssertEqual(Array(grid.pixels[lastCell..<(lastCell + 3)]), [1, 1, 1], "the missing fourth cell is white")
+        let third = ((13 * grid.width) + 0) * 3
+        XCTAssertEqual(Array(grid.pixels[third..<(third + 3)]), [1, 0, 0])
+    }
+}

@@ -1,0 +1,67 @@
+import PivotModels
+import PivotTensor
+
+/// One prompt's cross-attention per token, gathered during an edit the way Prompt-to-Prompt's
+/// `show_cross_attention` inspects it: the conditional cross-attention of prompt `prompt` (0 = source) at
+/// `(side/4)²` query tokens (16×16 for SD's 64×64 latent; the smallest down/up size when the model has none
+/// that size), from the down and up blocks, averaged over heads, layers and steps.
+public final class CrossAttentionMaps {
+    public let prompt: Int
+    public let prompts: Int
+    public let preferredTokens: Int
+    /// Sums by query-token count: [n · m], and how many head-maps went into each.
+    private var sums: [Int: [Float]] = [:]
+    private var counts: [Int: Int] = [:]
+
+    public init(prompt: Int = 0, prompts: Int, latentSide: Int) {
+        self.prompt = prompt
+        self.prompts = prompts
+        preferredTokens = (latentSide / 4) * (latentSide / 4)
+    }
+
+    /// Adds prompt `prompt`'s conditional half of a cross-attention layer's probabilities [2B, heads, N, M].
+    public func accumulate(_ p: Tensor, site: AttentionSite) {
+        guard site.isCross, site.place != .mid, p.dim(0) == 2 * prompts else { return }
+        let heads = p.dim(1), n = p.dim(2), m = p.dim(3)
+        var sum = sums[n] ?? [Float](repeating: 0, count: n * m)
+        sum.withUnsafeMutableBufferPointer { s in
+            for h in 0..<heads {
+                let src = p.data + ((prompts + prompt) * heads + h) * n * m
+                for k in 0..<(n * m) { s[k] += src[k] }
+            }
+        }
+        sums[n] = sum
+        counts[n, default: 0] += heads
+    }
+
+    /// The averaged maps: `side` × `side` values per token (token-major: `values[token][y · side + x]`),
+    /// or nil before any cross-attention was seen.
+    public func averaged() -> (side: Int, values: [[Float]])? {
+        guard let n = sums[preferredTokens] != nil ? preferredTokens : sums.keys.min(), let sum = sums[n],
+              let count = counts[n], count > 0 else { return nil }
+        let m = sum.count / n, side = Int(Double(n).squareRoot())
+        let values = (0..<m).map { t in (0..<n).map { sum[$0 * m + t] / Float(count) } }
+        return (side, values)
+    }
+}
+
+/// Runs several attention controllers as one (in order); a layer's probabilities are materialised when
+/// any of them wants it.
+public final class ControllerChain: AttentionController {
+    public let controllers: [AttentionController]
+
+    public init(_ controllers: [AttentionController]) { self.controllers = controllers }
+
+    public func wants(_ site: AttentionSite) -> Bool { controllers.contains { $0.wants(site) } }
+
+    public func edit(_ probabilities: Tensor, at site: AttentionSite) {
+        for c in controllers where c.wants(site) { c.edit(probabilities, at: site) }
+    }
+
+    public func beginStep(_ index: Int) { for c in controllers { c.beginStep(index) } }
+}
+
+extension CrossAttentionMaps: AttentionController {
+    public func wants(_ site: AttentionSite) -> Bool { site.isCross && site.place != .mid }
+    public func edit(_ probabilities: Tensor, at site: AttentionSite) { accumulate(probabilities, site: site) }
+}
