@@ -121,8 +121,9 @@ extension StableDiffusion {
 
     func words(_ prompt: String) throws -> Words {
         let words = prompt.split(separator: " ").map(String.init)
-        let counts = words.map { tokenizer.contentIds($0).count }
-        let content = tokenizer.contentIds(prompt)
+        // A multi-vector textual-inversion token stays one word, of all its vectors' tokens.
+        let counts = words.map { tokenizer.contentIds(tokenizer.expandingMultiVectorTokens($0)).count }
+        let content = tokenizer.contentIds(tokenizer.expandingMultiVectorTokens(prompt))
         guard content.count <= tokenizer.maxLength - 2 else {
             throw EditError.badValue("the prompt \"\(prompt)\" has \(content.count) tokens; edits need at most \(tokenizer.maxLength - 2)")
         }

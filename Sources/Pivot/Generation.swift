@@ -28,6 +28,9 @@ public final class StableDiffusion {
     public let unet: UNet
     public let vae: VAE
     public let scheduler: DDIMScheduler
+    /// Textual-inversion embeddings added with `addEmbeddings`, as "token=sha256".
+    public internal(set) var embeddingsUsed: [String] = []
+    private var fingerprint: String?
 
     /// Loads everything from a diffusers folder (strictly; see `ModelFolder`); `scheduler` replaces the
     /// folder's scheduler settings when given.
@@ -43,6 +46,14 @@ public final class StableDiffusion {
         }
     }
 
+    /// The model folder's fingerprint (see `ModelFolder.fingerprint`), computed once.
+    public func modelFingerprint() throws -> String {
+        if let fingerprint { return fingerprint }
+        let f = try model.fingerprint()
+        fingerprint = f
+        return f
+    }
+
     /// Native resolution: UNet sample size × VAE factor.
     public var nativeResolution: Int { unet.config.sampleSize * vae.config.downsampleFactor }
     /// Image sides must be multiples of this.
@@ -50,7 +61,7 @@ public final class StableDiffusion {
 
     /// The text encoder's `last_hidden_state` [1, 77, D] for a prompt, and its tokenization.
     public func encode(_ prompt: String) throws -> (embedding: Tensor, tokens: TokenizedPrompt) {
-        let t = tokenizer.encode(prompt)
+        let t = tokenizer.encode(tokenizer.expandingMultiVectorTokens(prompt))
         return (try textEncoder(ids: t.ids, batch: 1), t)
     }
 
@@ -91,6 +102,7 @@ public final class StableDiffusion {
         if !r.negativePrompt.isEmpty { s += "Negative prompt: \(r.negativePrompt)\n" }
         s += "Steps: \(r.steps), Sampler: DDIM, CFG scale: \(r.guidance), Seed: \(r.seed), Size: \(width)x\(height), "
         s += "Model: \((model.path as NSString).lastPathComponent), Generator: pivot \(pivotVersion)"
+        if !embeddingsUsed.isEmpty { s += ", Embeddings: \(embeddingsDescription)" }
         return s
     }
 }

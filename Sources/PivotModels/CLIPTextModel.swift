@@ -5,7 +5,7 @@ import PivotTensor
 /// Matches `CLIPTextModel(input_ids).last_hidden_state` (no attention mask, as diffusers calls it).
 public final class CLIPTextModel {
     public let config: CLIPTextConfig
-    let tokenEmbedding: Tensor     // [V, D]
+    private(set) var tokenEmbedding: Tensor     // [V + added, D]
     let positionEmbedding: Tensor  // [P, D]
     let layers: [CLIPEncoderLayer]
     let finalNorm: LayerNorm
@@ -25,6 +25,25 @@ public final class CLIPTextModel {
         finalNorm = try LayerNorm(p.scope("final_layer_norm"), dim: d, eps: Float(config.layerNormEps))
     }
 
+    /// Rows of the token embedding table: the config's vocabulary plus appended tokens.
+    public var tokenCount: Int { tokenEmbedding.dim(0) }
+
+    /// Sets rows `first ..< first + n` of the token embedding table to `rows` [n, D], growing the table as
+    /// needed (textual-inversion tokens, as transformers' `resize_token_embeddings` then setting the rows).
+    public func setTokenEmbeddings(startingAt first: Int, _ rows: Tensor) throws {
+        let d = config.hiddenSize
+        guard rows.shape.count == 2, rows.dim(1) == d, rows.dim(0) > 0, first >= 0 else {
+            throw ModelError.invalidInput("token embeddings must be [n, \(d)], got \(rows.shape)")
+        }
+        let needed = first + rows.dim(0)
+        if needed > tokenCount {
+            let table = Tensor(zeros: [needed, d])
+            table.data.update(from: tokenEmbedding.data, count: tokenEmbedding.count)
+            tokenEmbedding = table
+        }
+        (tokenEmbedding.data + first * d).update(from: rows.data, count: rows.count)
+    }
+
     /// Input embeddings (token + position) for ids [B, T] given as a flat row-major array.
     public func embed(ids: [Int], batch: Int) throws -> Tensor {
         let d = config.hiddenSize
@@ -34,8 +53,8 @@ public final class CLIPTextModel {
         }
         let x = Tensor(uninitialized: [batch, t, d])
         for (i, id) in ids.enumerated() {
-            guard id >= 0, id < config.vocabSize else {
-                throw ModelError.invalidInput("token id \(id) is outside the vocabulary (0..<\(config.vocabSize))")
+            guard id >= 0, id < tokenCount else {
+                throw ModelError.invalidInput("token id \(id) is outside the vocabulary (0..<\(tokenCount))")
             }
             let dst = x.data + i * d, tok = tokenEmbedding.data + id * d, pos = positionEmbedding.data + (i % t) * d
             for j in 0..<d { dst[j] = tok[j] + pos[j] }

@@ -116,6 +116,28 @@ public final class CLIPTokenizer {
         return id
     }
 
+    /// The tokens added after the vocabulary (textual-inversion tokens), in id order.
+    public var addedTokens: [String] {
+        added.idByContent.filter { model.vocab[$0.key] == nil }.sorted { $0.value < $1.value }.map(\.key)
+    }
+
+    /// The prompt with each multi-vector textual-inversion token `tok` written out as `tok tok_1 … tok_{n−1}`
+    /// (the tokens registered for it), as diffusers' `maybe_convert_prompt` does: every added token the
+    /// prompt tokenizes to, in order of first appearance, is replaced in the text wherever it occurs.
+    public func expandingMultiVectorTokens(_ prompt: String) -> String {
+        var seen = Set<String>(), result = prompt
+        for id in contentIds(prompt) {
+            guard let content = added.byId[id]?.content, seen.insert(content).inserted else { continue }
+            var replacement = content, i = 1
+            while added.idByContent["\(content)_\(i)"] != nil {
+                replacement += " \(content)_\(i)"
+                i += 1
+            }
+            if i > 1 { result = replacingScalars(in: result, content, with: replacement) }
+        }
+        return result
+    }
+
     /// Tokenizes a prompt: BOS, at most `maxLength - 2` tokens, EOS, padding.
     public func encode(_ prompt: String) -> TokenizedPrompt {
         let content = contentIds(prompt)
@@ -199,4 +221,21 @@ public final class CLIPTokenizer {
         view.append(contentsOf: scalars[first...last])
         return String(view)
     }
+}
+
+/// Python's `str.replace`: every non-overlapping occurrence, left to right, compared code point by code point.
+func replacingScalars(in text: String, _ target: String, with replacement: String) -> String {
+    let t = Array(text.unicodeScalars), p = Array(target.unicodeScalars)
+    guard !p.isEmpty else { return text }
+    var out = String.UnicodeScalarView(), i = 0
+    while i < t.count {
+        if i + p.count <= t.count, t[i..<(i + p.count)].elementsEqual(p) {
+            out.append(contentsOf: replacement.unicodeScalars)
+            i += p.count
+        } else {
+            out.append(t[i])
+            i += 1
+        }
+    }
+    return String(out)
 }

@@ -33,6 +33,8 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output image (.png, .jpg or .tif), written atomically.")
     var output: String
 
+    @OptionGroup(title: "Textual inversion") var embeddingOptions: EmbeddingOptions
+
     @Flag(name: .long, help: "No progress output.")
     var quiet = false
 
@@ -52,10 +54,11 @@ struct GenerateCommand: ParsableCommand {
         if let size, let (w, h) = parseSize(size) { request.width = w; request.height = h }
         let loadStart = Date()
         let sd = try StableDiffusion(model: ModelFolder(path: model))
+        try embeddingOptions.apply(to: sd, quiet: quiet)
         let (w, h) = try sd.validate(request)
         if !quiet { note(String(format: "loaded %@ in %.1f s", model, Date().timeIntervalSince(loadStart))) }
         for p in [prompt, negative] {
-            let t = sd.tokenizer.encode(p)
+            let t = sd.tokenizer.encode(sd.tokenizer.expandingMultiVectorTokens(p))
             if t.truncated { note("warning: prompt truncated to \(sd.tokenizer.maxLength) tokens; dropped: \"\(t.droppedText)\"") }
         }
         let progress = Progress("generate", quiet: quiet)

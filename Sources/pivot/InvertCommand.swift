@@ -29,6 +29,8 @@ struct InvertCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output .safetensors file (written atomically).")
     var output: String
 
+    @OptionGroup(title: "Textual inversion") var embeddingOptions: EmbeddingOptions
+
     @Flag(name: .long, help: "No progress output.")
     var quiet = false
 
@@ -42,7 +44,8 @@ struct InvertCommand: ParsableCommand {
     func run() throws {
         let folder = try ModelFolder(path: model)
         let sd = try StableDiffusion(model: folder)
-        let t = sd.tokenizer.encode(prompt)
+        try embeddingOptions.apply(to: sd, quiet: quiet)
+        let t = sd.tokenizer.encode(sd.tokenizer.expandingMultiVectorTokens(prompt))
         if t.truncated { note("warning: prompt truncated to \(sd.tokenizer.maxLength) tokens; dropped: \"\(t.droppedText)\"") }
         let progress = InversionProgress("invert (\(inversion.settings.method.rawValue))", quiet: quiet)
         var record = try sd.invert(photo: photo, prompt: prompt, settings: inversion.settings, onEvent: progress.show)
