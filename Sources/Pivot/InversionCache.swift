@@ -13,10 +13,11 @@ public struct InversionCache {
     }
 
     /// The cache key: a SHA-256 of everything that shapes the inversion.
-    public static func key(photoHash: String, modelFingerprint: String, prompt: String, settings s: InversionSettings) -> String {
+    public static func key(photoHash: String, modelFingerprint: String, prompt: String, settings s: InversionSettings,
+                           embeddings: String = "") -> String {
         let crop = s.crop.map { "\($0.left),\($0.top),\($0.right),\($0.bottom)" } ?? "-"
         let text = [pivotVersion, photoHash, modelFingerprint, prompt, s.method.rawValue, String(s.steps),
-                    String(s.guidance), String(s.innerSteps), crop].joined(separator: "\u{1F}")
+                    String(s.guidance), String(s.innerSteps), crop, embeddings].joined(separator: "\u{1F}")
         return SHA256.hex(SHA256.hash(Array(text.utf8)))
     }
 
@@ -33,5 +34,27 @@ public struct InversionCache {
     public func store(_ record: InversionRecord, key: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try record.write(to: path(for: key))
+    }
+}
+
+extension StableDiffusion {
+    /// The inversion of a photo under `prompt`: from `cache` when it holds one made with the same photo
+    /// (by content), model, prompt, settings and embeddings, else computed (and stored there; a failure to
+    /// store is passed to `warn`, not thrown). Returns the record and, when it came from the cache, its path.
+    public func inversion(photo: String, prompt: String, settings: InversionSettings, cache: InversionCache?,
+                          onEvent: (InversionEvent) -> Void = { _ in },
+                          warn: (String) -> Void = { _ in }) throws -> (record: InversionRecord, cachedAt: String?) {
+        let fingerprint = try modelFingerprint()
+        let photoHash = try SHA256.hexDigest(ofFile: photo)
+        let key = InversionCache.key(photoHash: photoHash, modelFingerprint: fingerprint, prompt: prompt, settings: settings,
+                                     embeddings: embeddingsDescription)
+        if let cache, let record = cache.load(key) { return (record, cache.path(for: key)) }
+        var record = try invert(photo: photo, prompt: prompt, settings: settings, onEvent: onEvent)
+        record.metadata["model_fingerprint"] = fingerprint
+        record.metadata["photo_sha256"] = photoHash
+        if let cache {
+            do { try cache.store(record, key: key) } catch { warn("could not cache the inversion: \(error)") }
+        }
+        return (record, nil)
     }
 }

@@ -41,7 +41,7 @@ extension StableDiffusion {
         let inversion = try PivotInversion(unet: unet, scheduler: scheduler, steps: s.steps, guidance: s.guidance)
         let latents = try inversion.trajectory(z0: z0, cond: cond) { onEvent(.trajectory(step: $0, total: $1)) }
         var record = InversionRecord(method: s.method, latents: latents, metadata: [
-            "prompt": prompt, "steps": String(s.steps), "guidance": String(s.guidance),
+            "prompt": prompt, "steps": String(s.steps), "guidance": String(s.guidance), "embeddings": embeddingsDescription,
             "inner_steps": String(s.innerSteps), "crop": s.crop.map { "\($0.left),\($0.top),\($0.right),\($0.bottom)" } ?? "",
             "scheduler": schedulerDescription, "model": model.path,
         ])
@@ -52,6 +52,7 @@ extension StableDiffusion {
                 onEvent(.nullText(step: $0, total: s.steps, inner: $1, innerTotal: s.innerSteps, loss: $2, last: $3))
             }
             record.nullEmbeddings = result.embeddings
+            record.metadata["null_text_iterations"] = result.iterations.map(String.init).joined(separator: ",")
         case .direct:
             let uncond = try encode("").embedding
             record.offsets = try inversion.directOffsets(latents: latents, cond: cond, uncond: uncond) {

@@ -62,6 +62,8 @@ struct EditCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output image; with several targets, -1, -2, … are added before the extension.")
     var output: String
 
+    @OptionGroup(title: "Textual inversion") var embeddingOptions: EmbeddingOptions
+
     @Flag(name: .long, help: "No progress output.")
     var quiet = false
 
@@ -84,31 +86,20 @@ struct EditCommand: ParsableCommand {
     }
 
     func options() throws -> EditOptions {
-        var o = EditOptions()
-        o.mode = mode
-        for item in crossReplace {
-            if let (word, value) = keyValue(item) { o.crossReplaceWords[word] = Double(value) }
-            else if let f = Double(item) { o.crossReplace = f }
-            else { throw ValidationError("--cross-replace takes a fraction or WORD=FRACTION, got '\(item)'") }
-        }
-        let parts = selfReplace.split(separator: ",").compactMap { Double($0) }
-        switch parts.count {
-        case 1 where selfReplace.split(separator: ",").count == 1: o.selfReplace = (0, parts[0])
-        case 2: o.selfReplace = (parts[0], parts[1])
-        default: throw ValidationError("--self-replace takes END or START,END, got '\(selfReplace)'")
-        }
-        o.blend = blend
-        o.blendThreshold = blendThreshold
-        for item in reweight {
-            guard let (word, value) = keyValue(item) else { throw ValidationError("--reweight takes WORD=SCALE, got '\(item)'") }
-            o.reweight[word] = value
-        }
-        return o
+        var s = EditSettings()
+        for item in crossReplace { try s.set("cross_replace", item, label: "--cross-replace") }
+        try s.set("self_replace", selfReplace, label: "--self-replace")
+        for item in reweight { try s.set("reweight", item, label: "--reweight") }
+        s.edit.mode = mode
+        s.edit.blend = blend
+        s.edit.blendThreshold = blendThreshold
+        return s.edit
     }
 
     func run() throws {
         let folder = try ModelFolder(path: model)
         let sd = try StableDiffusion(model: folder)
+        try embeddingOptions.apply(to: sd, quiet: quiet)
         let fromPhoto = !input.lowercased().hasSuffix(".safetensors")
         // For a photo the plan is known before inverting (native resolution), so prompts and flags are checked
         // before any inversion work; an inversion file fixes the steps and the latent size itself.
@@ -135,7 +126,7 @@ struct EditCommand: ParsableCommand {
             try picture.write(path, protecting: protected, text: [("parameters", "cross-attention of \"\(source)\"")])
             if !quiet { note("wrote \(path)") }
         }
-        let text = [("parameters", "source: \(source); targets: \(target.joined(separator: " | ")); method: \(record.method.rawValue); steps: \(record.steps); pivot \(pivotVersion)")]
+        let text = [("parameters", "source: \(source); targets: \(target.joined(separator: " | ")); method: \(record.method.rawValue); steps: \(record.steps)\(sd.embeddingsUsed.isEmpty ? "" : "; embeddings: " + sd.embeddingsDescription); pivot \(pivotVersion)")]
         if sideBySide {
             try RGBImage.sideBySide(images).write(output, protecting: protected, text: text)
             if !quiet { note("wrote \(output)") }
@@ -151,7 +142,12 @@ struct EditCommand: ParsableCommand {
     /// The inversion to edit: read from an inversion file (checked against the model and prompt), or
     /// made from the photo (through the cache).
     func invertOrRead(_ sd: StableDiffusion, _ folder: ModelFolder) throws -> InversionRecord {
-        let fingerprint = try folder.fingerprint()
+        let fingerprint = try sd.modelFingerprint()
+        var shown: InversionProgress?
+        let progress = { (event: InversionEvent) in
+            if shown == nil { shown = InversionProgress("edit: inverting (\(self.inversion.settings.method.rawValue))", quiet: self.quiet) }
+            shown?.show(event)
+        }
         if input.lowercased().hasSuffix(".safetensors") {
             let record = try InversionRecord(path: input)
             if let f = record.metadata["model_fingerprint"], f != fingerprint {
@@ -160,26 +156,20 @@ struct EditCommand: ParsableCommand {
             if let conflict = inversion.conflict(with: record) {
                 throw InversionError.mismatch(input, "other settings: \(conflict)")
             }
+            if let used = record.metadata["embeddings"], used != sd.embeddingsDescription {
+                throw InversionError.mismatch(input, used.isEmpty ? "no textual-inversion embeddings, but this edit loads some"
+                    : "other textual-inversion embeddings (\(used))")
+            }
             if let p = record.metadata["prompt"], p != source {
                 throw InversionError.mismatch(input, "the source prompt \"\(p)\", not \"\(source)\"")
             }
             return record
         }
-        let settings = inversion.settings
-        let photoHash = try SHA256.hexDigest(ofFile: input)
-        let cache = InversionCache()
-        let key = InversionCache.key(photoHash: photoHash, modelFingerprint: fingerprint, prompt: source, settings: settings)
-        if !noCache, let record = cache.load(key) {
-            if !quiet { note("using the cached inversion \(cache.path(for: key))") }
-            return record
+        let (record, cached) = try sd.inversion(photo: input, prompt: source, settings: inversion.settings,
+                                                cache: noCache ? nil : InversionCache(), onEvent: { progress($0) }) { warning in
+            note("warning: \(warning)")
         }
-        let progress = InversionProgress("edit: inverting (\(settings.method.rawValue))", quiet: quiet)
-        var record = try sd.invert(photo: input, prompt: source, settings: settings, onEvent: progress.show)
-        record.metadata["model_fingerprint"] = fingerprint
-        record.metadata["photo_sha256"] = photoHash
-        if !noCache {
-            do { try cache.store(record, key: key) } catch { note("warning: could not cache the inversion: \(oneLine(error))") }
-        }
+        if let cached, !quiet { note("using the cached inversion \(cached)") }
         return record
     }
 }

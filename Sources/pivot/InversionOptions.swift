@@ -79,8 +79,4 @@ final class InversionProgress {
 }
 
 /// "L,T,R,B" → a crop box.
-func parseCrop(_ s: String) -> CropBox? {
-    let v = s.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-    guard v.count == 4, v[0] >= 0, v[1] >= 0, v[2] > v[0], v[3] > v[1] else { return nil }
-    return CropBox(left: v[0], top: v[1], right: v[2], bottom: v[3])
-}
+func parseCrop(_ s: String) -> CropBox? { CropBox(parsing: s) }

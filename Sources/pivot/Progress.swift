@@ -18,11 +18,13 @@ final class Progress {
     /// Restarts the clock (call when the timed work begins).
     func begin() { start = Date() }
 
-    /// Reports that `done` of `total` steps are finished; `detail` (e.g. an inner loss) follows the count.
-    func update(_ done: Int, _ total: Int, detail: String = "") {
+    /// Reports that `done` of `total` steps are finished (and `partial` ∈ [0, 1) of the next, for the ETA);
+    /// `detail` (e.g. an inner loss) follows the count.
+    func update(_ done: Int, _ total: Int, partial: Double = 0, detail: String = "") {
         guard !quiet, total > 0 else { return }
         let elapsed = Date().timeIntervalSince(start)
-        let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
+        let progress = Double(done) + min(max(partial, 0), 1)
+        let eta = progress > 0 ? elapsed / progress * (Double(total) - progress) : 0
         if isTerminal {
             guard done == total || Date().timeIntervalSince(lastDraw) > 0.1 else { return }
             lastDraw = Date()

@@ -11,7 +11,8 @@ struct PivotCommand: ParsableCommand {
         commandName: "pivot",
         abstract: "Edit real photos with Stable Diffusion through inversion, on the CPU.",
         version: pivotVersion,
-        subcommands: [InfoCommand.self, GenerateCommand.self, InvertCommand.self, EditCommand.self, TokenizeCommand.self,
+        subcommands: [InfoCommand.self, GenerateCommand.self, InvertCommand.self, EditCommand.self, BatchCommand.self, TokenizeCommand.self,
+                      EncodeCommand.self,
                       ComponentCommand.self,
                       BenchCommand.self])
 }

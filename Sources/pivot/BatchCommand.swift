@@ -1,0 +1,172 @@
+import ArgumentParser
+import Foundation
+import Pivot
+import PivotImage
+
+struct BatchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "batch",
+        abstract: "Edit a whole folder: the same edit for every image, or one row per edit from a manifest.",
+        discussion: """
+        Either --source/--target (with the edit flags) apply to every image directly in INPUT_DIR (written as \
+        NAME.png, or NAME-K.png for the K-th of several targets), or --manifest FILE lists the edits: CSV with a \
+        header, a JSON array or JSON lines, with columns image (relative to INPUT_DIR), source, target, optional \
+        output (relative to OUT_DIR; default IMAGE-ROW.png) and optional settings (cross_replace, self_replace, \
+        reweight, blend, blend_threshold, mode, method, steps, guidance, inner_steps, crop, seed) that override the \
+        flags. Several items in one CSV cell are separated by ';' (reweight "cat=2;hat=0.5").
+
+        Every output is written atomically and recorded in OUT_DIR/pivot-batch.jsonl; a rerun skips rows already \
+        done with the same settings, so a killed batch is resumed by running it again. A bad row is reported and \
+        skipped. --shard K/N runs the K-th of N deterministic parts (by image), for job arrays. Exit status 0 when \
+        every row succeeded, 1 when any failed.
+        """)
+
+    @Argument(help: "The folder of photos.")
+    var inputDirectory: String
+
+    @Option(name: .long, help: "A diffusers model folder.")
+    var model: String
+
+    @Option(name: .shortAndLong, help: "The output folder (created if needed).")
+    var output: String
+
+    @Option(name: .long, help: "Edits to run: .csv (with a header), .json (array) or .jsonl.")
+    var manifest: String?
+
+    @Option(name: .long, help: "The prompt that describes every photo (without --manifest).")
+    var source: String?
+
+    @Option(name: .long, help: "The edited prompt (repeatable; without --manifest).")
+    var target: [String] = []
+
+    @Option(name: .long, help: "Fraction of steps with cross-attention replaced (0.8), or WORD=FRACTION (repeatable).")
+    var crossReplace: [String] = []
+
+    @Option(name: .long, help: "Self-attention injection: END or START,END as fractions of the steps.")
+    var selfReplace: String?
+
+    @Option(name: .long, help: "Attention scale of a target word, WORD=SCALE (repeatable).")
+    var reweight: [String] = []
+
+    @Option(name: .long, parsing: .upToNextOption, help: "Local blend: words whose attention bounds the edited region.")
+    var blend: [String] = []
+
+    @Option(name: .long, help: "Local-blend mask threshold (default 0.3).")
+    var blendThreshold: Float?
+
+    @Option(name: .long, help: "auto, replace or refine (default auto).")
+    var mode: EditOptions.Mode?
+
+    @OptionGroup(title: "Inversion") var inversion: InversionOptions
+
+    @OptionGroup(title: "Textual inversion") var embeddingOptions: EmbeddingOptions
+
+    @Option(name: .long, help: ArgumentHelp("Run only part K of N (1 ≤ K ≤ N), chosen by image.", valueName: "K/N"))
+    var shard: String?
+
+    @Flag(name: .long, help: "Neither read nor write the inversion cache.")
+    var noCache = false
+
+    @Flag(name: .long, help: "Print each row's outcome and a summary as JSON lines on standard output.")
+    var json = false
+
+    @Flag(name: .long, help: "No progress output.")
+    var quiet = false
+
+    func validate() throws {
+        if manifest == nil {
+            guard source != nil, !target.isEmpty else { throw ValidationError("give --manifest, or --source and --target") }
+        } else if source != nil || !target.isEmpty {
+            throw ValidationError("--source/--target and --manifest exclude each other (put the prompts in the manifest)")
+        }
+        if let shard, BatchShard(parsing: shard) == nil { throw ValidationError("--shard takes K/N with 1 ≤ K ≤ N, got '\(shard)'") }
+    }
+
+    func defaults() throws -> EditSettings {
+        var s = EditSettings()
+        s.inversion = inversion.settings
+        for item in crossReplace { try s.set("cross_replace", item, label: "--cross-replace") }
+        if let selfReplace { try s.set("self_replace", selfReplace, label: "--self-replace") }
+        for item in reweight { try s.set("reweight", item, label: "--reweight") }
+        if !blend.isEmpty { s.edit.blend = blend }
+        if let blendThreshold { s.edit.blendThreshold = blendThreshold }
+        if let mode { s.edit.mode = mode }
+        return s
+    }
+
+    func rows() throws -> [BatchRow] {
+        if let manifest { return try BatchManifest.read(manifest) }
+        let names = try FileManager.default.contentsOfDirectory(atPath: inputDirectory).sorted()
+            .filter { ImageFormat(pathExtension: $0) != nil }
+        var rows: [BatchRow] = []
+        for name in names {
+            for (k, t) in target.enumerated() {
+                let stem = (name as NSString).deletingPathExtension
+                rows.append(BatchRow(number: rows.count + 1, image: name, source: source ?? "", target: t,
+                                     output: target.count == 1 ? stem + ".png" : "\(stem)-\(k + 1).png"))
+            }
+        }
+        return rows
+    }
+
+    func run() throws {
+        let sd = try StableDiffusion(model: ModelFolder(path: model))
+        try embeddingOptions.apply(to: sd, quiet: quiet)
+        let job = BatchJob(inputDirectory: inputDirectory, outputDirectory: output, rows: try rows(), defaults: try defaults(),
+                           shard: shard.flatMap(BatchShard.init(parsing:)), cache: noCache ? nil : InversionCache())
+        let progress = Progress("batch", quiet: quiet)
+        var done = 0, total = 0, current = ""
+        let outcomes = try sd.runBatch(job) { event in
+            switch event {
+            case .planned(let t, let already):
+                total = t - already
+                if !quiet { note("batch: \(t) row\(t == 1 ? "" : "s")\(already > 0 ? ", \(already) already done" : "")") }
+                progress.begin()
+            case .rowStarted(_, _, let row):
+                current = "row \(row.number) \(row.image)"
+                progress.update(done, total, detail: current)
+            case .inversion(let e):
+                if case .nullText(let step, let steps, let inner, let innerTotal, let loss, _) = e {
+                    progress.update(done, total, partial: 0.8 * Double(step) / Double(max(steps, 1)),
+                                    detail: "\(current): null-text \(step)/\(steps) inner \(inner)/\(innerTotal) loss \(String(format: "%.3g", loss))")
+                } else if case .trajectory(let step, let steps) = e {
+                    progress.update(done, total, detail: "\(current): DDIM inversion \(step)/\(steps)")
+                }
+            case .editStep(let step, let steps):
+                progress.update(done, total, partial: 0.8 + 0.2 * Double(step) / Double(max(steps, 1)),
+                                detail: "\(current): edit \(step)/\(steps)")
+            case .rowFinished(_, _, let outcome):
+                done += 1
+                progress.update(done, total, detail: current)
+                if json { try? printJSON(outcome) }
+                if outcome.status == .error, !quiet { note("batch: row \(outcome.row) (\(outcome.image)) failed: \(outcome.message)") }
+            }
+        }
+        // Rows refused before any work (bad settings, images, outputs, words) never started.
+        for o in outcomes where o.status == .error && o.settings.isEmpty {
+            if json { try? printJSON(o) } else if !quiet { note("batch: row \(o.row) (\(o.image)) skipped: \(o.message)") }
+        }
+        let failed = outcomes.filter { $0.status == .error }.count
+        let ok = outcomes.filter { $0.status == .ok }.count, skipped = outcomes.filter { $0.status == .skipped }.count
+        if json {
+            struct Summary: Encodable { var rows, ok, skipped, failed: Int; var journal: String }
+            try printJSON(Summary(rows: outcomes.count, ok: ok, skipped: skipped, failed: failed,
+                                  journal: (output as NSString).appendingPathComponent(BatchJournal.fileName)))
+        } else {
+            print(Self.table(outcomes))
+            print("\(outcomes.count) rows: \(ok) written, \(skipped) already done, \(failed) failed")
+        }
+        if failed > 0 { throw ExitCode(1) }
+    }
+
+    /// The summary table: row, status, seconds, output or message.
+    static func table(_ outcomes: [BatchOutcome]) -> String {
+        var lines = ["row  status   seconds  output / message"]
+        for o in outcomes {
+            let what = o.status == .error ? o.message : o.output
+            let status = o.status.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
+            lines.append(String(format: "%-4d ", o.row) + status + String(format: " %7.1f  ", o.seconds) + what)
+        }
+        return lines.joined(separator: "\n")
+    }
+}
