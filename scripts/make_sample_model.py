@@ -3,8 +3,9 @@
 
 Output: ``samples/models/tiny-random/`` (diffusers layout: ``model_index.json``,
 ``text_encoder/``, ``unet/``, ``vae/``, ``scheduler/``; fp16 safetensors) plus a
-``README.md`` saying the weights are random and made by this script.  There is
-no ``tokenizer/`` (the vocabulary has 1000 random ids).
+``README.md`` saying the weights are random and made by this script, and the
+tiny 1000-token test tokenizer of the ``sd1-tiny`` fixture (so prompts work), and
+``samples/red-circle.png``, the photo the README's first command edits.
 
 Architectures (``--arch``):
 
@@ -28,7 +29,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 import make_fixtures as fx  # noqa: E402  (sets torch threads to 2, quiets the libraries)
 
@@ -52,7 +55,7 @@ pictures: it exists so that `pivot info`, loading and pipeline plumbing can be d
 without downloading a real checkpoint.
 
 - text encoder: CLIPTextModel, hidden {clip_hidden}, {clip_heads} heads, {clip_layers} layers,
-  `{clip_act}`, vocabulary {vocab} (no `tokenizer/`: the ids are not a real CLIP vocabulary)
+  `{clip_act}`, vocabulary {vocab}; `tokenizer/` is the tiny 1000-token tokenizer of the test fixtures
 - UNet: `block_out_channels` {unet_ch}, {unet_heads} heads, `layers_per_block` {unet_lpb},
   cross-attention dim {xdim}
 - VAE: `block_out_channels` {vae_ch} (downsampling factor {factor}), {latent} latent channels
@@ -90,6 +93,13 @@ def main():
     vae = fx.round_through_(fx.build_vae(arch["vae"]), dtype)
     fx.save_component(vae, os.path.join(args.out, "vae"), dtype)
     del vae
+
+    tokenizer = os.path.join(fx.ROOT, "Tests/PivotModelsTests/Fixtures/sd1-tiny/model/tokenizer")
+    shutil.copytree(tokenizer, os.path.join(args.out, "tokenizer"), dirs_exist_ok=True)
+    y, x = np.mgrid[0:64, 0:64]
+    img = np.full((64, 64, 3), 128, np.uint8)
+    img[((x - 27) ** 2 + (y - 34) ** 2) <= 17 ** 2] = (220, 30, 40)
+    Image.fromarray(img).save(os.path.join(fx.ROOT, "samples/red-circle.png"))
 
     c, u, v = arch["clip"], arch["unet"], arch["vae"]
     with open(os.path.join(args.out, "README.md"), "w") as f:
