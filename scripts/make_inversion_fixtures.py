@@ -6,7 +6,8 @@ grey background, also written as ``photo.png``), inverts it with 10 DDIM steps u
 runs null-text optimisation (guidance 7.5, up to 10 inner Adam steps). Writes
 ``Tests/PivotModelsTests/Fixtures/inversion/reference.safetensors``: ``z0`` [1,4,16,16], ``cond`` and
 ``uncond`` [1,77,32], ``latents`` [11,4,16,16] (z*_0 … z*_T), ``nulls`` [10,77,32], ``iterations`` (int64
-[10], inner steps run per outer step) and ``losses`` [10,10] (NaN where not run).
+[10], inner steps run per outer step) and ``losses`` [10,10] (NaN where not run); and the same for the
+model's v-prediction twin (its scheduler with ``prediction_type="v_prediction"``) in ``reference-v.safetensors``.
 
 Run from the package root after make_fixtures.py and make_generate_fixtures.py:
     python3 scripts/make_inversion_fixtures.py
@@ -54,7 +55,6 @@ def main():
     te = CLIPTextModel.from_pretrained(os.path.join(MODEL, "text_encoder")).eval()
     unet = UNet2DConditionModel.from_pretrained(os.path.join(MODEL, "unet")).eval().requires_grad_(False)
     vae = AutoencoderKL.from_pretrained(os.path.join(MODEL, "vae")).eval()
-    scheduler = DDIMScheduler.from_pretrained(os.path.join(MODEL, "scheduler"))
 
     def embed(text):
         ids = tok(text, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
@@ -65,19 +65,22 @@ def main():
     with torch.no_grad():
         z0 = vae.encode(x).latent_dist.mean * vae.config.scaling_factor
     cond, uncond = embed(PROMPT), embed("")
-    ref = Reference(unet, scheduler, STEPS)
-    latents = ref.ddim_inversion(z0, cond)
-    nulls, iterations, losses = ref.null_text_optimization(latents, cond, uncond)
-    loss_table = torch.full((STEPS, 10), math.nan)
-    for i, row in enumerate(losses):
-        loss_table[i, : len(row)] = torch.tensor(row)
-    save_file({"z0": z0.contiguous(), "cond": cond.contiguous(), "uncond": uncond.contiguous(),
-               "latents": torch.cat(latents).contiguous(), "nulls": torch.cat(nulls).contiguous(),
-               "iterations": torch.tensor(iterations, dtype=torch.int64), "losses": loss_table},
-              os.path.join(OUT, "reference.safetensors"),
-              metadata={"prompt": PROMPT, "steps": str(STEPS), "guidance": "7.5", "inner_steps": "10"})
-    print("iterations", iterations)
-    print("final losses", [row[-1] for row in losses])
+    for suffix, prediction in [("", "epsilon"), ("-v", "v_prediction")]:
+        scheduler = DDIMScheduler.from_pretrained(os.path.join(MODEL, "scheduler"), prediction_type=prediction)
+        ref = Reference(unet, scheduler, STEPS)
+        latents = ref.ddim_inversion(z0, cond)
+        nulls, iterations, losses = ref.null_text_optimization(latents, cond, uncond)
+        loss_table = torch.full((STEPS, 10), math.nan)
+        for i, row in enumerate(losses):
+            loss_table[i, : len(row)] = torch.tensor(row)
+        save_file({"z0": z0.contiguous(), "cond": cond.contiguous(), "uncond": uncond.contiguous(),
+                   "latents": torch.cat(latents).contiguous(), "nulls": torch.cat(nulls).contiguous(),
+                   "iterations": torch.tensor(iterations, dtype=torch.int64), "losses": loss_table},
+                  os.path.join(OUT, f"reference{suffix}.safetensors"),
+                  metadata={"prompt": PROMPT, "steps": str(STEPS), "guidance": "7.5", "inner_steps": "10",
+                            "prediction_type": prediction})
+        print(prediction, "iterations", iterations)
+        print(prediction, "final losses", [row[-1] for row in losses])
 
 
 if __name__ == "__main__":

@@ -83,8 +83,9 @@ extension PivotInversion {
             let z = latents[steps - i]
             let epsC = try unet(z, timesteps: [Float(t)], context: cond)
             let epsU = try unet(z, timesteps: [Float(t)], context: uncond)
-            let prev = move(z, eps: guide(uncond: epsU, cond: epsC, scale: guidance),
-                            from: scheduler.alphaCumprod(at: t), to: scheduler.alphaCumprod(at: t - stride))
+            let a = scheduler.alphaCumprod(at: t)
+            let prev = move(z, eps: epsilon(guide(uncond: epsU, cond: epsC, scale: guidance), at: z, alpha: a),
+                            from: a, to: scheduler.alphaCumprod(at: t - stride))
             let target = latents[steps - i - 1]
             let o = Tensor(uninitialized: target.shape)
             for k in 0..<o.count { o.data[k] = target.data[k] - prev.data[k] }

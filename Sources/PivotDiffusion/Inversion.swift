@@ -6,7 +6,8 @@ import PivotTensor
 ///
 /// Limitations, kept on purpose to match the reference: during inversion the UNet sees label t while the
 /// latent sits at level t − 1000/T; the running latent of null-text optimisation is not snapped back to
-/// the pivot; ε-prediction models only (v-prediction comes with single-file checkpoints).
+/// the pivot. For v- (or x0-) prediction models every network output is converted to ε at the level the
+/// latent sits at (as diffusers' `DDIMInverseScheduler` does) before any DDIM formula.
 public struct PivotInversion {
     public let unet: UNet
     public let scheduler: DDIMScheduler
@@ -34,9 +35,9 @@ public struct PivotInversion {
         var latents = [z0]
         var z = z0
         for (i, t) in timesteps.reversed().enumerated() {
-            let eps = try unet(z, timesteps: [Float(t)], context: cond)
-            z = move(z, eps: eps, from: scheduler.alphaCumprod(at: min(t - stride, scheduler.numTrainTimesteps - 1)),
-                     to: scheduler.alphaCumprod(at: t))
+            let a = scheduler.alphaCumprod(at: min(t - stride, scheduler.numTrainTimesteps - 1))
+            let eps = epsilon(try unet(z, timesteps: [Float(t)], context: cond), at: z, alpha: a)
+            z = move(z, eps: eps, from: a, to: scheduler.alphaCumprod(at: t))
             latents.append(z)
             onStep(i + 1, steps)
         }
@@ -72,12 +73,14 @@ public struct PivotInversion {
             let a = scheduler.alphaCumprod(at: t), aPrev = scheduler.alphaCumprod(at: t - stride)
             let epsCond = try unet(z, timesteps: [Float(t)], context: cond)
             // prev(ε) = √a_p·(z − √(1−a)·ε)/√a + √(1−a_p)·ε is affine in ε with slope c.
-            let c = (1 - aPrev).squareRoot() - aPrev.squareRoot() * (1 - a).squareRoot() / a.squareRoot()
+            // ε is affine in the network output too (slope 1 for ε-, √a for v-prediction).
+            let c = ((1 - aPrev).squareRoot() - aPrev.squareRoot() * (1 - a).squareRoot() / a.squareRoot())
+                * scheduler.epsilonSlope(alphaProd: a)
             var losses: [Float] = []
             for j in 0..<innerSteps {
                 var loss: Float = 0
                 let (_, grad) = try unet.vjp(z, timesteps: [Float(t)], context: u) { epsUncond in
-                    let eps = guide(uncond: epsUncond, cond: epsCond, scale: guidance)
+                    let eps = self.epsilon(guide(uncond: epsUncond, cond: epsCond, scale: guidance), at: z, alpha: a)
                     let prev = move(z, eps: eps, from: a, to: aPrev)
                     let n = Float(prev.count)
                     let g = Tensor(uninitialized: prev.shape)
@@ -100,9 +103,14 @@ public struct PivotInversion {
             result.losses.append(losses)
             result.embeddings.append(u.copy())
             let epsUncond = try unet(z, timesteps: [Float(t)], context: u)
-            z = move(z, eps: guide(uncond: epsUncond, cond: epsCond, scale: guidance), from: a, to: aPrev)
+            z = move(z, eps: self.epsilon(guide(uncond: epsUncond, cond: epsCond, scale: guidance), at: z, alpha: a), from: a, to: aPrev)
         }
         return result
+    }
+
+    /// ε from a network output at latent `z` sitting at level ᾱ = `alpha` (the output itself for ε-prediction).
+    public func epsilon(_ output: Tensor, at z: Tensor, alpha: Float) -> Tensor {
+        scheduler.config.predictionType == .epsilon ? output : scheduler.predictions(modelOutput: output, sample: z, alphaProd: alpha).epsilon
     }
 
     /// √ā_to · x0 + √(1 − ā_to) · ε with x0 = (z − √(1 − ā_from) · ε) / √ā_from (deterministic DDIM move).

@@ -67,6 +67,15 @@ extension Scheduler {
         }
     }
 
+    /// ∂ε/∂(network output) at a level with ᾱ = `alphaProd` (ε is affine in the output for every type).
+    public func epsilonSlope(alphaProd: Float) -> Float {
+        switch config.predictionType {
+        case .epsilon: return 1
+        case .vPrediction: return alphaProd.squareRoot()
+        case .sample: return -alphaProd.squareRoot() / (1 - alphaProd).squareRoot()
+        }
+    }
+
     /// ε = (x − √ᾱ·x0)/√(1 − ᾱ) (diffusers' `sample` branch and `use_clipped_model_output`).
     public func epsilonFromOriginal(_ original: Tensor, sample: Tensor, alphaProd: Float) -> Tensor {
         let sa = alphaProd.squareRoot(), sb = (1 - alphaProd).squareRoot()

@@ -14,11 +14,14 @@ final class InversionTests: XCTestCase {
         let steps: Int
     }
 
-    func fixture() throws -> Fixture {
-        let path = try XCTUnwrap(Bundle.module.path(forResource: "Fixtures/inversion/reference.safetensors", ofType: nil))
+    /// "reference" (ε-prediction) or "reference-v" (the same model read as v-prediction).
+    func fixture(_ name: String = "reference") throws -> Fixture {
+        let path = try XCTUnwrap(Bundle.module.path(forResource: "Fixtures/inversion/\(name).safetensors", ofType: nil))
         let model = try ModelFolder(path: try XCTUnwrap(Bundle.module.path(forResource: "Fixtures/sd1-tiny/model", ofType: nil)))
         let file = try SafeTensorsFile(path: path)
-        return Fixture(sd: try StableDiffusion(model: model), file: file, steps: Int(file.metadata["steps"] ?? "") ?? 0)
+        let v = file.metadata["prediction_type"] == "v_prediction"
+        let sd = try StableDiffusion(model: model, scheduler: v ? try model.schedulerConfig().overriding(predictionType: .vPrediction) : nil)
+        return Fixture(sd: sd, file: file, steps: Int(file.metadata["steps"] ?? "") ?? 0)
     }
 
     func maxDiff(_ a: Tensor, _ b: Tensor, offset: Int = 0) -> (diff: Float, ref: Float) {
@@ -42,17 +45,19 @@ final class InversionTests: XCTestCase {
         XCTAssertLessThanOrEqual(maxDiff(try f.sd.encode("").embedding, try f.file.floatTensor("uncond")).diff, 1e-4)
     }
 
-    /// Pivot trajectory z*_0 … z*_T within 1e-4 · max(1, max|ref|).
+    /// Pivot trajectory z*_0 … z*_T within 1e-4 · max(1, max|ref|), for ε- and v-prediction.
     func testTrajectory() throws {
-        let f = try fixture()
+      for name in ["reference", "reference-v"] {
+        let f = try fixture(name)
         let inv = try PivotInversion(unet: f.sd.unet, scheduler: f.sd.scheduler, steps: f.steps)
         let latents = try inv.trajectory(z0: try f.file.floatTensor("z0"), cond: try f.file.floatTensor("cond"))
         let ref = try f.file.floatTensor("latents")
         XCTAssertEqual(latents.count, f.steps + 1)
         for (i, z) in latents.enumerated() {
             let (d, r) = maxDiff(z, ref, offset: i * z.count)
-            XCTAssertLessThanOrEqual(d, 1e-4 * max(1, r), "z*_\(i)")
+            XCTAssertLessThanOrEqual(d, 1e-4 * max(1, r), "\(name) z*_\(i)")
         }
+      }
     }
 
     /// Null embeddings after Adam. The losses of all inner iterations must match the reference to 1e-4
@@ -63,7 +68,8 @@ final class InversionTests: XCTestCase {
     /// over the 100 updates. Bounds: RMS difference ≤ 5e-3, max difference ≤ 0.1 (measured 2026-11-21 on
     /// this fixture: see the printed line).
     func testNullText() throws {
-        let f = try fixture()
+      for name in ["reference", "reference-v"] {
+        let f = try fixture(name)
         let inv = try PivotInversion(unet: f.sd.unet, scheduler: f.sd.scheduler, steps: f.steps)
         let latents = try inv.trajectory(z0: try f.file.floatTensor("z0"), cond: try f.file.floatTensor("cond"))
         let result = try inv.nullText(latents: latents, cond: try f.file.floatTensor("cond"),
@@ -89,6 +95,7 @@ final class InversionTests: XCTestCase {
             XCTAssertLessThanOrEqual(rms, 5e-3, "null embedding \(i): RMS difference")
             XCTAssertLessThanOrEqual(d, 0.1, "null embedding \(i): max difference")
         }
-        print("null-text: worst embedding difference max \(worst), RMS \(worstRMS)")
+        print("null-text \(name): worst embedding difference max \(worst), RMS \(worstRMS)")
+      }
     }
 }

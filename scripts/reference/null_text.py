@@ -11,6 +11,8 @@ full-size comparison).
 * ``null_text_optimization(latents, cond, uncond)``: per-step null embeddings with a fresh Adam per outer
   step, lr 1e-2·(1 − i/100), up to ``inner_steps`` iterations, early stop when loss < 1e-5 + i·2e-5, and the
   running latent advanced with the final embedding (not snapped back to the pivot).
+* v-prediction models: every network output is converted to ε at the level the latent sits at
+  (ε = √a·v + √(1−a)·z, as diffusers' DDIMInverseScheduler does) before the DDIM formulas.
 """
 import torch
 import torch.nn.functional as F
@@ -30,6 +32,12 @@ class Reference:
 
     def eps(self, z, t, context):
         return self.unet(z, t, encoder_hidden_states=context).sample
+
+    def to_eps(self, out, z, a):
+        """ε from a network output at latent z sitting at level ᾱ = a."""
+        if self.scheduler.config.prediction_type == "v_prediction":
+            return a ** 0.5 * out + (1 - a) ** 0.5 * z
+        return out
 
     def next_step(self, eps, t, z):
         """One inversion step from level t − stride (label t) up to level t."""
@@ -51,7 +59,8 @@ class Reference:
         timesteps = self.scheduler.timesteps
         for i in range(self.steps):
             t = int(timesteps[len(timesteps) - i - 1])
-            z = self.next_step(self.eps(z, t, cond), t, z)
+            a = self.alpha(min(t - self.stride, 999))
+            z = self.next_step(self.to_eps(self.eps(z, t, cond), z, a), t, z)
             latents.append(z)
         return latents
 
@@ -70,7 +79,7 @@ class Reference:
             step_losses = []
             for _ in range(inner_steps):
                 eps_u = self.eps(z, t, u)
-                eps = eps_u + self.guidance * (eps_c - eps_u)
+                eps = self.to_eps(eps_u + self.guidance * (eps_c - eps_u), z, self.alpha(t))
                 loss = F.mse_loss(self.prev_step(eps, t, z), target)
                 opt.zero_grad()
                 loss.backward()
@@ -83,5 +92,5 @@ class Reference:
             nulls.append(u.detach().clone())
             with torch.no_grad():
                 eps_u = self.eps(z, t, u)
-                z = self.prev_step(eps_u + self.guidance * (eps_c - eps_u), t, z)
+                z = self.prev_step(self.to_eps(eps_u + self.guidance * (eps_c - eps_u), z, self.alpha(t)), t, z)
         return nulls, iterations, losses
