@@ -40,7 +40,8 @@ let package = Package(
         .target(name: "PivotText", resources: [.copy("Resources")]),
         // Model folders, components, benchmarks: wires formats to models.
         .target(name: "Pivot", dependencies: ["PivotModels", "PivotFormats", "PivotTensor", "PivotImage",
-                                       "PivotDiffusion", "PivotText", "PivotIO"]),
+                                       "PivotDiffusion", "PivotText", "PivotIO"],
+                resources: [.copy("Resources")]),
         .executableTarget(name: "pivot", dependencies: [
             "Pivot", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),

@@ -9,6 +9,13 @@ extension ModelFolder {
     public func fingerprint() throws -> String {
         var h = SHA256()
         let fm = FileManager.default
+        if single != nil {
+            // The file, and everything taken from elsewhere: configs, scheduler, tokenizer choice.
+            try sampleWeights(path, into: &h)
+            for component in ["text_encoder", "unet", "vae"] { h.update(Array(try configData(component))) }
+            h.update(Array("\(try schedulerConfig())|\(tokenizerDirectory ?? configDirectory ?? "builtin")".utf8))
+            return SHA256.hex(h.finalize())
+        }
         for component in ["text_encoder", "unet", "vae", "scheduler", "tokenizer"] {
             let dir = (path as NSString).appendingPathComponent(component)
             let names = ((try? fm.contentsOfDirectory(atPath: dir)) ?? []).sorted()

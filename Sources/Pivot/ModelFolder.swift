@@ -1,23 +1,60 @@
 import Foundation
+import PivotDiffusion
 import PivotFormats
 import PivotModels
 import PivotTensor
 
-/// A diffusers model folder (`model_index.json`, `unet/`, `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/`).
+/// A model to load: a diffusers folder (`model_index.json`, `unet/`, `vae/`, `text_encoder/`, `tokenizer/`,
+/// `scheduler/`), or a single-file checkpoint in the original layout (.safetensors, .ckpt) whose configs,
+/// tokenizer and scheduler come from the defaults pivot carries for its family (SD 1.x, SD 2.x) unless
+/// `config` (a diffusers folder to take them from), `tokenizer` or `predictionType` say otherwise.
 /// Each network is loaded strictly: every tensor must be present, correctly shaped and used.
 public struct ModelFolder {
     public let path: String
+    /// The checkpoint when `path` is a single file.
+    public let single: SingleFileCheckpoint?
+    /// Overrides for single files: a diffusers folder whose configs (and tokenizer and scheduler) to use,
+    /// a tokenizer folder, a prediction type.
+    public let configDirectory: String?
+    public let tokenizerDirectory: String?
+    public let predictionType: SchedulerConfig.PredictionType?
 
-    /// Checks that `path` is a directory; networks are loaded on demand.
-    public init(path: String) throws {
+    /// Checks that `path` is a directory or a checkpoint file (whose header is read now); networks are
+    /// loaded on demand.
+    public init(path: String, config: String? = nil, tokenizer: String? = nil,
+                predictionType: SchedulerConfig.PredictionType? = nil) throws {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw LoadError.missingFile(path) }
-        guard isDir.boolValue else { throw LoadError.notADirectory(path) }
+        let lower = path.lowercased()
+        if isDir.boolValue {
+            single = nil
+        } else if [".safetensors", ".ckpt", ".pt", ".pth", ".bin"].contains(where: { lower.hasSuffix($0) }) {
+            single = try SingleFileCheckpoint(path: path)
+        } else {
+            throw LoadError.notADirectory(path)
+        }
+        for dir in [config, tokenizer].compactMap({ $0 }) {
+            guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else { throw LoadError.notADirectory(dir) }
+        }
         self.path = path
+        configDirectory = config
+        tokenizerDirectory = tokenizer
+        self.predictionType = predictionType
     }
 
     /// `<folder>/<component>/config.json` bytes.
     public func configData(_ component: String) throws -> Data {
+        if let single {
+            if let configDirectory { return try ModelFolder(path: configDirectory).configData(component) }
+            let data = try builtinConfig(component, family: single.family)
+            // SD 2.x with ε-prediction is the 512² base model: sample size 64, not the 768-v model's 96.
+            if single.family == .sd2, predictionType == .epsilon, component == "unet",
+               var json = try JSONSerialization.jsonObject(with: data) as? [String: Any] {
+                json["sample_size"] = 64
+                return try JSONSerialization.data(withJSONObject: json)
+            }
+            return data
+        }
         let file = (path as NSString).appendingPathComponent("\(component)/config.json")
         guard FileManager.default.fileExists(atPath: file) else { throw LoadError.missingFile(file) }
         guard let data = FileManager.default.contents(atPath: file) else {
@@ -55,7 +92,21 @@ public struct ModelFolder {
 
     /// Opens a component's weights; the CLIP text encoder's optional `text_model.` prefix is removed and
     /// its `position_ids` buffer ignored.
-    public func weightStore(_ component: String) throws -> WeightStore {
+    public func weightStore(_ component: String) throws -> StrictStore {
+        guard let single else { return try folderStore(component) }
+        let names = single.names
+        let (map, unmapped): ([String: SingleFileSource], [String])
+        switch component {
+        case "unet": (map, unmapped) = SingleFileKeys.unet(names, config: try unetConfig())
+        case "vae": (map, unmapped) = SingleFileKeys.vae(names, config: try vaeConfig())
+        default:
+            (map, unmapped) = single.family == .sd1 ? SingleFileKeys.clip(names)
+                : SingleFileKeys.openClip(names, layers: try textEncoderConfig().numHiddenLayers)
+        }
+        return SingleFileStore(single, map: map, unmapped: unmapped)
+    }
+
+    private func folderStore(_ component: String) throws -> WeightStore {
         let files = try weightFiles(component)
         if component == "text_encoder" {
             return try WeightStore(files: files,
@@ -81,9 +132,10 @@ public struct ModelFolder {
     }
 
     /// Builds a network from a component's weights, then refuses leftovers; errors name the weight file.
-    private func load<T>(_ component: String, _ build: (WeightStore) throws -> T) throws -> T {
+    private func load<T>(_ component: String, _ build: (StrictStore) throws -> T) throws -> T {
         let store = try weightStore(component)
-        let where_ = store.files.count == 1 ? display(relative(store.files[0])) : display(component)
+        let files = store.files
+        let where_ = single != nil ? "\(path) (\(component))" : files.count == 1 ? display(relative(files[0])) : display(component)
         do {
             let model = try build(store)
             try store.checkAllTaken()
@@ -99,4 +151,26 @@ public struct ModelFolder {
     private func relative(_ file: String) -> String {
         file.hasPrefix(path + "/") ? String(file.dropFirst(path.count + 1)) : file
     }
+}
+
+/// A parameter store that can say which stored tensors no layer took.
+public protocol StrictStore: ParameterStore {
+    func checkAllTaken() throws
+    /// Stored elements, stored dtypes with their tensor counts, and the files read.
+    var parameterCount: Int { get }
+    var dtypeCounts: [String: Int] { get }
+    var files: [String] { get }
+}
+
+extension WeightStore: StrictStore {}
+extension SingleFileStore: StrictStore {}
+
+/// The configs pivot carries for single files (SD 1.5's, and SD 2.1's 768-v), from the package resources.
+func builtinConfig(_ component: String, family: SingleFileCheckpoint.Family) throws -> Data {
+    let name = component == "scheduler" ? "scheduler" : component
+    guard let url = Bundle.module.url(forResource: name, withExtension: "json", subdirectory: "Resources/\(family.rawValue)"),
+          let data = try? Data(contentsOf: url) else {
+        throw LoadError.missingFile("pivot's built-in \(family.rawValue) \(component) config (the installation is incomplete)")
+    }
+    return data
 }

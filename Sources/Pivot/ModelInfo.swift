@@ -49,6 +49,7 @@ public struct ModelInfo: Codable, Sendable {
 
     /// `prediction_type` from `scheduler/scheduler_config.json`, when present and readable.
     static func predictionType(_ model: ModelFolder) -> String? {
+        if model.single != nil { return try? model.schedulerConfig().predictionType.rawValue }
         let file = (model.path as NSString).appendingPathComponent("scheduler/scheduler_config.json")
         guard let d = FileManager.default.contents(atPath: file),
               let obj = try? JSONSerialization.jsonObject(with: d) as? [String: Any] else { return nil }

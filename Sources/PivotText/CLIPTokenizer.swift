@@ -74,11 +74,12 @@ public final class CLIPTokenizer {
     }
 
     /// The real CLIP tokenizer (OpenAI CLIP ViT-L/14, as SD 1.x ships it, padding with
-    /// `<|endoftext|>`): 49,408 ids derived from the built-in merges.
+    /// `<|endoftext|>`; SD 2.x's OpenCLIP tokenizer pads with "!"): 49,408 ids derived from the built-in merges.
     /// - Throws: `TokenizerError` if the built-in resource is missing from the installation.
-    public static func builtin() throws -> CLIPTokenizer {
+    public static func builtin(padToken: String = "<|endoftext|>") throws -> CLIPTokenizer {
         var definition = TokenizerDefinition(model: try builtinModel.get())
         definition.applySD1Defaults()
+        definition.named["pad_token"] = .plain(padToken)
         return CLIPTokenizer(definition)
     }
 
@@ -238,4 +239,36 @@ func replacingScalars(in text: String, _ target: String, with replacement: Strin
         }
     }
     return String(out)
+}
+
+extension CLIPTokenizer {
+    /// Writes the built-in tokenizer as a transformers tokenizer folder (vocab.json, merges.txt,
+    /// tokenizer_config.json, special_tokens_map.json) padding with `padToken`.
+    public static func writeBuiltin(to directory: String, padToken: String = "<|endoftext|>") throws {
+        let model = try builtinModel.get()
+        guard let url = Bundle.module.url(forResource: "clip-merges", withExtension: "txt", subdirectory: "Resources"),
+              let merges = try? Data(contentsOf: url) else {
+            throw TokenizerError.missingFile("PivotText resources/clip-merges.txt", why: "pivot's installation is incomplete")
+        }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        func write(_ name: String, _ data: Data) throws {
+            try data.write(to: URL(fileURLWithPath: (directory as NSString).appendingPathComponent(name)))
+        }
+        let vocab = try JSONSerialization.data(withJSONObject: model.vocab, options: [.sortedKeys])
+        try write("vocab.json", vocab)
+        try write("merges.txt", Data("#version: 0.2\n".utf8) + merges)
+        func token(_ s: String) -> [String: Any] {
+            ["content": s, "lstrip": false, "normalized": true, "rstrip": false, "single_word": false]
+        }
+        let special: [String: Any] = ["bos_token": token("<|startoftext|>"), "eos_token": token("<|endoftext|>"),
+                                      "unk_token": token("<|endoftext|>"), "pad_token": padToken]
+        try write("special_tokens_map.json", try JSONSerialization.data(withJSONObject: special, options: [.sortedKeys, .prettyPrinted]))
+        var config = special
+        config["model_max_length"] = 77
+        config["do_lower_case"] = true
+        config["errors"] = "replace"
+        config["add_prefix_space"] = false
+        config["tokenizer_class"] = "CLIPTokenizer"
+        try write("tokenizer_config.json", try JSONSerialization.data(withJSONObject: config, options: [.sortedKeys, .prettyPrinted]))
+    }
 }

@@ -24,8 +24,8 @@ struct BatchCommand: ParsableCommand {
     @Argument(help: "The folder of photos.")
     var inputDirectory: String
 
-    @Option(name: .long, help: "A diffusers model folder.")
-    var model: String
+    @OptionGroup(title: "Model") var modelOptions: ModelOptions
+    var model: String { modelOptions.model }
 
     @Option(name: .shortAndLong, help: "The output folder (created if needed).")
     var output: String
@@ -110,7 +110,7 @@ struct BatchCommand: ParsableCommand {
     }
 
     func run() throws {
-        let sd = try StableDiffusion(model: ModelFolder(path: model))
+        let sd = try StableDiffusion(model: modelOptions.folder())
         try embeddingOptions.apply(to: sd, quiet: quiet)
         let job = BatchJob(inputDirectory: inputDirectory, outputDirectory: output, rows: try rows(), defaults: try defaults(),
                            shard: shard.flatMap(BatchShard.init(parsing:)), cache: noCache ? nil : InversionCache())

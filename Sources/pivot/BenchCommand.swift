@@ -8,8 +8,8 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Time the networks of a model on random inputs: median seconds and effective GFLOP/s.")
 
-    @Option(name: .long, help: "A diffusers model folder.")
-    var model: String
+    @OptionGroup(title: "Model") var modelOptions: ModelOptions
+    var model: String { modelOptions.model }
 
     @Option(name: .long, parsing: .upToNextOption,
             help: "Networks to time: unet, unet-vjp, text-encoder, text-encoder-vjp, vae-encode, vae-decode or all (repeatable).")
@@ -39,7 +39,7 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         let components = network.contains("all") ? [.textEncoder, .unet, .vaeEncode, .vaeDecode]
             : network.compactMap { Component(rawValue: $0) }
-        let folder = try ModelFolder(path: model)
+        let folder = try modelOptions.folder()
         let info = try ModelInfo(model: folder)
         let side = size ?? info.nativeResolution
         note("OpenBLAS core: \(BLAS.coreName), threads: \(BLAS.threads)")

@@ -20,8 +20,8 @@ struct ComponentCommand: ParsableCommand {
     @Argument(help: "text-encoder, unet, vae-encode, vae-decode, unet-vjp or text-encoder-vjp.")
     var name: Component
 
-    @Option(name: .long, help: "A diffusers model folder.")
-    var model: String
+    @OptionGroup(title: "Model") var modelOptions: ModelOptions
+    var model: String { modelOptions.model }
 
     @Option(name: .customLong("in"), help: "Input safetensors file.")
     var input: String
@@ -36,6 +36,6 @@ struct ComponentCommand: ParsableCommand {
     }
 
     func run() throws {
-        try ComponentRunner.run(name, model: ModelFolder(path: model), input: input, output: output)
+        try ComponentRunner.run(name, model: modelOptions.folder(), input: input, output: output)
     }
 }

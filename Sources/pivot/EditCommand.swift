@@ -21,8 +21,8 @@ struct EditCommand: ParsableCommand {
     @Argument(help: "A photo (PNG, JPEG, TIFF) or an inversion file from `pivot invert` (.safetensors).")
     var input: String
 
-    @Option(name: .long, help: "A diffusers model folder.")
-    var model: String
+    @OptionGroup(title: "Model") var modelOptions: ModelOptions
+    var model: String { modelOptions.model }
 
     @Option(name: .long, help: "The prompt that describes the photo.")
     var source: String
@@ -97,7 +97,7 @@ struct EditCommand: ParsableCommand {
     }
 
     func run() throws {
-        let folder = try ModelFolder(path: model)
+        let folder = try modelOptions.folder()
         let sd = try StableDiffusion(model: folder)
         try embeddingOptions.apply(to: sd, quiet: quiet)
         let fromPhoto = !input.lowercased().hasSuffix(".safetensors")

@@ -17,8 +17,8 @@ struct EncodeCommand: ParsableCommand {
     @Argument(help: "Prompts (one batch entry each).")
     var prompts: [String]
 
-    @Option(name: .long, help: "A diffusers model folder.")
-    var model: String
+    @OptionGroup(title: "Model") var modelOptions: ModelOptions
+    var model: String { modelOptions.model }
 
     @OptionGroup(title: "Textual inversion") var embeddingOptions: EmbeddingOptions
 
@@ -34,7 +34,7 @@ struct EncodeCommand: ParsableCommand {
     }
 
     func run() throws {
-        let sd = try StableDiffusion(model: ModelFolder(path: model))
+        let sd = try StableDiffusion(model: modelOptions.folder())
         try embeddingOptions.apply(to: sd, quiet: quiet)
         var states: [Tensor] = [], ids: [Int64] = []
         for p in prompts {

@@ -12,8 +12,8 @@ struct GenerateCommand: ParsableCommand {
     @Argument(help: "The prompt.")
     var prompt: String
 
-    @Option(name: .long, help: "A diffusers model folder.")
-    var model: String
+    @OptionGroup(title: "Model") var modelOptions: ModelOptions
+    var model: String { modelOptions.model }
 
     @Option(name: .long, help: "Negative prompt (the unconditional branch of guidance).")
     var negative = ""
@@ -53,7 +53,7 @@ struct GenerateCommand: ParsableCommand {
         request.seed = seed
         if let size, let (w, h) = parseSize(size) { request.width = w; request.height = h }
         let loadStart = Date()
-        let sd = try StableDiffusion(model: ModelFolder(path: model))
+        let sd = try StableDiffusion(model: modelOptions.folder())
         try embeddingOptions.apply(to: sd, quiet: quiet)
         let (w, h) = try sd.validate(request)
         if !quiet { note(String(format: "loaded %@ in %.1f s", model, Date().timeIntervalSince(loadStart))) }

@@ -7,14 +7,14 @@ struct InfoCommand: ParsableCommand {
         commandName: "info",
         abstract: "Describe a model folder: architecture, parameter counts, stored dtypes, native resolution.")
 
-    @Option(name: .long, help: "A diffusers model folder (unet/, vae/, text_encoder/).")
-    var model: String
+    @OptionGroup(title: "Model") var modelOptions: ModelOptions
+    var model: String { modelOptions.model }
 
     @Flag(name: .long, help: "Print one JSON object instead of text.")
     var json = false
 
     func run() throws {
-        let info = try ModelInfo(model: ModelFolder(path: model))
+        let info = try ModelInfo(model: modelOptions.folder())
         if json { try printJSON(info) } else { print(info.text) }
     }
 }

@@ -18,8 +18,8 @@ struct InvertCommand: ParsableCommand {
     @Argument(help: "The photo (PNG, JPEG or TIFF).")
     var photo: String
 
-    @Option(name: .long, help: "A diffusers model folder.")
-    var model: String
+    @OptionGroup(title: "Model") var modelOptions: ModelOptions
+    var model: String { modelOptions.model }
 
     @Option(name: .long, help: "A prompt that describes the photo.")
     var prompt: String
@@ -42,7 +42,7 @@ struct InvertCommand: ParsableCommand {
     }
 
     func run() throws {
-        let folder = try ModelFolder(path: model)
+        let folder = try modelOptions.folder()
         let sd = try StableDiffusion(model: folder)
         try embeddingOptions.apply(to: sd, quiet: quiet)
         let t = sd.tokenizer.encode(sd.tokenizer.expandingMultiVectorTokens(prompt))

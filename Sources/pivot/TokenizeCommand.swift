@@ -10,8 +10,8 @@ struct TokenizeCommand: ParsableCommand {
         discussion: "Prompts given as arguments come first, then those of --file. A prompt over the length "
             + "limit is truncated, with a warning on standard error naming the dropped words.")
 
-    @Option(name: .long, help: "A diffusers model folder (reads its tokenizer/).")
-    var model: String
+    @OptionGroup(title: "Model") var modelOptions: ModelOptions
+    var model: String { modelOptions.model }
 
     @Flag(name: .long, help: "Print one JSON object per prompt per line.")
     var json = false
@@ -27,7 +27,7 @@ struct TokenizeCommand: ParsableCommand {
     }
 
     func run() throws {
-        let tokenizer = try ModelFolder(path: model).tokenizer()
+        let tokenizer = try modelOptions.folder().tokenizer()
         let all = try prompts + (file.map(readPrompts) ?? [])
         for prompt in all {
             let result = tokenizer.encode(prompt)

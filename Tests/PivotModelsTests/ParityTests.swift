@@ -40,6 +40,13 @@ final class ParityTests: XCTestCase {
         }
     }
 
+    func fixture(_ name: String) -> String {
+        Bundle.module.path(forResource: "Fixtures/\(name)", ofType: nil) ?? "missing-fixture-\(name)"
+    }
+}
+
+extension XCTestCase {
+    /// Runs a component on a fixture's input and checks its output against the fixture (1e-4 · max(1, max|ref|)).
     func compare(_ component: Component, model: ModelFolder, dir: String, output: String, label: String = "") throws {
         let out = NSTemporaryDirectory() + "pivot-parity-\(UUID().uuidString).safetensors"
         defer { try? FileManager.default.removeItem(atPath: out) }
@@ -57,9 +64,5 @@ final class ParityTests: XCTestCase {
         let bound = 1e-4 * max(1, maxRef)
         XCTAssertLessThanOrEqual(maxDiff, bound, "\(label) \(component): max|Δ| \(maxDiff), max|ref| \(maxRef)")
         print("parity \(label) \(component.rawValue) \(output): max|Δ| = \(maxDiff), max|ref| = \(maxRef), bound \(bound)")
-    }
-
-    func fixture(_ name: String) -> String {
-        Bundle.module.path(forResource: "Fixtures/\(name)", ofType: nil) ?? "missing-fixture-\(name)"
     }
 }

@@ -1,0 +1,138 @@
+import Foundation
+import PivotFormats
+import PivotModels
+import PivotTensor
+
+/// A Stable Diffusion checkpoint in one file, in the original (CompVis / Stability) layout: a
+/// `.safetensors` file, or a `.ckpt`/`.pt` torch file (`{"state_dict": …}`) read by pivot's restricted reader.
+public final class SingleFileCheckpoint {
+    /// The architectures recognised from tensor names and shapes.
+    public enum Family: String, Sendable {
+        /// SD 1.x: CLIP ViT-L/14 text encoder (768), 8 heads.
+        case sd1
+        /// SD 2.x: OpenCLIP ViT-H/14 text encoder (1024), head size 64, linear projections.
+        case sd2
+    }
+
+    public let path: String
+    public let family: Family
+    /// Every tensor name in the file.
+    public let names: [String]
+    private let safetensors: SafeTensorsFile?
+    private let torch: (file: TorchFile, refs: [String: TorchTensorRef])?
+
+    public init(path: String) throws {
+        self.path = path
+        if path.lowercased().hasSuffix(".safetensors") {
+            let file = try SafeTensorsFile(path: path)
+            safetensors = file
+            torch = nil
+            names = file.names
+        } else {
+            let file = try TorchFile(path: path)
+            let dict = file.root["state_dict"] ?? file.root
+            guard case .dict(let entries) = dict else { throw LoadError.unreadable(path, reason: "not a checkpoint (no state_dict)") }
+            var refs: [String: TorchTensorRef] = [:]
+            for (key, value) in entries { if let k = key.stringValue, let r = value.tensorValue { refs[k] = r } }
+            safetensors = nil
+            torch = (file, refs)
+            names = refs.keys.sorted()
+        }
+        if names.contains(SingleFileKeys.clipPrefix + "embeddings.token_embedding.weight") {
+            family = .sd1
+        } else if names.contains(SingleFileKeys.openClipPrefix + "token_embedding.weight") {
+            family = .sd2
+        } else if !names.contains(where: { $0.hasPrefix(SingleFileKeys.unetPrefix) }) {
+            throw LoadError.unreadable(path, reason: "not a Stable Diffusion checkpoint (no model.diffusion_model.* tensors)")
+        } else {
+            throw LoadError.unreadable(path, reason: "a Stable Diffusion checkpoint without a known text encoder (cond_stage_model.transformer.* or cond_stage_model.model.*); SD 1.x and 2.x are supported")
+        }
+    }
+
+    /// The stored shape of a tensor, nil if absent.
+    public func shape(_ name: String) -> [Int]? {
+        if let safetensors { return safetensors.info(name)?.shape }
+        return torch?.refs[name]?.shape
+    }
+
+    /// The stored element type of a tensor.
+    public func dtype(_ name: String) -> DType? {
+        if let safetensors { return safetensors.info(name)?.dtype }
+        return torch?.refs[name]?.dtype
+    }
+
+    /// A tensor as fp32.
+    public func tensor(_ name: String) throws -> Tensor {
+        if let safetensors {
+            let t = try safetensors.floatTensor(name)
+            safetensors.releasePages(name)
+            return t
+        }
+        guard let torch, let ref = torch.refs[name] else { throw ModelError.missingTensor(name) }
+        return try torch.file.floatTensor(ref)
+    }
+}
+
+/// A `ParameterStore` serving diffusers names from a single-file checkpoint through `SingleFileKeys`;
+/// strict like `WeightStore`: `checkAllTaken()` names every tensor of the component no layer used.
+public final class SingleFileStore: ParameterStore {
+    public let checkpoint: SingleFileCheckpoint
+    private let map: [String: SingleFileSource]
+    private var taken: Set<String> = []
+    private let unmapped: [String]
+
+    public init(_ checkpoint: SingleFileCheckpoint, map: [String: SingleFileSource], unmapped: [String]) {
+        self.checkpoint = checkpoint
+        self.map = map
+        self.unmapped = unmapped.filter { !SingleFileKeys.isIgnorable($0) }
+    }
+
+    public func tensor(_ name: String, shape: [Int]) throws -> Tensor {
+        guard let source = map[name] else { throw ModelError.missingTensor(name) }
+        guard let stored = checkpoint.shape(source.original) else { throw ModelError.missingTensor(source.original) }
+        let expected: [Int]
+        switch source.transform {
+        case .none: expected = stored
+        case .squeeze: expected = stored.count == 4 && stored[2] == 1 && stored[3] == 1 ? [stored[0], stored[1]] : stored
+        case .rows(_, let parts): expected = stored.isEmpty || stored[0] % parts != 0 ? stored : [stored[0] / parts] + stored.dropFirst()
+        }
+        guard expected == shape else {
+            throw ModelError.shapeMismatch("\(name) (\(source.original))", expected: shape, found: stored)
+        }
+        taken.insert(source.original)
+        let t = try checkpoint.tensor(source.original)
+        switch source.transform {
+        case .none, .squeeze:
+            return t.reshaped(shape)
+        case .rows(let index, _):
+            let each = t.count / (stored[0] / shape[0])
+            let out = Tensor(uninitialized: shape)
+            out.data.update(from: t.data + index * each, count: each)
+            return out
+        }
+    }
+
+    public var files: [String] { [checkpoint.path] }
+
+    /// The diffusers names this store serves, with their sources, sorted by name.
+    public var mappedNames: [(name: String, source: SingleFileSource)] {
+        map.keys.sorted().compactMap { k in map[k].map { (k, $0) } }
+    }
+
+    public var parameterCount: Int {
+        Set(map.values.map(\.original)).reduce(0) { $0 + (checkpoint.shape($1)?.reduce(1, *) ?? 0) }
+    }
+
+    public var dtypeCounts: [String: Int] {
+        var counts: [String: Int] = [:]
+        for name in Set(map.values.map(\.original)) { if let d = checkpoint.dtype(name) { counts[d.rawValue, default: 0] += 1 } }
+        return counts
+    }
+
+    /// Throws `ModelError.unexpectedTensors` for names no layer took and names of the component the table
+    /// does not know.
+    public func checkAllTaken() throws {
+        let left = Set(map.values.map(\.original)).subtracting(taken).sorted() + unmapped
+        if !left.isEmpty { throw ModelError.unexpectedTensors(left) }
+    }
+}

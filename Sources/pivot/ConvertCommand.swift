@@ -1,0 +1,48 @@
+import ArgumentParser
+import Foundation
+import Pivot
+import PivotDiffusion
+import PivotFormats
+
+struct ConvertCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "convert",
+        abstract: "Write a single-file checkpoint (.safetensors or .ckpt) as a diffusers folder.",
+        discussion: """
+        Every network is loaded strictly first (a missing, unexpected or mis-shaped tensor is an error). The \
+        folder gets the configs, scheduler and tokenizer in use (pivot's SD 1.x/2.x defaults unless --config, \
+        --tokenizer or --prediction-type say otherwise) and is renamed into place when complete.
+        """)
+
+    enum Precision: String, ExpressibleByArgument { case fp16, fp32 }
+
+    @Argument(help: "The checkpoint (original SD 1.x/2.x layout).")
+    var file: String
+
+    @Option(name: .long, help: ArgumentHelp("A diffusers folder whose configs, tokenizer and scheduler to use instead of pivot's SD 1.x/2.x defaults.", valueName: "DIR"))
+    var config: String?
+
+    @Option(name: .long, help: ArgumentHelp("A tokenizer folder instead of the built-in CLIP tokenizer.", valueName: "DIR"))
+    var tokenizer: String?
+
+    @Option(name: .long, help: "epsilon, v_prediction or sample (default: epsilon for SD 1.x, v_prediction for SD 2.x).")
+    var predictionType: SchedulerConfig.PredictionType?
+
+    @Option(name: .shortAndLong, help: "The diffusers folder to create (must not exist).")
+    var output: String
+
+    @Option(name: .long, help: "fp16 or fp32.")
+    var dtype: Precision = .fp16
+
+    @Flag(name: .long, help: "No progress output.")
+    var quiet = false
+
+    func run() throws {
+        let folder = try ModelFolder(path: file, config: config, tokenizer: tokenizer, predictionType: predictionType)
+        guard folder.single != nil else { throw ValidationError("\(file) is a folder; pivot convert reads single-file checkpoints") }
+        try folder.convert(to: output, dtype: dtype == .fp16 ? .F16 : .F32) { component in
+            if !quiet { note("convert: \(component)") }
+        }
+        if !quiet { note("wrote \(output)") }
+    }
+}
