@@ -43,20 +43,17 @@ public final class BatchJournal {
 
     public init(directory: String) throws {
         path = (directory as NSString).appendingPathComponent(Self.fileName)
-        if let data = FileManager.default.contents(atPath: path) {
-            let decoder = JSONDecoder()
-            for line in data.split(separator: UInt8(ascii: "\n")) {
-                if let o = try? decoder.decode(BatchOutcome.self, from: Data(line)), !o.output.isEmpty, o.status != .skipped {
-                    latest[o.output] = o
-                }
+        let existing = FileManager.default.contents(atPath: path) ?? Data()
+        let decoder = JSONDecoder()
+        for line in existing.split(separator: UInt8(ascii: "\n")) {
+            if let o = try? decoder.decode(BatchOutcome.self, from: Data(line)), !o.output.isEmpty, o.status != .skipped {
+                latest[o.output] = o
             }
         }
         fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw ManifestError(path: path, why: "cannot open the batch journal: \(String(cString: strerror(errno)))") }
         // A crash mid-line leaves no newline at the end: start the next record on a line of its own.
-        if let data = FileManager.default.contents(atPath: path), let last = data.last, last != UInt8(ascii: "\n") {
-            try write(Array("\n".utf8))
-        }
+        if let last = existing.last, last != UInt8(ascii: "\n") { try write(Array("\n".utf8)) }
     }
 
     deinit { close(fd) }

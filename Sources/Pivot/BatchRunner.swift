@@ -1,6 +1,7 @@
 import Foundation
 import PivotFormats
 import PivotImage
+import PivotIO
 
 /// A batch of edits: rows of one folder of images, written into another.
 public struct BatchJob {
@@ -67,7 +68,7 @@ extension StableDiffusion {
                 }
             } catch {
                 let o = BatchOutcome(row: row.number, image: row.image, output: row.output ?? "", status: .error, seconds: 0,
-                                     message: Self.oneLine(error), settings: "")
+                                     message: oneLineDescription(of: error), settings: "")
                 outcomes[row.number] = o
                 try journal.append(o)
             }
@@ -86,7 +87,7 @@ extension StableDiffusion {
                 } else {
                     inversions = nil
                     record = try inversion(photo: plan.photo, prompt: row.source, settings: plan.settings.inversion,
-                                           cache: job.cache, onEvent: { onEvent(.inversion($0)) }).record
+                                           cache: job.cache, photoHash: plan.photoHash, onEvent: { onEvent(.inversion($0)) }).record
                     inversions = (plan.inversionKey, record)
                 }
                 let controller = try promptToPrompt(source: row.source, targets: [row.target], steps: record.steps,
@@ -101,7 +102,7 @@ extension StableDiffusion {
                                        seconds: Date().timeIntervalSince(start), message: "", settings: plan.hash)
             } catch {
                 outcome = BatchOutcome(row: row.number, image: row.image, output: plan.output, status: .error,
-                                       seconds: Date().timeIntervalSince(start), message: Self.oneLine(error), settings: plan.hash)
+                                       seconds: Date().timeIntervalSince(start), message: oneLineDescription(of: error), settings: plan.hash)
             }
             try journal.append(outcome)
             outcomes[row.number] = outcome
@@ -113,6 +114,7 @@ extension StableDiffusion {
     struct PreparedRow {
         var settings: EditSettings
         var photo: String
+        var photoHash: String
         var output: String
         var hash: String
         var inversionKey: String
@@ -131,7 +133,7 @@ extension StableDiffusion {
         }
         let output = try Self.checkedOutput(row.output ?? Self.defaultOutput(for: row), row: row)
         let outputPath = (job.outputDirectory as NSString).appendingPathComponent(output)
-        if inputs.contains(Self.resolved(outputPath)) || Self.sameFile(photo, outputPath) {
+        if inputs.contains(Self.resolved(outputPath)) || sameFile(photo, outputPath) {
             throw EditError.badValue("output \(output) would overwrite an input image")
         }
         if let other = claimed[output] { throw EditError.badValue("output \(output) is also row \(other)'s") }
@@ -145,7 +147,7 @@ extension StableDiffusion {
         let i = settings.inversion
         let inversionKey = [photoHash, row.source, i.method.rawValue, String(i.steps), String(i.guidance), String(i.innerSteps),
                             i.crop.map { "\($0)" } ?? "-"].joined(separator: "\u{1F}")
-        return PreparedRow(settings: settings, photo: photo, output: output, hash: hash, inversionKey: inversionKey)
+        return PreparedRow(settings: settings, photo: photo, photoHash: photoHash, output: output, hash: hash, inversionKey: inversionKey)
     }
 
     /// `<image path without extension>-<row>.png`.
@@ -180,17 +182,7 @@ extension StableDiffusion {
         }
     }
 
-    static func sameFile(_ a: String, _ b: String) -> Bool {
-        guard let x = try? FileManager.default.attributesOfItem(atPath: a), let y = try? FileManager.default.attributesOfItem(atPath: b) else { return false }
-        return (x[.systemNumber] as? NSNumber) == (y[.systemNumber] as? NSNumber)
-            && (x[.systemFileNumber] as? NSNumber) == (y[.systemFileNumber] as? NSNumber)
-    }
-
     static func resolved(_ path: String) -> String {
         URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
-    }
-
-    static func oneLine(_ error: Error) -> String {
-        String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
     }
 }

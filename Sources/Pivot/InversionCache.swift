@@ -40,12 +40,13 @@ public struct InversionCache {
 extension StableDiffusion {
     /// The inversion of a photo under `prompt`: from `cache` when it holds one made with the same photo
     /// (by content), model, prompt, settings and embeddings, else computed (and stored there; a failure to
-    /// store is passed to `warn`, not thrown). Returns the record and, when it came from the cache, its path.
+    /// store is passed to `warn`, not thrown); `photoHash`, when the caller has it, saves hashing the photo
+    /// again. Returns the record and, when it came from the cache, its path.
     public func inversion(photo: String, prompt: String, settings: InversionSettings, cache: InversionCache?,
-                          onEvent: (InversionEvent) -> Void = { _ in },
+                          photoHash knownHash: String? = nil, onEvent: (InversionEvent) -> Void = { _ in },
                           warn: (String) -> Void = { _ in }) throws -> (record: InversionRecord, cachedAt: String?) {
         let fingerprint = try modelFingerprint()
-        let photoHash = try SHA256.hexDigest(ofFile: photo)
+        let photoHash = try knownHash ?? SHA256.hexDigest(ofFile: photo)
         let key = InversionCache.key(photoHash: photoHash, modelFingerprint: fingerprint, prompt: prompt, settings: settings,
                                      embeddings: embeddingsDescription)
         if let cache, let record = cache.load(key) { return (record, cache.path(for: key)) }

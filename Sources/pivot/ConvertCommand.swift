@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Pivot
-import PivotDiffusion
 import PivotFormats
 
 struct ConvertCommand: ParsableCommand {
@@ -19,14 +18,7 @@ struct ConvertCommand: ParsableCommand {
     @Argument(help: "The checkpoint (original SD 1.x/2.x layout).")
     var file: String
 
-    @Option(name: .long, help: ArgumentHelp("A diffusers folder whose configs, tokenizer and scheduler to use instead of pivot's SD 1.x/2.x defaults.", valueName: "DIR"))
-    var config: String?
-
-    @Option(name: .long, help: ArgumentHelp("A tokenizer folder instead of the built-in CLIP tokenizer.", valueName: "DIR"))
-    var tokenizer: String?
-
-    @Option(name: .long, help: "epsilon, v_prediction or sample (default: epsilon for SD 1.x, v_prediction for SD 2.x).")
-    var predictionType: SchedulerConfig.PredictionType?
+    @OptionGroup var singleFile: SingleFileOptions
 
     @Option(name: .shortAndLong, help: "The diffusers folder to create (must not exist).")
     var output: String
@@ -38,7 +30,8 @@ struct ConvertCommand: ParsableCommand {
     var quiet = false
 
     func run() throws {
-        let folder = try ModelFolder(path: file, config: config, tokenizer: tokenizer, predictionType: predictionType)
+        let folder = try ModelFolder(path: file, config: singleFile.config, tokenizer: singleFile.tokenizer,
+                                     predictionType: singleFile.predictionType)
         guard folder.single != nil else { throw ValidationError("\(file) is a folder; pivot convert reads single-file checkpoints") }
         try folder.convert(to: output, dtype: dtype == .fp16 ? .F16 : .F32) { component in
             if !quiet { note("convert: \(component)") }

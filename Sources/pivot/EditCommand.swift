@@ -4,6 +4,7 @@ import Pivot
 import PivotDiffusion
 import PivotFormats
 import PivotImage
+import PivotIO
 
 extension EditOptions.Mode: ExpressibleByArgument {}
 
@@ -172,20 +173,6 @@ struct EditCommand: ParsableCommand {
         if let cached, !quiet { note("using the cached inversion \(cached)") }
         return record
     }
-}
-
-/// Whether two paths name the same existing file (device and inode), or the same path.
-func sameFile(_ a: String, _ b: String) -> Bool {
-    var sa = stat(), sb = stat()
-    if stat(a, &sa) == 0, stat(b, &sb) == 0 { return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino }
-    return URL(fileURLWithPath: a).standardizedFileURL == URL(fileURLWithPath: b).standardizedFileURL
-}
-
-/// "word=2.0" → ("word", 2.0).
-func keyValue(_ s: String) -> (String, Float)? {
-    let parts = s.split(separator: "=", maxSplits: 1).map(String.init)
-    guard parts.count == 2, !parts[0].isEmpty, let v = Float(parts[1]), v.isFinite else { return nil }
-    return (parts[0], v)
 }
 
 /// "out.png", 2 → "out-2.png".

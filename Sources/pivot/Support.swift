@@ -1,10 +1,6 @@
 import Foundation
 import Pivot
-
-/// One line of text for an error, whatever its type.
-func oneLine(_ error: Error) -> String {
-    String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
-}
+import PivotIO
 
 /// Writes a line to standard error (progress and warnings; standard output is for results).
 func note(_ s: String) {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Pivot
+import PivotIO
 
 // OpenBLAS picks its kernels in a library constructor, before main: re-run once with the core type set.
 OpenBLASEnvironment.ensureCoreType()
@@ -28,6 +29,6 @@ do {
 } catch let error where String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") {
     PivotCommand.exit(withError: error)   // help, usage errors and exit codes raised while running
 } catch {
-    FileHandle.standardError.write(Data("pivot: error: \(oneLine(error))\n".utf8))
+    FileHandle.standardError.write(Data("pivot: error: \(oneLineDescription(of: error))\n".utf8))
     exit(1)
 }
