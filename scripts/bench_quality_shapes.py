@@ -3,16 +3,18 @@
 
 For ``--scenes`` held-out scenes (seeds from 1,000,000, never used in training), each with a colour swap or a
 shape swap (alternating), and for every inversion method (null-text, negative-prompt, direct, ddim), runs
-pivot's own ``pivot batch`` (release build) with a manifest of two rows per scene: the reconstruction (target =
-source) and the edit. Reports per method:
+pivot's own ``pivot batch --side-by-side`` (release build) with a manifest of one row per scene, whose output holds
+the source branch (the reconstruction) beside the edit. Reports per method:
 
-* reconstruction PSNR of the source branch against the photo,
+* reconstruction PSNR of the source branch against the photo (what the inversion method is for: null-text and
+  direct inversion keep the source branch on the pivot, negative-prompt inversion guides it with the source
+  prompt as the negative one, plain DDIM does neither),
 * colour-swap accuracy: inside the ground-truth object, the edited pixels' mean colour is nearest to the
   target colour among the palette,
 * shape-swap accuracy: the edited object's mask (pixels far from the background colour) overlaps the
   ground-truth target shape better (IoU) than the source shape,
 * background PSNR outside both objects (dilated by 2 pixels) against the photo,
-* seconds per row (inversion included once per scene and method, from the batch journal).
+* seconds per edit (the inversion included, from the batch journal).
 
 It checks the expected ordering: plain DDIM reconstructs far worst. Writes ``--out/quality.json`` and a
 Markdown table (``--out/quality.md``) for docs/QUALITY.md.
@@ -91,10 +93,9 @@ def main():
             w.writerow(["image", "source", "target", "output"])
             for s in data:
                 name = f"scene{s['index']:03d}"
-                w.writerow([name + ".png", s["caption"], s["caption"], f"{name}-recon.png"])
-                w.writerow([name + ".png", s["caption"], s["target"], f"{name}-edit.png"])
+                w.writerow([name + ".png", s["caption"], s["target"], f"{name}.png"])
         r = subprocess.run([exe, "batch", inputs, "--model", args.model, "-o", out, "--manifest", manifest, "--method", method,
-                            "--steps", str(args.steps), "--inner-steps", str(args.inner_steps), "--no-cache", "--quiet", "--json"],
+                            "--steps", str(args.steps), "--inner-steps", str(args.inner_steps), "--side-by-side", "--no-cache", "--quiet", "--json"],
                            capture_output=True, text=True)
         if r.returncode != 0:
             sys.exit(f"pivot batch failed for {method}: {r.stderr[-2000:]}")
@@ -103,8 +104,8 @@ def main():
         for s in data:
             name = f"scene{s['index']:03d}"
             photo = np.asarray(s["image"])
-            rec = np.asarray(Image.open(os.path.join(out, f"{name}-recon.png")).convert("RGB"))
-            edit = np.asarray(Image.open(os.path.join(out, f"{name}-edit.png")).convert("RGB"))
+            pair = np.asarray(Image.open(os.path.join(out, f"{name}.png")).convert("RGB"))
+            rec, edit = pair[:, :photo.shape[1]], pair[:, photo.shape[1]:]
             recon.append(psnr(rec, photo))
             src_mask, tgt_mask = s["info"]["mask"] > 0.5, s["tinfo"]["mask"] > 0.5
             outside = ~dilate(src_mask | tgt_mask, 2)
@@ -126,7 +127,7 @@ def main():
         print(method, json.dumps(results[method]), flush=True)
     with open(os.path.join(args.out, "quality.json"), "w") as f:
         json.dump(dict(scenes=args.scenes, steps=args.steps, inner_steps=args.inner_steps, results=results), f, indent=1)
-    lines = ["| method | reconstruction PSNR (dB) | colour swap | shape swap | background PSNR (dB) | s / row |", "|---|---|---|---|---|---|"]
+    lines = ["| method | reconstruction PSNR (dB) | colour swap | shape swap | background PSNR (dB) | s / edit |", "|---|---|---|---|---|---|"]
     for m, r in results.items():
         lines.append(f"| {m} | {r['reconstruction_psnr']:.1f} | {r['colour_swap_accuracy']:.0%} | {r['shape_swap_accuracy']:.0%} | "
                      f"{r['background_psnr']:.1f} | {r['seconds_per_row']:.2f} |")

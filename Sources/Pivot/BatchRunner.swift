@@ -13,6 +13,8 @@ public struct BatchJob {
     public var shard: BatchShard?
     /// Where inversions are kept between runs (nil: only within this run).
     public var cache: InversionCache?
+    /// Write the source reconstruction and the edit side by side (as `pivot edit --side-by-side`).
+    public var sideBySide = false
 
     public init(inputDirectory: String, outputDirectory: String, rows: [BatchRow], defaults: EditSettings = EditSettings(),
                 shard: BatchShard? = nil, cache: InversionCache? = InversionCache()) {
@@ -97,7 +99,8 @@ extension StableDiffusion {
                 let path = (job.outputDirectory as NSString).appendingPathComponent(plan.output)
                 try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
                 let text = "source: \(row.source); target: \(row.target); method: \(record.method.rawValue); steps: \(record.steps); pivot \(pivotVersion)"
-                try images[1].write(path, protecting: [plan.photo], text: [("parameters", text)])
+                let image = job.sideBySide ? RGBImage.sideBySide(images) : images[1]
+                try image.write(path, protecting: [plan.photo], text: [("parameters", text)])
                 outcome = BatchOutcome(row: row.number, image: row.image, output: plan.output, status: .ok,
                                        seconds: Date().timeIntervalSince(start), message: "", settings: plan.hash)
             } catch {
@@ -142,7 +145,7 @@ extension StableDiffusion {
                                latentSide: nativeResolution / vae.config.downsampleFactor, options: settings.edit)
         let photoHash = try SHA256.hexDigest(ofFile: photo)
         let fields = [pivotVersion, photoHash, try modelFingerprint(), embeddingsDescription, row.source, row.target,
-                      settings.canonical, output]
+                      settings.canonical, output] + (job.sideBySide ? ["side-by-side"] : [])
         let hash = SHA256.hex(SHA256.hash(Array(fields.joined(separator: "\u{1E}").utf8)))
         let i = settings.inversion
         let inversionKey = [photoHash, row.source, i.method.rawValue, String(i.steps), String(i.guidance), String(i.innerSteps),

@@ -64,6 +64,9 @@ struct BatchCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Run only part K of N (1 ≤ K ≤ N), chosen by image.", valueName: "K/N"))
     var shard: String?
 
+    @Flag(name: .long, help: "Write each output as the source reconstruction and the edit side by side.")
+    var sideBySide = false
+
     @Flag(name: .long, help: "Neither read nor write the inversion cache.")
     var noCache = false
 
@@ -112,8 +115,9 @@ struct BatchCommand: ParsableCommand {
     func run() throws {
         let sd = try StableDiffusion(model: modelOptions.folder())
         try embeddingOptions.apply(to: sd, quiet: quiet)
-        let job = BatchJob(inputDirectory: inputDirectory, outputDirectory: output, rows: try rows(), defaults: try defaults(),
+        var job = BatchJob(inputDirectory: inputDirectory, outputDirectory: output, rows: try rows(), defaults: try defaults(),
                            shard: shard.flatMap(BatchShard.init(parsing:)), cache: noCache ? nil : InversionCache())
+        job.sideBySide = sideBySide
         let progress = Progress("batch", quiet: quiet)
         var done = 0, total = 0, current = ""
         let outcomes = try sd.runBatch(job) { event in

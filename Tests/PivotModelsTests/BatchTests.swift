@@ -124,6 +124,28 @@ final class BatchTests: XCTestCase, CLIRunning {
         XCTAssertTrue(third.err.contains("batch: 8 rows, 3 already done"), third.err)
     }
 
+    /// --side-by-side writes the source reconstruction beside the edit; the edit half is the plain output, and
+    /// switching the flag redoes the row instead of skipping it.
+    func testSideBySide() throws {
+        let dir = try temporaryDirectory(), input = dir + "/in", out = dir + "/out"
+        try FileManager.default.createDirectory(atPath: input, withIntermediateDirectories: true)
+        try makeInputs(input, count: 1)
+        let args = ["batch", input, "--model", model, "-o", out, "--source", "a red circle", "--target", "a blue circle",
+                    "--steps", "2", "--method", "direct", "--no-cache", "--json"]
+        let plain = try pivot(args)
+        XCTAssertEqual(plain.status, 0, plain.err)
+        let edit = try RGBImage(contentsOf: out + "/p0.png")
+        let both = try pivot(args + ["--side-by-side"])
+        XCTAssertTrue((both.out.split(separator: "\n").last ?? "").contains("\"ok\":1"), both.out)
+        let pair = try RGBImage(contentsOf: out + "/p0.png")
+        XCTAssertEqual(pair.width, 2 * edit.width)
+        XCTAssertEqual(pair.height, edit.height)
+        var right: [Float] = []
+        for y in 0..<pair.height { right += pair.pixels[(y * pair.width + edit.width) * 3..<(y * pair.width + pair.width) * 3] }
+        XCTAssertEqual(right, edit.pixels)
+        XCTAssertNotEqual(Array(pair.pixels[0..<edit.width * 3]), Array(edit.pixels[0..<edit.width * 3]))
+    }
+
     /// SIGKILL in the middle, then a rerun: every output complete and readable, the journal all ok, no
     /// temporary files left.
     func testKillAndResume() throws {
