@@ -95,6 +95,25 @@ void pv_add(const float *x, const float *b, float *y, long n) { DISPATCH(pv_add,
 void pv_add_channel_bias(float *y, const float *bias, long channels, long n) {
     DISPATCH(pv_add_channel_bias, y, bias, channels, n)
 }
+void pv_silu_backward(const float *x, const float *gy, float *gx, long n) { DISPATCH(pv_silu_backward, x, gy, gx, n) }
+void pv_quick_gelu_backward(const float *x, const float *gy, float *gx, long n) {
+    DISPATCH(pv_quick_gelu_backward, x, gy, gx, n)
+}
+void pv_gelu_backward(const float *x, const float *gy, float *gx, long n) { DISPATCH(pv_gelu_backward, x, gy, gx, n) }
+void pv_geglu_backward(const float *x, const float *gy, float *gx, long rows, long f) {
+    DISPATCH(pv_geglu_backward, x, gy, gx, rows, f)
+}
+void pv_group_norm_backward(const float *x, const float *gy, float *gx, long channels, long hw, long groups,
+                            const float *gamma, const float *beta, float eps, int silu) {
+    DISPATCH(pv_group_norm_backward, x, gy, gx, channels, hw, groups, gamma, beta, eps, silu)
+}
+void pv_layer_norm_backward(const float *x, const float *gy, float *gx, long rows, long d, const float *gamma,
+                            float eps) {
+    DISPATCH(pv_layer_norm_backward, x, gy, gx, rows, d, gamma, eps)
+}
+void pv_softmax_backward_rows(const float *p, float *dp, long rows, long cols, long ld) {
+    DISPATCH(pv_softmax_backward_rows, p, dp, rows, cols, ld)
+}
 void pv_group_norm(const float *x, float *y, long channels, long hw, long groups, const float *gamma,
                    const float *beta, float eps, int silu, float *mean_out, float *rstd_out) {
     DISPATCH(pv_group_norm, x, y, channels, hw, groups, gamma, beta, eps, silu, mean_out, rstd_out)

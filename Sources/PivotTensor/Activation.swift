@@ -10,7 +10,7 @@ public enum Activation: String, Sendable {
         let y = Tensor(uninitialized: x.shape)
         apply(x.data, y.data, x.count)
         if let tape = Tape.active(x) {
-            tape.record(y) { [unowned tape] gy in tape.accumulate(x.storage.id, backward(x, gy)) }
+            tape.record(y, "∂activation") { [unowned tape] gy in tape.accumulate(x.storage.id, backward(x, gy)) }
         }
         return y
     }
@@ -57,7 +57,7 @@ public func geglu(_ x: Tensor) -> Tensor {
         }
     }
     if let tape = Tape.active(x) {
-        tape.record(y) { [unowned tape] gy in tape.accumulate(x.storage.id, gegluBackward(x, gy)) }
+        tape.record(y, "∂geglu") { [unowned tape] gy in tape.accumulate(x.storage.id, gegluBackward(x, gy)) }
     }
     return y
 }

@@ -1,3 +1,4 @@
+import Foundation
 import CPivotKernels
 
 /// Multi-head scaled dot-product attention, softmax(Q Kᵀ / √d) V. Work is split into (sample, head, band of
@@ -37,7 +38,7 @@ public func attention(q: Tensor, k: Tensor, v: Tensor, heads: Int, causal: Bool 
     withExtendedLifetime(scratch) {}  // used through raw pointers until here
     BLAS.flops = flops0 &+ 4 &* b &* nq &* nk &* width  // worker threads' counts race; set the total
     if let tape = Tape.active(q, k, v) {
-        tape.record(out) { [unowned tape] gout in
+        tape.record(out, "∂attention") { [unowned tape] gout in
             let (gq, gk, gv) = attentionBackward(q: q, k: k, v: v, gradOut: gout, heads: heads, causal: causal)
             tape.accumulate(q.storage.id, gq)
             tape.accumulate(k.storage.id, gk)
@@ -56,7 +57,8 @@ public func attentionBackward(q: Tensor, k: Tensor, v: Tensor, gradOut: Tensor, 
     let d = width / heads
     let scale = 1 / Float(d).squareRoot()
     let gq = Tensor(uninitialized: q.shape), gk = Tensor(zeros: k.shape), gv = Tensor(zeros: v.shape)
-    let band = max(1, min(nq, attentionScoreBudget / max(nk, 1)))
+    let budget = Int(ProcessInfo.processInfo.environment["PIVOT_BWD_BUDGET"] ?? "") ?? attentionScoreBudget
+    let band = max(1, min(nq, budget / max(nk, 1)))
     let scratch = Tensor(uninitialized: [Parallel.workers * 2 * band * nk])
     BLAS.singleThreaded {
         Parallel.chunks(b * heads) { worker, items in

@@ -13,7 +13,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     }
     if let tape = Tape.active(x) {
         let (xid, xshape) = (x.storage.id, x.shape)
-        tape.record(y) { [unowned tape] gy in
+        tape.record(y, "∂conv") { [unowned tape] gy in
             tape.accumulate(xid, conv2dBackward(gy, weight: weight, inputShape: xshape, stride: stride, padding: padding))
         }
     }
@@ -164,7 +164,7 @@ public func upsampleNearest2x(_ x: Tensor) -> Tensor {
     let y = upsampleNearest2xForward(x)
     if let tape = Tape.active(x) {
         let xid = x.storage.id
-        tape.record(y) { [unowned tape] gy in tape.accumulate(xid, upsampleNearest2xBackward(gy)) }
+        tape.record(y, "∂upsample") { [unowned tape] gy in tape.accumulate(xid, upsampleNearest2xBackward(gy)) }
     }
     return y
 }

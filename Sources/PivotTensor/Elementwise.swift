@@ -11,7 +11,7 @@ public func add(_ a: Tensor, _ b: Tensor) -> Tensor {
     }
     if let tape = Tape.active(a, b) {
         let (aid, bid, bshape) = (a.storage.id, b.storage.id, b.shape)
-        tape.record(y) { [unowned tape] gy in
+        tape.record(y, "∂add") { [unowned tape] gy in
             tape.accumulate(aid, gy)
             tape.accumulate(bid, gy.reshaped(bshape))
         }
@@ -35,7 +35,7 @@ public func scale(_ x: Tensor, _ s: Float) -> Tensor {
     for i in 0..<x.count { y.data[i] = x.data[i] * s }
     if let tape = Tape.active(x) {
         let xid = x.storage.id
-        tape.record(y) { [unowned tape] gy in tape.accumulate(xid, scale(gy, s)) }
+        tape.record(y, "∂scale") { [unowned tape] gy in tape.accumulate(xid, scale(gy, s)) }
     }
     return y
 }
@@ -54,7 +54,7 @@ public func addingChannelBias(_ x: Tensor, _ v: Tensor) -> Tensor {
     for n in 0..<b { pv_add_channel_bias(y.data + n * c * hw, v.data + n * c, c, hw) }
     if let tape = Tape.active(x) {
         let xid = x.storage.id
-        tape.record(y) { [unowned tape] gy in tape.accumulate(xid, gy) }
+        tape.record(y, "∂bias") { [unowned tape] gy in tape.accumulate(xid, gy) }
     }
     return y
 }
@@ -75,7 +75,7 @@ public func concatChannels(_ a: Tensor, _ b: Tensor) -> Tensor {
     }
     if let tape = Tape.active(a, b) {
         let (aid, bid, ca) = (a.storage.id, b.storage.id, a.dim(1))
-        tape.record(y) { [unowned tape] gy in
+        tape.record(y, "∂concat") { [unowned tape] gy in
             let (ga, gb) = splitChannels(gy, ca)
             tape.accumulate(aid, ga)
             tape.accumulate(bid, gb)
@@ -122,7 +122,7 @@ public func transposeLast2(_ x: Tensor) -> Tensor {
     }
     if let tape = Tape.active(x) {
         let xid = x.storage.id
-        tape.record(y) { [unowned tape] gy in tape.accumulate(xid, transposeLast2(gy)) }
+        tape.record(y, "∂transpose") { [unowned tape] gy in tape.accumulate(xid, transposeLast2(gy)) }
     }
     return y
 }

@@ -16,7 +16,7 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     }
     if let tape = Tape.active(x) {
         let xid = x.storage.id
-        tape.record(y) { [unowned tape] gy in tape.accumulate(xid, linearBackward(gy, weight: weight)) }
+        tape.record(y, "∂linear") { [unowned tape] gy in tape.accumulate(xid, linearBackward(gy, weight: weight)) }
     }
     return y
 }

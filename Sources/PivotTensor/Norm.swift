@@ -19,7 +19,7 @@ public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor, bias: Tensor, ep
         }
     }
     if let tape = Tape.active(x) {
-        tape.record(y) { [unowned tape] gy in
+        tape.record(y, "∂groupnorm") { [unowned tape] gy in
             tape.accumulate(x.storage.id, groupNormBackward(x, gy, groups: groups, weight: weight, bias: bias, eps: eps, silu: silu))
         }
     }
@@ -53,7 +53,7 @@ public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) -> 
         }
     }
     if let tape = Tape.active(x) {
-        tape.record(y) { [unowned tape] gy in tape.accumulate(x.storage.id, layerNormBackward(x, gy, weight: weight, eps: eps)) }
+        tape.record(y, "∂layernorm") { [unowned tape] gy in tape.accumulate(x.storage.id, layerNormBackward(x, gy, weight: weight, eps: eps)) }
     }
     return y
 }

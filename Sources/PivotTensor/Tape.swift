@@ -14,6 +14,7 @@ public final class Tape {
     private struct Step {
         let output: UInt64
         let shape: [Int]
+        let name: String
         let vjp: (Tensor) -> Void
     }
 
@@ -49,7 +50,7 @@ public final class Tape {
         while let step = steps.popLast() {
             guard let g = grads[step.output] else { continue }
             if !watched.contains(step.output) { grads[step.output] = nil }
-            step.vjp(g.count == Tensor.elementCount(step.shape) ? g.reshaped(step.shape) : g)
+            Profiler.measure(step.name) { step.vjp(g.count == Tensor.elementCount(step.shape) ? g.reshaped(step.shape) : g) }
         }
     }
 
@@ -69,10 +70,11 @@ public final class Tape {
     /// Whether `t` requires a gradient on this tape.
     func requires(_ t: Tensor) -> Bool { requiring.contains(t.storage.id) }
 
-    /// Records the VJP of an op that produced `output`; `vjp` receives the output's gradient.
-    func record(_ output: Tensor, _ vjp: @escaping (Tensor) -> Void) {
+    /// Records the VJP of an op that produced `output`; `vjp` receives the output's gradient. `name` labels
+    /// its time in profiles (`PIVOT_PROFILE=1`).
+    func record(_ output: Tensor, _ name: String, _ vjp: @escaping (Tensor) -> Void) {
         requiring.insert(output.storage.id)
-        steps.append(Step(output: output.storage.id, shape: output.shape, vjp: vjp))
+        steps.append(Step(output: output.storage.id, shape: output.shape, name: name, vjp: vjp))
     }
 
     /// Adds `g` to the gradient of the tensor whose storage id is `id` (ignored when it does not require

@@ -111,8 +111,11 @@ final class GradientTests: XCTestCase {
                 attention(q: $0[0], k: $0[1], v: $0[2], heads: 2, causal: causal)
             }
         }
-        check("cross-attention", [rng.tensor([1, 9, 12]), rng.tensor([1, 5, 12]), rng.tensor([1, 5, 12])]) {
-            attention(q: $0[0], k: $0[1], v: $0[2], heads: 3)
+        // 5 keys: the vector kernels' tails only; 19: full vectors and a tail.
+        for keys in [5, 19] {
+            check("cross-attention \(keys) keys", [rng.tensor([1, 9, 12]), rng.tensor([1, keys, 12]), rng.tensor([1, keys, 12])]) {
+                attention(q: $0[0], k: $0[1], v: $0[2], heads: 3)
+            }
         }
     }
 

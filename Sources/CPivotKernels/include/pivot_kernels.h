@@ -60,7 +60,7 @@ void pv_winograd_input(const float *x, float *v, long channels, long h, long w, 
 void pv_winograd_output(const float *m, float *y, const float *bias, long out_channels, long h, long w,
                         long ty0, long ty1, long o0, long o1);
 
-// ---- Vector-Jacobian products (backward.c). gy is the gradient of the output; gx receives the input's.
+// ---- Vector-Jacobian products (backward_simd.inc, col2im.c). gy is the gradient of the output; gx receives the input's.
 
 /// gx = gy * d/dx [x * sigmoid(x)].
 void pv_silu_backward(const float *x, const float *gy, float *gx, long n);
