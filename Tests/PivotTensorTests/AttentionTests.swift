@@ -143,4 +143,50 @@ final class AttentionTests: XCTestCase {
             assertClose(got, want, "banded attention b2 h2 nk \(nk) causal \(causal)")
         }
     }
+
+    /// The backward pass over several score bands (Nq·Nk > attentionBackwardScoreBudget) against a
+    /// double-precision reference of all three gradients; dK and dV sum over every band.
+    func testBackwardOverSeveralBands() {
+        let (nq, nk, d) = (1100, 2100, 4)
+        XCTAssertLessThan(attentionBackwardScoreBudget / nk, nq / 2, "at least three bands")
+        var rng = SplitMix64(seed: 661)
+        let q = rng.tensor([1, nq, d]), k = rng.tensor([1, nk, d]), v = rng.tensor([1, nk, d]), go = rng.tensor([1, nq, d])
+        let (gq, gk, gv) = attentionBackward(q: q, k: k, v: v, gradOut: go, heads: 1, causal: false)
+        let (qs, ks, vs, gos) = (q.scalars.map(Double.init), k.scalars.map(Double.init), v.scalars.map(Double.init),
+                                 go.scalars.map(Double.init))
+        let scale = 1 / Double(d).squareRoot()
+        var rq = [Double](repeating: 0, count: nq * d), rk = [Double](repeating: 0, count: nk * d)
+        var rv = [Double](repeating: 0, count: nk * d)
+        var p = [Double](repeating: 0, count: nk), dp = [Double](repeating: 0, count: nk)
+        for i in 0..<nq {
+            var top = -Double.infinity
+            for j in 0..<nk {
+                var s = 0.0
+                for t in 0..<d { s += qs[i * d + t] * ks[j * d + t] }
+                p[j] = s * scale
+                top = max(top, p[j])
+            }
+            var sum = 0.0
+            for j in 0..<nk { p[j] = exp(p[j] - top); sum += p[j] }
+            var dot = 0.0
+            for j in 0..<nk {
+                p[j] /= sum
+                var g = 0.0
+                for t in 0..<d { g += gos[i * d + t] * vs[j * d + t] }
+                dp[j] = g
+                dot += g * p[j]
+            }
+            for j in 0..<nk {
+                let ds = p[j] * (dp[j] - dot) * scale
+                for t in 0..<d {
+                    rq[i * d + t] += ds * ks[j * d + t]
+                    rk[j * d + t] += ds * qs[i * d + t]
+                    rv[j * d + t] += p[j] * gos[i * d + t]
+                }
+            }
+        }
+        assertClose(gq.scalars, rq, "dQ over bands")
+        assertClose(gk.scalars, rk, "dK over bands")
+        assertClose(gv.scalars, rv, "dV over bands")
+    }
 }
