@@ -25,6 +25,14 @@ final class BatchTests: XCTestCase, CLIRunning {
         }
     }
 
+    /// A temporary folder with `in/` holding `photos` inputs; `out/` is its output folder (not created).
+    func folders(photos: Int) throws -> (dir: String, input: String, out: String) {
+        let dir = try temporaryDirectory(), input = dir + "/in"
+        try FileManager.default.createDirectory(atPath: input, withIntermediateDirectories: true)
+        try makeInputs(input, count: photos)
+        return (dir, input, dir + "/out")
+    }
+
     func journal(_ dir: String) throws -> [[String: Any]] {
         let text = try String(contentsOfFile: dir + "/pivot-batch.jsonl", encoding: .utf8)
         return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
@@ -79,9 +87,7 @@ final class BatchTests: XCTestCase, CLIRunning {
     /// A manifest mixing good and bad rows: bad rows are reported and skipped, good ones written, an image of
     /// several rows inverted once; a rerun skips what is done and redoes a changed row.
     func testManifestWithBadRowsAndRerun() throws {
-        let dir = try temporaryDirectory(), input = dir + "/in", out = dir + "/out"
-        try FileManager.default.createDirectory(atPath: input, withIntermediateDirectories: true)
-        try makeInputs(input, count: 2)
+        let (dir, input, out) = try folders(photos: 2)
         try Data("not an image".utf8).write(to: URL(fileURLWithPath: input + "/corrupt.png"))
         func writeManifest(_ firstTarget: String) throws {
             try """
@@ -127,9 +133,7 @@ final class BatchTests: XCTestCase, CLIRunning {
     /// --side-by-side writes the source reconstruction beside the edit; the edit half is the plain output, and
     /// switching the flag redoes the row instead of skipping it.
     func testSideBySide() throws {
-        let dir = try temporaryDirectory(), input = dir + "/in", out = dir + "/out"
-        try FileManager.default.createDirectory(atPath: input, withIntermediateDirectories: true)
-        try makeInputs(input, count: 1)
+        let (_, input, out) = try folders(photos: 1)
         let args = ["batch", input, "--model", model, "-o", out, "--source", "a red circle", "--target", "a blue circle",
                     "--steps", "2", "--method", "direct", "--no-cache", "--json"]
         let plain = try pivot(args)
@@ -149,9 +153,7 @@ final class BatchTests: XCTestCase, CLIRunning {
     /// SIGKILL in the middle, then a rerun: every output complete and readable, the journal all ok, no
     /// temporary files left.
     func testKillAndResume() throws {
-        let dir = try temporaryDirectory(), input = dir + "/in", out = dir + "/out"
-        try FileManager.default.createDirectory(atPath: input, withIntermediateDirectories: true)
-        try makeInputs(input, count: 4)
+        let (_, input, out) = try folders(photos: 4)
         let args = ["batch", input, "--model", model, "-o", out, "--source", "a red circle", "--target", "a blue circle",
                     "--steps", "3", "--inner-steps", "2", "--no-cache", "--quiet"]
         let p = Process()
