@@ -1,5 +1,5 @@
-// The adjoint of im2col (the VJP of a strided convolution with respect to its input). The other VJP kernels
-// are vectorised in backward_simd.inc.
+// The adjoint of im2col (the VJP of a convolution with respect to its input, after Wᵀ·gy). The other VJP
+// kernels are vectorised in backward_simd.inc; the Winograd transform of flipped kernels is in kernels.c.
 #include "pivot_kernels.h"
 
 void pv_col2im(const float *col, float *x, long channels, long h, long w, long kh, long kw, long stride,
@@ -25,3 +25,4 @@ void pv_col2im(const float *col, float *x, long channels, long h, long w, long k
         }
     }
 }
+

@@ -165,32 +165,57 @@ void pv_im2col(const float *x, float *col, long channels, long h, long w, long k
 // Winograd F(2x2, 3x3) (Lavin & Gray 2016): Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d Bᵀᵀ)] A, 2.25x fewer multiplications
 // than direct 3x3 convolution; the 16 element-wise products become 16 GEMMs over channels.
 
+// G g Gᵀ of one 3x3 kernel k into t[16] (row-major 4x4).
+static inline void winograd_tile(const float *k, float t[16]) {
+    float gk[4][3];  // G g: 4x3
+    for (int j = 0; j < 3; j++) {
+        float a = k[j], b = k[3 + j], e = k[6 + j];
+        gk[0][j] = a;
+        gk[1][j] = 0.5f * (a + b + e);
+        gk[2][j] = 0.5f * (a - b + e);
+        gk[3][j] = e;
+    }
+    for (int i = 0; i < 4; i++) {  // (G g) Gᵀ: 4x4
+        float a = gk[i][0], b = gk[i][1], e = gk[i][2];
+        t[i * 4] = a;
+        t[i * 4 + 1] = 0.5f * (a + b + e);
+        t[i * 4 + 2] = 0.5f * (a - b + e);
+        t[i * 4 + 3] = e;
+    }
+}
+
 void pv_winograd_weights(const float *g, float *u, long out_channels, long in_channels, long o0, long o1) {
     enum { CB = 64 };
     long oc = out_channels * in_channels;
-    float tmp[16][CB];
+    float tmp[16][CB], t[16];
     for (long o = o0; o < o1; o++) {
         for (long cb = 0; cb < in_channels; cb += CB) {
             long n = in_channels - cb < CB ? in_channels - cb : CB;
             for (long ci = 0; ci < n; ci++) {
-                const float *k = g + (o * in_channels + cb + ci) * 9;
-                float t[4][3];  // G g: 4x3
-                for (int j = 0; j < 3; j++) {
-                    float a = k[j], b = k[3 + j], e = k[6 + j];
-                    t[0][j] = a;
-                    t[1][j] = 0.5f * (a + b + e);
-                    t[2][j] = 0.5f * (a - b + e);
-                    t[3][j] = e;
-                }
-                for (int i = 0; i < 4; i++) {  // (G g) Gᵀ: 4x4
-                    float a = t[i][0], b = t[i][1], e = t[i][2];
-                    tmp[i * 4][ci] = a;
-                    tmp[i * 4 + 1][ci] = 0.5f * (a + b + e);
-                    tmp[i * 4 + 2][ci] = 0.5f * (a - b + e);
-                    tmp[i * 4 + 3][ci] = e;
-                }
+                winograd_tile(g + (o * in_channels + cb + ci) * 9, t);
+                for (int k = 0; k < 16; k++) tmp[k][ci] = t[k];
             }
             for (int k = 0; k < 16; k++) memcpy(u + k * oc + o * in_channels + cb, tmp[k], (size_t)n * sizeof(float));
+        }
+    }
+}
+
+// Flipping a kernel reverses its rows and columns, and G J = P G with P swapping rows 0 and 3 of G's output,
+// so the transform of the flipped kernel is the original's with tile indices 0 and 3 swapped in both axes.
+void pv_winograd_weights_flipped(const float *g, float *u, long out_channels, long in_channels, long c0, long c1) {
+    enum { OB = 64 };
+    static const int swap03[4] = {3, 1, 2, 0};
+    long oc = out_channels * in_channels;
+    float tmp[16][OB], t[16];
+    for (long c = c0; c < c1; c++) {
+        for (long ob = 0; ob < out_channels; ob += OB) {
+            long n = out_channels - ob < OB ? out_channels - ob : OB;
+            for (long oi = 0; oi < n; oi++) {
+                winograd_tile(g + ((ob + oi) * in_channels + c) * 9, t);
+                for (int a = 0; a < 4; a++)
+                    for (int b = 0; b < 4; b++) tmp[swap03[a] * 4 + swap03[b]][oi] = t[a * 4 + b];
+            }
+            for (int k = 0; k < 16; k++) memcpy(u + k * oc + c * out_channels + ob, tmp[k], (size_t)n * sizeof(float));
         }
     }
 }

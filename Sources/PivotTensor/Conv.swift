@@ -20,23 +20,28 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     return y
 }
 
-/// VJP of `conv2d` with respect to its input (the transposed convolution of gy).
-/// Stride 1 with "same" padding is a convolution with the flipped, transposed kernel (so it gets Winograd);
-/// other cases use Wᵀ·gy and col2im.
+/// VJP of `conv2d` with respect to its input (the transposed convolution of gy). A 1×1 convolution's is
+/// Wᵀ·gy; a 3×3 stride-1 "same" one on a large image is the 3×3 convolution of gy with the flipped,
+/// transposed kernel, run by Winograd with that kernel transformed straight from the weights; everything else
+/// is Wᵀ·gy followed by col2im. No flipped copy of the weights is made.
 public func conv2dBackward(_ gy: Tensor, weight: Tensor, inputShape: [Int], stride: Int, padding: Int) -> Tensor {
     let (b, c, h, w) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
     let (o, kh, kw) = (weight.dim(0), weight.dim(2), weight.dim(3))
     let ho = gy.dim(2), wo = gy.dim(3), hwOut = ho * wo, ckk = c * kh * kw
-    if stride == 1 && kh == kw && padding * 2 == kh - 1 {
-        let flipped = Tensor(uninitialized: [c, o, kh, kw])   // flipped[c, o, i, j] = w[o, c, kh-1-i, kw-1-j]
-        for oc in 0..<o {
-            for ic in 0..<c {
-                let src = weight.data + (oc * c + ic) * kh * kw, dst = flipped.data + (ic * o + oc) * kh * kw
-                for k in 0..<(kh * kw) { dst[k] = src[kh * kw - 1 - k] }
-            }
+    if kh == 3 && kw == 3 && stride == 1 && padding == 1 && h * w >= winogradMinPixels {
+        let u = Tensor(uninitialized: [16, c, o])
+        Profiler.measure("winograd.u") {
+            Parallel.forEach(c) { r in pv_winograd_weights_flipped(weight.data, u.data, o, c, r.lowerBound, r.upperBound) }
         }
-        if kh == 3 && h * w >= winogradMinPixels { return conv2dWinograd(gy, weight: flipped, bias: nil) }
-        return conv2dIm2col(gy, weight: flipped, bias: nil, stride: 1, padding: padding)
+        return winogradConvolution(gy, u: u, outChannels: c, bias: nil)
+    }
+    if kh == 1 && kw == 1 && stride == 1 && padding == 0 {
+        let gx = Tensor(uninitialized: inputShape)
+        for n in 0..<b {
+            BLAS.gemm(transA: true, m: c, n: hwOut, k: o, a: weight.data, lda: c, b: gy.data + n * o * hwOut, ldb: hwOut,
+                      c: gx.data + n * c * h * w, ldc: h * w)
+        }
+        return gx
     }
     let gx = Tensor(zeros: inputShape)
     let bandRows = max(1, min(ho, convColumnBudget / max(ckk * wo, 1)))
@@ -115,16 +120,21 @@ public let convColumnBudget = 8 << 20
 /// resident memory); input tiles are processed a band of tile rows at a time within `convColumnBudget`.
 /// Differs from direct convolution by rounding only (relative error ~1e-6).
 public func conv2dWinograd(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
-    let (b, c, h, w) = (x.dim(0), x.dim(1), x.dim(2), x.dim(3))
-    let o = weight.dim(0)
+    let c = x.dim(1), o = weight.dim(0)
     precondition(weight.shape == [o, c, 3, 3], "conv2dWinograd: input channels \(c) vs weight \(weight.shape)")
-    let y = Tensor(uninitialized: [b, o, h, w])
-    let flops0 = BLAS.flops
-    let th = (h + 1) / 2, tw = (w + 1) / 2
     let u = Tensor(uninitialized: [16, o, c])
     Profiler.measure("winograd.u") {
         Parallel.forEach(o) { r in pv_winograd_weights(weight.data, u.data, o, c, r.lowerBound, r.upperBound) }
     }
+    return winogradConvolution(x, u: u, outChannels: o, bias: bias)
+}
+
+/// The Winograd convolution of x [B, C, H, W] with transformed weights u [16, O, C].
+func winogradConvolution(_ x: Tensor, u: Tensor, outChannels o: Int, bias: Tensor?) -> Tensor {
+    let (b, c, h, w) = (x.dim(0), x.dim(1), x.dim(2), x.dim(3))
+    let y = Tensor(uninitialized: [b, o, h, w])
+    let flops0 = BLAS.flops
+    let th = (h + 1) / 2, tw = (w + 1) / 2
     let rowsPerBand = max(1, min(th, convColumnBudget / (16 * max(c, o) * tw)))
     let v = Tensor(uninitialized: [16 * c * rowsPerBand * tw])
     let m = Tensor(uninitialized: [16 * o * rowsPerBand * tw])

@@ -49,6 +49,8 @@ void pv_im2col(const float *x, float *col, long channels, long h, long w, long k
 
 /// Winograd F(2x2, 3x3) weight transform: g [O, C, 3, 3] -> u [16, O, C] (u = G g Gᵀ), rows [o0, o1).
 void pv_winograd_weights(const float *g, float *u, long out_channels, long in_channels, long o0, long o1);
+/// The same for the VJP's kernels, flipped and transposed: g [O, C, 3, 3] -> u [16, C, O], rows [c0, c1).
+void pv_winograd_weights_flipped(const float *g, float *u, long out_channels, long in_channels, long c0, long c1);
 
 /// Winograd input transform of one image x [C, H, W] (padding 1) for tile rows [ty0, ty1) and channels
 /// [c0, c1): v [16, C, P] with P = (ty1 - ty0) * ceil(W / 2) tiles, v = Bᵀ d B per 4x4 input tile d.
