@@ -17,8 +17,8 @@ Architecture (the SD 1.x classes and block types that pivot loads; fixed, see `V
 
 * VAE `AutoencoderKL`: 3 levels `[32, 64, 64]`, 1 layer per block, 16 groups, 4 latent channels;
   64x64 images -> 4x16x16 latents (factor 4).  ~0.95 M parameters.
-* Text encoder `CLIPTextModel`: the real CLIP BPE tokenizer (vocabulary 49408, copied into
-  `scripts/data/clip-tokenizer/`), hidden 64, 3 layers, 4 heads, MLP 256, 77 positions, quick_gelu.
+* Text encoder `CLIPTextModel`: the real CLIP BPE tokenizer (vocabulary 49408, built from pivot's own copy
+  of CLIP's merges, `Sources/PivotText/Resources/clip-merges.txt`, as `make_tokenizer_fixtures.py` does), hidden 64, 3 layers, 4 heads, MLP 256, 77 positions, quick_gelu.
   ~3.3 M parameters (3.2 M of them the token embedding).
 * UNet `UNet2DConditionModel`: sample 16, `[64, 128]`, CrossAttnDownBlock2D x2 / CrossAttnUpBlock2D x2
   (cross-attention at 16x16 and 8x8, and in the mid block), 1 layer per block, 4 heads,
@@ -80,10 +80,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import shapes_world as world  # noqa: E402
+from make_tokenizer_fixtures import EOT, RESOURCE, clip_vocab, hub_configs, write_configs, write_vocab  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOKENIZER_DIR = os.path.join(ROOT, "scripts", "data", "clip-tokenizer")
-TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
 
 VAE_CONFIG = dict(
     in_channels=3, out_channels=3, latent_channels=4, block_out_channels=[32, 64, 64],
@@ -219,9 +218,20 @@ def render_batch(seeds, crop=None, rng=None):
     return x
 
 
+def write_tokenizer(folder):
+    """The real CLIP tokenizer in the SD 1.x hub layout (vocab.json, merges.txt and the two configs)."""
+    with open(RESOURCE, encoding="utf-8") as f:
+        merges = f.read().splitlines()
+    write_vocab(folder, clip_vocab(merges), merges)
+    write_configs(folder, hub_configs(EOT))
+
+
 def load_tokenizer():
+    import tempfile
     from transformers import CLIPTokenizer
-    return CLIPTokenizer.from_pretrained(TOKENIZER_DIR)
+    with tempfile.TemporaryDirectory() as folder:
+        write_tokenizer(folder)
+        return CLIPTokenizer.from_pretrained(folder)
 
 
 def caption_token_table(tokenizer):
@@ -650,9 +660,7 @@ def export(out, vae, text_encoder, unet, scaling):
     with open(os.path.join(tmp, "scheduler", "scheduler_config.json"), "w") as f:
         json.dump(SCHEDULER_CONFIG, f, indent=2)
         f.write("\n")
-    os.makedirs(os.path.join(tmp, "tokenizer"))
-    for name in TOKENIZER_FILES:
-        shutil.copy(os.path.join(TOKENIZER_DIR, name), os.path.join(tmp, "tokenizer", name))
+    write_tokenizer(os.path.join(tmp, "tokenizer"))
     vae.register_to_config(scaling_factor=scaling)
     for name, model in (("vae", vae), ("text_encoder", text_encoder), ("unet", unet)):
         half = copy.deepcopy(model).cpu().to(torch.float16)

@@ -184,40 +184,36 @@ static inline void winograd_tile(const float *k, float t[16]) {
     }
 }
 
-void pv_winograd_weights(const float *g, float *u, long out_channels, long in_channels, long o0, long o1) {
-    enum { CB = 64 };
-    long oc = out_channels * in_channels;
-    float tmp[16][CB], t[16];
-    for (long o = o0; o < o1; o++) {
-        for (long cb = 0; cb < in_channels; cb += CB) {
-            long n = in_channels - cb < CB ? in_channels - cb : CB;
-            for (long ci = 0; ci < n; ci++) {
-                winograd_tile(g + (o * in_channels + cb + ci) * 9, t);
-                for (int k = 0; k < 16; k++) tmp[k][ci] = t[k];
+// Transformed kernels as planes u [16, rows, cols], rows [r0, r1): the kernel at (row r, column j) is
+// g[r, j] (g is [rows, cols, 3, 3]) or, `flipped`, g[j, r] (g is [cols, rows, 3, 3]) flipped. Flipping a
+// kernel reverses its rows and columns, and G J = P G with P swapping rows 0 and 3 of G's output, so the
+// flipped kernel's transform is the original's with tile indices 0 and 3 swapped in both axes.
+// Inlined into both entry points, so `flipped` and the slot table fold away.
+PV_INLINE void winograd_weight_planes(const float *g, float *u, long rows, long cols, long r0, long r1, int flipped) {
+    enum { JB = 64 };
+    static const int same[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    static const int swap03[16] = {15, 13, 14, 12, 7, 5, 6, 4, 11, 9, 10, 8, 3, 1, 2, 0};
+    const int *slot = flipped ? swap03 : same;
+    long plane = rows * cols;
+    float tmp[16][JB], t[16];
+    for (long r = r0; r < r1; r++) {
+        for (long jb = 0; jb < cols; jb += JB) {
+            long n = cols - jb < JB ? cols - jb : JB;
+            for (long j = 0; j < n; j++) {
+                winograd_tile(g + (flipped ? (jb + j) * rows + r : r * cols + jb + j) * 9, t);
+                for (int k = 0; k < 16; k++) tmp[slot[k]][j] = t[k];
             }
-            for (int k = 0; k < 16; k++) memcpy(u + k * oc + o * in_channels + cb, tmp[k], (size_t)n * sizeof(float));
+            for (int k = 0; k < 16; k++) memcpy(u + k * plane + r * cols + jb, tmp[k], (size_t)n * sizeof(float));
         }
     }
 }
 
-// Flipping a kernel reverses its rows and columns, and G J = P G with P swapping rows 0 and 3 of G's output,
-// so the transform of the flipped kernel is the original's with tile indices 0 and 3 swapped in both axes.
+void pv_winograd_weights(const float *g, float *u, long out_channels, long in_channels, long o0, long o1) {
+    winograd_weight_planes(g, u, out_channels, in_channels, o0, o1, 0);
+}
+
 void pv_winograd_weights_flipped(const float *g, float *u, long out_channels, long in_channels, long c0, long c1) {
-    enum { OB = 64 };
-    static const int swap03[4] = {3, 1, 2, 0};
-    long oc = out_channels * in_channels;
-    float tmp[16][OB], t[16];
-    for (long c = c0; c < c1; c++) {
-        for (long ob = 0; ob < out_channels; ob += OB) {
-            long n = out_channels - ob < OB ? out_channels - ob : OB;
-            for (long oi = 0; oi < n; oi++) {
-                winograd_tile(g + ((ob + oi) * in_channels + c) * 9, t);
-                for (int a = 0; a < 4; a++)
-                    for (int b = 0; b < 4; b++) tmp[swap03[a] * 4 + swap03[b]][oi] = t[a * 4 + b];
-            }
-            for (int k = 0; k < 16; k++) memcpy(u + k * oc + c * out_channels + ob, tmp[k], (size_t)n * sizeof(float));
-        }
-    }
+    winograd_weight_planes(g, u, in_channels, out_channels, c0, c1, 1);
 }
 
 void pv_winograd_input(const float *x, float *v, long channels, long h, long w, long ty0, long ty1,
