@@ -23,11 +23,14 @@ let package = Package(
         .target(name: "CPivotImageShim", dependencies: ["CPNG", "CJPEG", "CTIFF"], path: "Sources/CPivotImageShim"),
         // Vectorised elementwise kernels (softmax, norms, activations, im2col) with runtime ISA dispatch.
         .target(name: "CPivotKernels", path: "Sources/CPivotKernels"),
+        // Matrix products on oneDNN (Debian's libdnnl-dev): bf16 in, fp32 out, primitives cached by shape;
+        // fp32 → bf16 conversion with run-time ISA dispatch.
+        .target(name: "CPivotDNNL", path: "Sources/CPivotDNNL", linkerSettings: [.linkedLibrary("dnnl")]),
         // Atomic file replacement and one-line message escaping, shared by every writer.
         .target(name: "CPivotIO", path: "Sources/CPivotIO"),
         .target(name: "PivotIO", dependencies: ["CPivotIO"]),
         // Tensor core and kernels, forward and backward side by side.
-        .target(name: "PivotTensor", dependencies: ["COpenBLAS", "CPivotKernels"]),
+        .target(name: "PivotTensor", dependencies: ["COpenBLAS", "CPivotKernels", "CPivotDNNL"]),
         // File formats: safetensors.
         .target(name: "PivotFormats", dependencies: ["PivotTensor", "PivotIO"]),
         // Networks (CLIP text encoder, UNet, VAE) and their configs; they take a parameter store.

@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
-"""Time the PyTorch (diffusers/transformers) networks of an SD folder on CPU, fp32.
+"""Time the PyTorch (diffusers/transformers) networks of an SD folder on CPU, fp32 or bf16 autocast.
 
 The reference numbers that the Swift port is compared against.  For each
 network: load it in fp32, run once untimed (the warm-up, which also counts the
 FLOPs), then ``--runs`` timed runs; report the median seconds, GFLOP, GFLOP/s
 and the process's peak RSS.  Forward passes run under ``torch.inference_mode()``
 on ``--threads`` threads (default 2).
+
+``--precision bf16`` runs each timed step (the forward, and for ``unet-vjp`` the
+forward and backward) under ``torch.autocast("cpu", dtype=torch.bfloat16)``; the
+weights stay fp32 and autocast casts them per op.  ``fp32`` (the default) runs
+plain fp32.
 
 Networks (``--network``):
 
@@ -25,14 +30,15 @@ attention added with torch's own SDPA formulas), so they are right for any
 config; they are also reported by kind (conv / linear / attention).
 
     python3 scripts/bench_torch.py --model /tmp/sd15-fp32 [--network unet|text-encoder|vae-encode|vae-decode|unet-vjp|all]
-        [--size 512] [--batch 1] [--runs 3] [--threads 2] [--json]
+        [--size 512] [--batch 1] [--runs 3] [--threads 2] [--precision fp32|bf16] [--json]
 
 ``--json`` prints one JSON object per network per line with ``network``, ``impl``
-("pytorch"), ``median_s``, ``times_s``, ``gflop``, ``gflops``, ``runs``,
+("pytorch"), ``precision``, ``median_s``, ``times_s``, ``gflop``, ``gflops``, ``runs``,
 ``peak_rss_mb``, ``gflop_by_kind`` and the shapes; otherwise a readable line.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -53,6 +59,8 @@ def parse_args():
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                    help="fp32, or bf16 autocast around each timed step (weights stay fp32)")
     ap.add_argument("--json", action="store_true")
     return ap.parse_args()
 
@@ -63,7 +71,7 @@ def run_all(args):
     for net in NETWORKS:
         cmd = [sys.executable, os.path.abspath(__file__), "--model", args.model, "--network", net,
                "--size", str(args.size), "--batch", str(args.batch), "--runs", str(args.runs),
-               "--threads", str(args.threads)]
+               "--threads", str(args.threads), "--precision", args.precision]
         if args.json:
             cmd.append("--json")
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
@@ -173,7 +181,8 @@ def bench_one(args):
                 return state["out"]
 
             def backward():
-                state["out"].backward(cotangent)
+                out = state["out"]
+                out.backward(cotangent.to(out.dtype))
                 grad = state["ctx"].grad
                 state.clear()
                 return grad
@@ -194,15 +203,20 @@ def bench_one(args):
     else:
         raise SystemExit(f"unknown network {net}")
 
+    def autocast():
+        if args.precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def step():
         """One timed iteration: (total, forward, backward) seconds."""
         if backward is None:
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast():
                 t0 = time.perf_counter()
                 forward()
                 t1 = time.perf_counter()
             return t1 - t0, t1 - t0, 0.0
-        with torch.enable_grad():
+        with torch.enable_grad(), autocast():
             t0 = time.perf_counter()
             forward()
             t1 = time.perf_counter()
@@ -229,6 +243,7 @@ def bench_one(args):
     result = {
         "network": net,
         "impl": "pytorch",
+        "precision": args.precision,
         "median_s": round(median, 4),
         "times_s": [round(t, 4) for t in times],
         "warmup_s": round(warm[0], 4),
@@ -257,7 +272,7 @@ def bench_one(args):
         if backward is not None:
             extra = f" (fwd {result['forward_median_s']:.3f} + bwd {result['backward_median_s']:.3f})"
         k = result["gflop_by_kind"]
-        print(f"{net:13s} median {median:8.3f} s{extra}  {gflop:9.1f} GFLOP "
+        print(f"{net:13s} {args.precision} median {median:8.3f} s{extra}  {gflop:9.1f} GFLOP "
               f"(conv {k['conv']:.1f}, linear {k['linear']:.1f}, attention {k['attention']:.1f})  "
               f"{result['gflops']:7.1f} GFLOP/s  peak RSS {rss_mb / 1024:.2f} GB  "
               f"runs {[round(t, 3) for t in times]}", flush=True)

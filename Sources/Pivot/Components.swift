@@ -27,34 +27,42 @@ public enum Component: String, CaseIterable, Sendable {
 /// except `input_ids` (int32/int64) and `timestep` (any numeric dtype, scalar or [B]).
 public enum ComponentRunner {
     /// Reads `input`, runs `component` of `model`, writes `output` atomically.
-    public static func run(_ component: Component, model: ModelFolder, input: String, output: String) throws {
+    /// `precision` sets the networks' arithmetic (`unet-vjp` and `text-encoder-vjp` run in its gradient precision).
+    public static func run(_ component: Component, model: ModelFolder, input: String, output: String,
+                           precision: PrecisionPlan = .fp32) throws {
         let file = try SafeTensorsFile(path: input)
         var result: [(name: String, tensor: Tensor)]
         switch component {
         case .textEncoder:
             let encoder = try model.loadTextEncoder()
+            encoder.precision = precision.networks
             let (ids, batch) = try readIDs(file, length: encoder.config.maxPositionEmbeddings)
             result = [("last_hidden_state", try encoder(ids: ids, batch: batch))]
         case .textEncoderVJP:
             let encoder = try model.loadTextEncoder()
+            encoder.precision = precision.networks
             let (ids, batch) = try readIDs(file, length: encoder.config.maxPositionEmbeddings)
             let r = try encoder.vjp(ids: ids, batch: batch, gradOut: try file.floatTensor(try present(file, "grad_out")))
             result = [("last_hidden_state", r.out), ("grad_inputs_embeds", r.gradEmbeddings)]
         case .unet:
             let unet = try model.loadUNet()
+            unet.precision = precision.networks
             let (sample, steps, context) = try unetInputs(file)
             result = [("out", try unet(sample, timesteps: steps, context: context))]
         case .unetVJP:
             let unet = try model.loadUNet()
+            unet.precision = precision.networks
             let (sample, steps, context) = try unetInputs(file)
             let r = try unet.vjp(sample, timesteps: steps, context: context,
                                  gradOut: try file.floatTensor(try present(file, "grad_out")))
             result = [("out", r.out), ("grad_encoder_hidden_states", r.gradContext), ("grad_sample", r.gradSample)]
         case .vaeEncode:
             let vae = try model.loadVAE()
+            vae.precision = precision.networks
             result = [("mean", try vae.encode(try input4D(file, "image")))]
         case .vaeDecode:
             let vae = try model.loadVAE()
+            vae.precision = precision.networks
             result = [("image", try vae.decode(try input4D(file, "latent")))]
         }
         try SafeTensorsWriter.write(result, to: output)

@@ -28,6 +28,11 @@ public final class StableDiffusion {
     public let unet: UNet
     public let vae: VAE
     public let scheduler: DDIMScheduler
+    /// The arithmetic of every network pass (fp32 by default; see `PrecisionPlan`). It shapes inversions,
+    /// so it is part of their cache key and metadata.
+    public var precision: PrecisionPlan = .fp32 {
+        didSet { precision.apply(to: self) }
+    }
     /// Textual-inversion embeddings added with `addEmbeddings`, as "token=sha256".
     public internal(set) var embeddingsUsed: [String] = []
     private var fingerprint: String?

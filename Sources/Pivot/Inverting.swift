@@ -43,7 +43,7 @@ extension StableDiffusion {
         var record = InversionRecord(method: s.method, latents: latents, metadata: [
             "prompt": prompt, "steps": String(s.steps), "guidance": String(s.guidance), "embeddings": embeddingsDescription,
             "inner_steps": String(s.innerSteps), "crop": s.crop.map { "\($0.left),\($0.top),\($0.right),\($0.bottom)" } ?? "",
-            "scheduler": schedulerDescription, "model": model.path,
+            "scheduler": schedulerDescription, "model": model.path, "precision": precision.description,
         ])
         switch s.method {
         case .nullText:

@@ -1,5 +1,6 @@
 import Foundation
 import PivotModels
+import PivotTensor
 
 /// What `pivot info` reports about a model folder: architecture, parameter counts, stored dtypes and the
 /// native resolution. Reads configs and safetensors headers only; no weights are converted.
@@ -17,9 +18,39 @@ public struct ModelInfo: Codable, Sendable {
     public var latentChannels: Int
     public var predictionType: String?
     public var networks: [Network]
+    /// What `--precision` resolves to on this processor, when asked (`pivot info`).
+    public var precision: PrecisionReport?
+
+    /// The resolved precision and the processor facts behind it.
+    public struct PrecisionReport: Codable, Sendable {
+        public var choice: String
+        public var forward: String
+        public var gradient: String
+        public var reason: String
+        public var cpu: String
+        public var nativeBF16: Bool
+        public var oneDNN: String
+        public var bf16Kernel: String
+
+        enum CodingKeys: String, CodingKey {
+            case choice, forward, gradient, reason, cpu
+            case nativeBF16 = "native_bf16", oneDNN = "onednn", bf16Kernel = "bf16_kernel"
+        }
+
+        public init(_ plan: PrecisionPlan) {
+            choice = plan.choice.rawValue
+            forward = plan.networks.forward.rawValue
+            gradient = plan.networks.gradient.rawValue
+            reason = plan.reason
+            cpu = CPUFeatures.summary
+            nativeBF16 = BF16Support.native
+            oneDNN = BF16Support.oneDNNVersion
+            bf16Kernel = BF16Support.usable ? BF16Support.implementation : "none"
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
-        case model, architecture, networks
+        case model, architecture, networks, precision
         case nativeResolution = "native_resolution", latentChannels = "latent_channels"
         case predictionType = "prediction_type"
     }
@@ -65,6 +96,10 @@ public struct ModelInfo: Codable, Sendable {
             let dt = n.dtypes.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: ", ")
             let mb = Double(n.parameters) * 4 / 1_048_576
             lines.append("\(n.name): \(n.parameters.formatted()) parameters (\(String(format: "%.1f", mb)) MiB as fp32), stored \(dt)")
+        }
+        if let p = precision {
+            lines.append("precision: \(p.forward) network passes, \(p.gradient) gradients (\(p.reason))")
+            lines.append("cpu: \(p.cpu); oneDNN \(p.oneDNN), bf16 kernel: \(p.bf16Kernel)")
         }
         return lines.joined(separator: "\n")
     }

@@ -4,6 +4,8 @@ import PivotTensor
 /// pre-LayerNorm transformer layers with causal self-attention, final LayerNorm.
 /// Matches `CLIPTextModel(input_ids).last_hidden_state` (no attention mask, as diffusers calls it).
 public final class CLIPTextModel {
+    /// The arithmetic of its passes (fp32 unless a pipeline chooses otherwise).
+    public var precision = NetworkPrecision()
     public let config: CLIPTextConfig
     private(set) var tokenEmbedding: Tensor     // [V + added, D]
     let positionEmbedding: Tensor  // [P, D]
@@ -69,9 +71,11 @@ public final class CLIPTextModel {
 
     /// `last_hidden_state` from input embeddings [B, T, D] (token + position already added).
     public func encode(embeddings: Tensor) -> Tensor {
-        var h = embeddings
-        for layer in layers { h = layer(h) }
-        return finalNorm(h)
+        precision.run {
+            var h = embeddings
+            for layer in layers { h = layer(h) }
+            return finalNorm(h)
+        }
     }
 }
 

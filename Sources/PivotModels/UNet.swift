@@ -3,6 +3,8 @@ import PivotTensor
 
 /// diffusers' `UNet2DConditionModel` for Stable Diffusion 1.x/2.x: ε (or v) = unet(sample, t, context).
 public final class UNet {
+    /// The arithmetic of its passes (fp32 unless a pipeline chooses otherwise).
+    public var precision = NetworkPrecision()
     public let config: UNetConfig
     let timeLinear1, timeLinear2: Linear
     let convIn, convOut: Conv2d
@@ -73,6 +75,11 @@ public final class UNet {
         guard timesteps.count == b else {
             throw ModelError.invalidInput("unet: \(timesteps.count) timesteps for a batch of \(b)")
         }
+        return precision.run { forward(sample, timesteps: timesteps, context: context) }
+    }
+
+    func forward(_ sample: Tensor, timesteps: [Float], context: Tensor) -> Tensor {
+        let c = config
         let temb = timeLinear2(Activation.silu(timeLinear1(timestepEmbedding(timesteps))))
         Activation.silu.applyInPlace(temb)      // every ResNet applies SiLU to the embedding first
         var h = c.centerInputSample ? scale(sample, 2).adding(-1) : sample

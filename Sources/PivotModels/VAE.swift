@@ -3,6 +3,8 @@ import PivotTensor
 /// diffusers' `AutoencoderKL`: `encode` returns the posterior mean (unscaled), `decode` the image in
 /// roughly [-1, 1] (unclamped). Scaling by `scaling_factor` is the pipeline's job.
 public final class VAE {
+    /// The arithmetic of its passes (fp32 unless a pipeline chooses otherwise).
+    public var precision = NetworkPrecision()
     public let config: VAEConfig
     let encoder: VAEEncoder
     let decoder: VAEDecoder
@@ -26,8 +28,10 @@ public final class VAE {
               image.dim(2) > 0, image.dim(3) > 0 else {
             throw ModelError.invalidInput("vae: image must be [B, \(config.inChannels), H, W] with H and W multiples of \(f), got \(image.shape)")
         }
-        var moments = encoder(image)
-        if let quantConv { moments = quantConv(moments) }
+        let moments = precision.run { () -> Tensor in
+            let m = encoder(image)
+            return quantConv.map { $0(m) } ?? m
+        }
         let (b, h, w, l) = (moments.dim(0), moments.dim(2), moments.dim(3), config.latentChannels)
         let mean = Tensor(uninitialized: [b, l, h, w])
         for n in 0..<b { (mean.data + n * l * h * w).update(from: moments.data + n * 2 * l * h * w, count: l * h * w) }
@@ -39,7 +43,7 @@ public final class VAE {
         guard latent.rank == 4, latent.dim(1) == config.latentChannels, latent.dim(2) > 0, latent.dim(3) > 0 else {
             throw ModelError.invalidInput("vae: latent must be [B, \(config.latentChannels), h, w], got \(latent.shape)")
         }
-        return decoder(postQuantConv.map { $0(latent) } ?? latent)
+        return precision.run { decoder(postQuantConv.map { $0(latent) } ?? latent) }
     }
 }
 

@@ -1,3 +1,4 @@
+import CPivotDNNL
 import CPivotKernels
 
 /// Multi-head scaled dot-product attention, softmax(Q Kᵀ / √d) V. Work is split into (sample, head, band of
@@ -17,28 +18,53 @@ public func attention(q: Tensor, k: Tensor, v: Tensor, heads: Int, causal: Bool 
     let bands = (nq + band - 1) / band
     let scratch = Tensor(uninitialized: [Parallel.workers * band * nk])
     let flops0 = BLAS.flops
+    let precision = Precision.current
     Profiler.measure(nk > 128 ? "attention" : "attention.x") {
-    BLAS.singleThreaded {
+    switch precision {
+    case .fp32:
+        BLAS.singleThreaded {
+            Parallel.chunks(b * heads * bands) { worker, items in
+                let scores = scratch.data + worker * band * nk   // [rows, Nk]
+                for item in items {
+                    let n = item / (heads * bands), h = (item / bands) % heads, row0 = (item % bands) * band
+                    let rows = min(band, nq - row0)
+                    let qn = q.data + n * nq * width, kn = k.data + n * nk * width, vn = v.data + n * nk * width
+                    BLAS.gemm(transB: true, m: rows, n: nk, k: d, a: qn + row0 * width + h * d, lda: width,
+                              b: kn + h * d, ldb: width, c: scores, ldc: nk)
+                    pv_softmax_rows(scores, rows, nk, nk, scale, causal ? row0 : -1)
+                    BLAS.gemm(m: rows, n: d, k: nk, a: scores, lda: nk, b: vn + h * d, ldb: width,
+                              c: out.data + n * nq * width + row0 * width + h * d, ldc: width)
+                }
+            }
+        }
+    case .bf16:
+        // q, k, v rounded once; each band's probabilities rounded after the fp32 softmax
+        let qb = BF16Buffer(q), kb = BF16Buffer(k), vb = BF16Buffer(v)   // [B, N, H·d]
+        let pb = BF16Buffer(count: Parallel.workers * band * nk)
         Parallel.chunks(b * heads * bands) { worker, items in
-            let scores = scratch.data + worker * band * nk
+            let scores = scratch.data + worker * band * nk, probs = pb.pointer + worker * band * nk  // [rows, Nk]
             for item in items {
                 let n = item / (heads * bands), h = (item / bands) % heads, row0 = (item % bands) * band
                 let rows = min(band, nq - row0)
-                let qn = q.data + n * nq * width, kn = k.data + n * nk * width, vn = v.data + n * nk * width
-                BLAS.gemm(transB: true, m: rows, n: nk, k: d, a: qn + row0 * width + h * d, lda: width,
-                          b: kn + h * d, ldb: width, c: scores, ldc: nk)
+                let qn = qb.pointer + n * nq * width, kn = kb.pointer + n * nk * width, vn = vb.pointer + n * nk * width
+                BLAS.gemmBF16(transB: true, m: rows, n: nk, k: d, a: qn + row0 * width + h * d, lda: width,
+                              b: kn + h * d, ldb: width, c: scores, ldc: nk, singleThread: true)
                 pv_softmax_rows(scores, rows, nk, nk, scale, causal ? row0 : -1)
-                BLAS.gemm(m: rows, n: d, k: nk, a: scores, lda: nk, b: vn + h * d, ldb: width,
-                          c: out.data + n * nq * width + row0 * width + h * d, ldc: width)
+                pv_f32_to_bf16(scores, probs, rows * nk)
+                BLAS.gemmBF16(m: rows, n: d, k: nk, a: probs, lda: nk, b: vn + h * d, ldb: width,
+                              c: out.data + n * nq * width + row0 * width + h * d, ldc: width, singleThread: true)
             }
         }
+        withExtendedLifetime((qb, kb, vb, pb)) {}
     }
     }
     withExtendedLifetime(scratch) {}  // used through raw pointers until here
     BLAS.flops = flops0 &+ 4 &* b &* nq &* nk &* width  // worker threads' counts race; set the total
     if let tape = Tape.active(q, k, v) {
         tape.record(out, "∂attention") { [unowned tape] gout in
-            let (gq, gk, gv) = attentionBackward(q: q, k: k, v: v, gradOut: gout, heads: heads, causal: causal)
+            let (gq, gk, gv) = Precision.with(precision) {
+                attentionBackward(q: q, k: k, v: v, gradOut: gout, heads: heads, causal: causal)
+            }
             tape.accumulate(q.storage.id, gq)
             tape.accumulate(k.storage.id, gk)
             tape.accumulate(v.storage.id, gv)
@@ -58,6 +84,11 @@ public func attentionBackward(q: Tensor, k: Tensor, v: Tensor, gradOut: Tensor, 
     let gq = Tensor(uninitialized: q.shape), gk = Tensor(zeros: k.shape), gv = Tensor(zeros: v.shape)
     let band = max(1, min(nq, attentionBackwardScoreBudget / max(nk, 1)))
     let scratch = Tensor(uninitialized: [Parallel.workers * 2 * band * nk])
+    if Precision.current == .bf16 {
+        attentionBackwardBF16(q: q, k: k, v: v, gradOut: gradOut, heads: heads, causal: causal, band: band,
+                              scratch: scratch, gq: gq, gk: gk, gv: gv)
+        return (gq, gk, gv)
+    }
     BLAS.singleThreaded {
         Parallel.chunks(b * heads) { worker, items in
             let p = scratch.data + worker * 2 * band * nk, dp = p + band * nk
@@ -90,6 +121,49 @@ public func attentionBackward(q: Tensor, k: Tensor, v: Tensor, gradOut: Tensor, 
     }
     withExtendedLifetime(scratch) {}
     return (gq, gk, gv)
+}
+
+/// `attentionBackward` with bf16 products: q, k, v and dO rounded once, P and dS rounded per band after their
+/// fp32 softmax arithmetic; dQ, dK, dV accumulate in fp32.
+func attentionBackwardBF16(q: Tensor, k: Tensor, v: Tensor, gradOut: Tensor, heads: Int, causal: Bool, band: Int,
+                           scratch: Tensor, gq: Tensor, gk: Tensor, gv: Tensor) {
+    let b = q.dim(0), nq = q.dim(1), nk = k.dim(1), width = q.dim(2)
+    let d = width / heads
+    let scale = 1 / Float(d).squareRoot()
+    let qb = BF16Buffer(q), kb = BF16Buffer(k), vb = BF16Buffer(v), gb = BF16Buffer(gradOut)  // [B, N, H·d]
+    let rounded = BF16Buffer(count: Parallel.workers * 2 * band * nk)
+    Parallel.chunks(b * heads) { worker, items in
+        let p = scratch.data + worker * 2 * band * nk, dp = p + band * nk             // [rows, Nk] fp32
+        let pr = rounded.pointer + worker * 2 * band * nk, dsr = pr + band * nk       // [rows, Nk] bf16
+        for item in items {
+            let n = item / heads, h = item % heads
+            let off = n * nq * width + h * d, koff = n * nk * width + h * d
+            let qh = qb.pointer + off, kh = kb.pointer + koff, vh = vb.pointer + koff, doh = gb.pointer + off
+            var row0 = 0
+            while row0 < nq {
+                let rows = min(band, nq - row0)
+                BLAS.gemmBF16(transB: true, m: rows, n: nk, k: d, a: qh + row0 * width, lda: width, b: kh, ldb: width,
+                              c: p, ldc: nk, singleThread: true)
+                pv_softmax_rows(p, rows, nk, nk, scale, causal ? row0 : -1)
+                pv_f32_to_bf16(p, pr, rows * nk)
+                // dV += Pᵀ dO
+                BLAS.gemmBF16(transA: true, m: nk, n: d, k: rows, a: pr, lda: nk, b: doh + row0 * width, ldb: width,
+                              beta: 1, c: gv.data + koff, ldc: width, singleThread: true)
+                // dP = dO Vᵀ, then dS in place
+                BLAS.gemmBF16(transB: true, m: rows, n: nk, k: d, a: doh + row0 * width, lda: width, b: vh, ldb: width,
+                              c: dp, ldc: nk, singleThread: true)
+                pv_softmax_backward_rows(p, dp, rows, nk, nk)
+                pv_f32_to_bf16(dp, dsr, rows * nk)
+                // dQ = s · dS K ; dK += s · dSᵀ Q
+                BLAS.gemmBF16(m: rows, n: d, k: nk, alpha: scale, a: dsr, lda: nk, b: kh, ldb: width,
+                              c: gq.data + off + row0 * width, ldc: width, singleThread: true)
+                BLAS.gemmBF16(transA: true, m: nk, n: d, k: rows, alpha: scale, a: dsr, lda: nk, b: qh + row0 * width,
+                              ldb: width, beta: 1, c: gk.data + koff, ldc: width, singleThread: true)
+                row0 += rows
+            }
+        }
+    }
+    withExtendedLifetime((qb, kb, vb, gb, rounded, scratch)) {}
 }
 
 /// Floats in one thread's band of attention scores (1 MiB: a band stays in the core's cache).

@@ -1,4 +1,6 @@
+import Foundation
 import COpenBLAS
+import CPivotDNNL
 import CPivotKernels
 
 /// Thin wrappers over OpenBLAS (row-major sgemm) and its threading controls.
@@ -12,10 +14,20 @@ public enum BLAS {
         guard m > 0, n > 0 else { return }
         flops &+= 2 &* m &* n &* k   // racy when GEMMs run on several threads; an estimate then
         Profiler.measure("gemm") {
+        if Precision.current == .bf16 || BLAS.fp32OnDNNL {
+            // one thread pool: OpenBLAS's and oneDNN's (OpenMP) spin-waiting workers would compete for cores
+            let status = pv_gemm_f32_dnnl(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+                                          nil, Int32(threads == 1 ? 1 : Parallel.workers))
+            precondition(status == 0, "oneDNN fp32 matmul \(m)×\(n)×\(k) failed (status \(status))")
+            return
+        }
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
         }
     }
+
+    /// Whether fp32 products run on oneDNN instead of OpenBLAS (`PIVOT_FP32_GEMM=dnnl`).
+    public static let fp32OnDNNL = ProcessInfo.processInfo.environment["PIVOT_FP32_GEMM"] == "dnnl"
 
     /// Floating-point operations so far, as PyTorch's flop counter counts them: 2·M·N·K per GEMM, and for a
     /// Winograd convolution the direct convolution's work. Benchmarks read differences. Meaningful only

@@ -1,3 +1,4 @@
+import CPivotDNNL
 import CPivotKernels
 
 /// 2-D convolution (PyTorch's `nn.Conv2d`, groups = 1, dilation = 1).
@@ -13,8 +14,11 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     }
     if let tape = Tape.active(x) {
         let (xid, xshape) = (x.storage.id, x.shape)
+        let precision = Precision.current
         tape.record(y, "∂conv") { [unowned tape] gy in
-            tape.accumulate(xid, conv2dBackward(gy, weight: weight, inputShape: xshape, stride: stride, padding: padding))
+            tape.accumulate(xid, Precision.with(precision) {
+                conv2dBackward(gy, weight: weight, inputShape: xshape, stride: stride, padding: padding)
+            })
         }
     }
     return y
@@ -29,14 +33,32 @@ public func conv2dBackward(_ gy: Tensor, weight: Tensor, inputShape: [Int], stri
     let (o, kh, kw) = (weight.dim(0), weight.dim(2), weight.dim(3))
     let ho = gy.dim(2), wo = gy.dim(3), hwOut = ho * wo, ckk = c * kh * kw
     if kh == 3 && kw == 3 && stride == 1 && padding == 1 && h * w >= winogradMinPixels {
+        if Precision.current == .bf16 {
+            let ub = weight.storage.derived("winograd.flipped.bf16") { () -> BF16Buffer in
+                let u = Tensor(uninitialized: [16, c, o])
+                Parallel.forEach(c) { r in pv_winograd_weights_flipped(weight.data, u.data, o, c, r.lowerBound, r.upperBound) }
+                return BF16Buffer(u)
+            }
+            return winogradConvolution(gy, u: .bf16(ub), outChannels: c, bias: nil)
+        }
         let u = Tensor(uninitialized: [16, c, o])
         Profiler.measure("winograd.u") {
             Parallel.forEach(c) { r in pv_winograd_weights_flipped(weight.data, u.data, o, c, r.lowerBound, r.upperBound) }
         }
-        return winogradConvolution(gy, u: u, outChannels: c, bias: nil)
+        return winogradConvolution(gy, u: .fp32(u), outChannels: c, bias: nil)
     }
+    let bf16 = Precision.current == .bf16
     if kh == 1 && kw == 1 && stride == 1 && padding == 0 {
         let gx = Tensor(uninitialized: inputShape)
+        if bf16 {
+            let wb = weight.bf16Weights, gb = BF16Buffer(gy)   // [O, C], [B, O, H·W]
+            for n in 0..<b {
+                BLAS.gemmBF16(transA: true, m: c, n: hwOut, k: o, a: wb.pointer, lda: c, b: gb.pointer + n * o * hwOut,
+                              ldb: hwOut, c: gx.data + n * c * h * w, ldc: h * w)
+            }
+            withExtendedLifetime(gb) {}
+            return gx
+        }
         for n in 0..<b {
             BLAS.gemm(transA: true, m: c, n: hwOut, k: o, a: weight.data, lda: c, b: gy.data + n * o * hwOut, ldb: hwOut,
                       c: gx.data + n * c * h * w, ldc: h * w)
@@ -51,8 +73,16 @@ public func conv2dBackward(_ gy: Tensor, weight: Tensor, inputShape: [Int], stri
         var row0 = 0
         while row0 < ho {
             let row1 = min(ho, row0 + bandRows), cols = (row1 - row0) * wo
-            BLAS.gemm(transA: true, m: ckk, n: cols, k: o, a: weight.data, lda: ckk, b: gyn + row0 * wo, ldb: hwOut,
-                      c: col.data, ldc: cols)
+            if bf16 {
+                let gb = BF16Buffer(count: o * cols)   // [O, cols]
+                pv_f32_to_bf16_2d(gyn + row0 * wo, hwOut, gb.pointer, cols, o, cols)
+                BLAS.gemmBF16(transA: true, m: ckk, n: cols, k: o, a: weight.bf16Weights.pointer, lda: ckk, b: gb.pointer,
+                              ldb: cols, c: col.data, ldc: cols)
+                withExtendedLifetime(gb) {}
+            } else {
+                BLAS.gemm(transA: true, m: ckk, n: cols, k: o, a: weight.data, lda: ckk, b: gyn + row0 * wo, ldb: hwOut,
+                          c: col.data, ldc: cols)
+            }
             Parallel.forEach(c) { r in
                 pv_col2im(col.data, gxn, c, h, w, kh, kw, stride, padding, wo, row0, row1, r.lowerBound, r.upperBound)
             }
@@ -76,6 +106,7 @@ public func conv2dIm2col(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int
     let y = Tensor(uninitialized: [b, o, ho, wo])
     let hwOut = ho * wo, ckk = c * kh * kw
     let pointwise = kh == 1 && kw == 1 && stride == 1 && padding == 0
+    let bf16 = Precision.current == .bf16
     let bandRows = pointwise ? ho : max(1, min(ho, convColumnBudget / max(ckk * wo, 1)))
     let col = pointwise ? nil : Tensor(uninitialized: [ckk * bandRows * wo])
     for n in 0..<b {
@@ -102,8 +133,15 @@ public func conv2dIm2col(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int
                 for oc in 0..<o { (dst + oc * hwOut).update(repeating: bias.data[oc], count: cols) }
             }
             Profiler.measure(pointwise ? "gemm.conv1x1" : "gemm.conv") {
-            BLAS.gemm(m: o, n: cols, k: ckk, a: weight.data, lda: ckk, b: src, ldb: cols,
-                      beta: bias == nil ? 0 : 1, c: dst, ldc: hwOut)
+            if bf16 {
+                let sb = BF16Buffer(src, count: ckk * cols)   // [C·k·k, cols]
+                BLAS.gemmBF16(m: o, n: cols, k: ckk, a: weight.bf16Weights.pointer, lda: ckk, b: sb.pointer, ldb: cols,
+                              beta: bias == nil ? 0 : 1, c: dst, ldc: hwOut)
+                withExtendedLifetime(sb) {}
+            } else {
+                BLAS.gemm(m: o, n: cols, k: ckk, a: weight.data, lda: ckk, b: src, ldb: cols,
+                          beta: bias == nil ? 0 : 1, c: dst, ldc: hwOut)
+            }
             }
             row0 = row1
         }
@@ -122,15 +160,30 @@ public let convColumnBudget = 8 << 20
 public func conv2dWinograd(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     let c = x.dim(1), o = weight.dim(0)
     precondition(weight.shape == [o, c, 3, 3], "conv2dWinograd: input channels \(c) vs weight \(weight.shape)")
+    if Precision.current == .bf16 {
+        let ub = weight.storage.derived("winograd.bf16") { () -> BF16Buffer in
+            let u = Tensor(uninitialized: [16, o, c])
+            Parallel.forEach(o) { r in pv_winograd_weights(weight.data, u.data, o, c, r.lowerBound, r.upperBound) }
+            return BF16Buffer(u)
+        }
+        return winogradConvolution(x, u: .bf16(ub), outChannels: o, bias: bias)
+    }
     let u = Tensor(uninitialized: [16, o, c])
     Profiler.measure("winograd.u") {
         Parallel.forEach(o) { r in pv_winograd_weights(weight.data, u.data, o, c, r.lowerBound, r.upperBound) }
     }
-    return winogradConvolution(x, u: u, outChannels: o, bias: bias)
+    return winogradConvolution(x, u: .fp32(u), outChannels: o, bias: bias)
 }
 
-/// The Winograd convolution of x [B, C, H, W] with transformed weights u [16, O, C].
-func winogradConvolution(_ x: Tensor, u: Tensor, outChannels o: Int, bias: Tensor?) -> Tensor {
+/// Transformed Winograd weights [16, O, C]: fp32 (made per call), or bf16 (made once per weight and kept).
+enum WinogradWeights {
+    case fp32(Tensor)
+    case bf16(BF16Buffer)
+}
+
+/// The Winograd convolution of x [B, C, H, W] with transformed weights u [16, O, C]. With bf16 weights the
+/// transformed input tiles are rounded to bf16 and the 16 products run on oneDNN.
+func winogradConvolution(_ x: Tensor, u: WinogradWeights, outChannels o: Int, bias: Tensor?) -> Tensor {
     let (b, c, h, w) = (x.dim(0), x.dim(1), x.dim(2), x.dim(3))
     let y = Tensor(uninitialized: [b, o, h, w])
     let flops0 = BLAS.flops
@@ -147,13 +200,25 @@ func winogradConvolution(_ x: Tensor, u: Tensor, outChannels o: Int, bias: Tenso
                 Parallel.forEach(c) { r in pv_winograd_input(xn, v.data, c, h, w, ty0, ty1, r.lowerBound, r.upperBound) }
             }
             Profiler.measure("winograd.gemm") {
-                BLAS.singleThreaded {
-                    Parallel.forEach(16) { ks in
-                        for k in ks {
-                            BLAS.gemm(m: o, n: p, k: c, a: u.data + k * o * c, lda: c, b: v.data + k * c * p, ldb: p,
-                                      c: m.data + k * o * p, ldc: p)
+                switch u {
+                case .fp32(let u):
+                    BLAS.singleThreaded {
+                        Parallel.forEach(16) { ks in
+                            for k in ks {
+                                BLAS.gemm(m: o, n: p, k: c, a: u.data + k * o * c, lda: c, b: v.data + k * c * p, ldb: p,
+                                          c: m.data + k * o * p, ldc: p)
+                            }
                         }
                     }
+                case .bf16(let ub):
+                    let vb = BF16Buffer(v.data, count: 16 * c * p)   // [16, C, P]
+                    Parallel.forEach(16) { ks in
+                        for k in ks {
+                            BLAS.gemmBF16(m: o, n: p, k: c, a: ub.pointer + k * o * c, lda: c, b: vb.pointer + k * c * p,
+                                          ldb: p, c: m.data + k * o * p, ldc: p, singleThread: true)
+                        }
+                    }
+                    withExtendedLifetime(vb) {}
                 }
             }
             Profiler.measure("winograd.out") {

@@ -59,6 +59,9 @@ public final class Tape {
         grads[t.storage.id].map { $0.reshaped(t.shape) }
     }
 
+    /// Whether a tape is recording on this thread (networks pick their gradient precision then).
+    public static var isRecording: Bool { current != nil && Thread.isMainThread }
+
     // MARK: for kernels
 
     /// The recording tape if any of `inputs` requires a gradient (and we are on the main thread).

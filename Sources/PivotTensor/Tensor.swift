@@ -88,6 +88,38 @@ public final class TensorStorage: @unchecked Sendable {
 
     deinit { BufferPool.shared.give(UnsafeMutableRawPointer(pointer), bytes: max(count, 1) * 4) }
 
+    /// Forms derived from this storage's values, computed once (bf16 copies, Winograd transforms of
+    /// weights). Only weights use it: they never change after loading.
+    private var derivedForms: [String: AnyObject] = [:]
+
+    /// The derived form named `key`, made by `make` on first use and kept while the storage lives.
+    public func derived<T: AnyObject>(_ key: String, _ make: () -> T) -> T {
+        TensorStorage.lockDerived()
+        defer { TensorStorage.unlockDerived() }
+        if let v = derivedForms[key] as? T { return v }
+        let v = make()
+        derivedForms[key] = v
+        return v
+    }
+
+    /// Drops every derived form (for benchmarks that measure their cost).
+    public func dropDerived() {
+        TensorStorage.lockDerived()
+        derivedForms = [:]
+        TensorStorage.unlockDerived()
+    }
+
+    nonisolated(unsafe) private static var derivedMutex: pthread_mutex_t = {
+        var m = pthread_mutex_t()
+        var attr = pthread_mutexattr_t()
+        pthread_mutexattr_init(&attr)
+        pthread_mutexattr_settype(&attr, Int32(PTHREAD_MUTEX_RECURSIVE))
+        pthread_mutex_init(&m, &attr)
+        return m
+    }()
+    private static func lockDerived() { pthread_mutex_lock(&derivedMutex) }
+    private static func unlockDerived() { pthread_mutex_unlock(&derivedMutex) }
+
     nonisolated(unsafe) private static var counter: UInt64 = 0
     nonisolated(unsafe) private static var counterLock = pthread_mutex_t()
     private static let counterReady: Bool = { pthread_mutex_init(&counterLock, nil); return true }()

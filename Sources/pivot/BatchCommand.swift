@@ -25,6 +25,7 @@ struct BatchCommand: ParsableCommand {
     var inputDirectory: String
 
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
+    @OptionGroup var precisionOptions: PrecisionOptions
     var model: String { modelOptions.model }
 
     @Option(name: .shortAndLong, help: "The output folder (created if needed).")
@@ -114,6 +115,7 @@ struct BatchCommand: ParsableCommand {
 
     func run() throws {
         let sd = try StableDiffusion(model: modelOptions.folder())
+        sd.precision = try precisionOptions.plan()
         try embeddingOptions.apply(to: sd, quiet: quiet)
         var job = BatchJob(inputDirectory: inputDirectory, outputDirectory: output, rows: try rows(), defaults: try defaults(),
                            shard: shard.flatMap(BatchShard.init(parsing:)), cache: noCache ? nil : InversionCache())

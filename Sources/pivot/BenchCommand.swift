@@ -9,6 +9,7 @@ struct BenchCommand: ParsableCommand {
         abstract: "Time the networks of a model on random inputs: median seconds and effective GFLOP/s.")
 
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
+    @OptionGroup var precisionOptions: PrecisionOptions
     var model: String { modelOptions.model }
 
     @Option(name: .long, parsing: .upToNextOption,
@@ -42,10 +43,12 @@ struct BenchCommand: ParsableCommand {
         let folder = try modelOptions.folder()
         let info = try ModelInfo(model: folder)
         let side = size ?? info.nativeResolution
-        note("OpenBLAS core: \(BLAS.coreName), threads: \(BLAS.threads)")
+        let plan = try precisionOptions.plan()
+        note("OpenBLAS core: \(BLAS.coreName), threads: \(BLAS.threads); precision \(plan) (\(plan.reason))")
         let rss0 = ProcessMemory.residentBytes
         let t0 = Date()
         let nets = try LoadedNetworks(model: folder, components: Set(components))
+        plan.apply(to: nets)
         let loadSeconds = Date().timeIntervalSince(t0)
         let loaded = ProcessMemory.residentBytes - rss0
         let fp32 = info.networks.filter { n in Set(components.map(\.folder)).contains(n.name) }
@@ -58,7 +61,7 @@ struct BenchCommand: ParsableCommand {
             r.size = side
             if Profiler.enabled { note(Profiler.report()) }
             if json {
-                try printJSON(BenchLine(result: r, residentBytes: ProcessMemory.residentBytes,
+                try printJSON(BenchLine(result: r, precision: plan, residentBytes: ProcessMemory.residentBytes,
                                         peakResidentBytes: ProcessMemory.peakResidentBytes,
                                         weightsResidentBytes: loaded, weightsFP32Bytes: fp32))
             } else {
@@ -75,6 +78,7 @@ struct BenchCommand: ParsableCommand {
 /// A benchmark result with memory figures, as printed by `--json`.
 struct BenchLine: Encodable {
     var result: Benchmark.Result
+    var precision: PrecisionPlan
     var residentBytes: Int
     var peakResidentBytes: Int
     var weightsResidentBytes: Int
@@ -83,6 +87,7 @@ struct BenchLine: Encodable {
     enum CodingKeys: String, CodingKey {
         case residentBytes = "rss_bytes", peakResidentBytes = "peak_rss_bytes"
         case weightsResidentBytes = "weights_rss_bytes", weightsFP32Bytes = "weights_fp32_bytes"
+        case precision, precisionReason = "precision_reason", cpu
     }
 
     func encode(to encoder: Encoder) throws {
@@ -92,5 +97,10 @@ struct BenchLine: Encodable {
         try c.encode(peakResidentBytes, forKey: .peakResidentBytes)
         try c.encode(weightsResidentBytes, forKey: .weightsResidentBytes)
         try c.encode(weightsFP32Bytes, forKey: .weightsFP32Bytes)
+        // the precision of this network's timed passes (a VJP runs in the gradient precision)
+        let vjp = result.network.hasSuffix("-vjp")
+        try c.encode((vjp ? precision.networks.gradient : precision.networks.forward).rawValue, forKey: .precision)
+        try c.encode(precision.reason, forKey: .precisionReason)
+        try c.encode(CPUFeatures.summary, forKey: .cpu)
     }
 }

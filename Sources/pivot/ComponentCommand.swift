@@ -21,6 +21,7 @@ struct ComponentCommand: ParsableCommand {
     var name: Component
 
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
+    @OptionGroup var precisionOptions: PrecisionOptions
     var model: String { modelOptions.model }
 
     @Option(name: .customLong("in"), help: "Input safetensors file.")
@@ -36,6 +37,7 @@ struct ComponentCommand: ParsableCommand {
     }
 
     func run() throws {
-        try ComponentRunner.run(name, model: modelOptions.folder(), input: input, output: output)
+        try ComponentRunner.run(name, model: modelOptions.folder(), input: input, output: output,
+                                precision: precisionOptions.plan())
     }
 }

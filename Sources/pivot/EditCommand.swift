@@ -23,6 +23,7 @@ struct EditCommand: ParsableCommand {
     var input: String
 
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
+    @OptionGroup var precisionOptions: PrecisionOptions
     var model: String { modelOptions.model }
 
     @Option(name: .long, help: "The prompt that describes the photo.")
@@ -100,6 +101,7 @@ struct EditCommand: ParsableCommand {
     func run() throws {
         let folder = try modelOptions.folder()
         let sd = try StableDiffusion(model: folder)
+        sd.precision = try precisionOptions.plan()
         try embeddingOptions.apply(to: sd, quiet: quiet)
         let fromPhoto = !input.lowercased().hasSuffix(".safetensors")
         // For a photo the plan is known before inverting (native resolution), so prompts and flags are checked

@@ -18,6 +18,7 @@ struct EncodeCommand: ParsableCommand {
     var prompts: [String]
 
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
+    @OptionGroup var precisionOptions: PrecisionOptions
     var model: String { modelOptions.model }
 
     @OptionGroup(title: "Textual inversion") var embeddingOptions: EmbeddingOptions
@@ -35,6 +36,7 @@ struct EncodeCommand: ParsableCommand {
 
     func run() throws {
         let sd = try StableDiffusion(model: modelOptions.folder())
+        sd.precision = try precisionOptions.plan()
         try embeddingOptions.apply(to: sd, quiet: quiet)
         var states: [Tensor] = [], ids: [Int64] = []
         for p in prompts {

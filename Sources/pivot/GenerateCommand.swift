@@ -13,6 +13,7 @@ struct GenerateCommand: ParsableCommand {
     var prompt: String
 
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
+    @OptionGroup var precisionOptions: PrecisionOptions
     var model: String { modelOptions.model }
 
     @Option(name: .long, help: "Negative prompt (the unconditional branch of guidance).")
@@ -54,6 +55,7 @@ struct GenerateCommand: ParsableCommand {
         if let size, let (w, h) = parseSize(size) { request.width = w; request.height = h }
         let loadStart = Date()
         let sd = try StableDiffusion(model: modelOptions.folder())
+        sd.precision = try precisionOptions.plan()
         try embeddingOptions.apply(to: sd, quiet: quiet)
         let (w, h) = try sd.validate(request)
         if !quiet { note(String(format: "loaded %@ in %.1f s", model, Date().timeIntervalSince(loadStart))) }

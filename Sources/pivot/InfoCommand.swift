@@ -8,13 +8,16 @@ struct InfoCommand: ParsableCommand {
         abstract: "Describe a model folder: architecture, parameter counts, stored dtypes, native resolution.")
 
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
+    @OptionGroup var precisionOptions: PrecisionOptions
     var model: String { modelOptions.model }
 
     @Flag(name: .long, help: "Print one JSON object instead of text.")
     var json = false
 
     func run() throws {
-        let info = try ModelInfo(model: modelOptions.folder())
+        var info = try ModelInfo(model: modelOptions.folder())
+        let plan = try precisionOptions.plan()
+        info.precision = ModelInfo.PrecisionReport(plan)
         if json { try printJSON(info) } else { print(info.text) }
     }
 }

@@ -19,6 +19,7 @@ struct InvertCommand: ParsableCommand {
     var photo: String
 
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
+    @OptionGroup var precisionOptions: PrecisionOptions
     var model: String { modelOptions.model }
 
     @Option(name: .long, help: "A prompt that describes the photo.")
@@ -44,6 +45,7 @@ struct InvertCommand: ParsableCommand {
     func run() throws {
         let folder = try modelOptions.folder()
         let sd = try StableDiffusion(model: folder)
+        sd.precision = try precisionOptions.plan()
         try embeddingOptions.apply(to: sd, quiet: quiet)
         let t = sd.tokenizer.encode(sd.tokenizer.expandingMultiVectorTokens(prompt))
         if t.truncated { note("warning: prompt truncated to \(sd.tokenizer.maxLength) tokens; dropped: \"\(t.droppedText)\"") }

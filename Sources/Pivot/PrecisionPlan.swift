@@ -1,0 +1,109 @@
+import Foundation
+import PivotModels
+import PivotTensor
+
+/// What a user asks for: `auto` (the default), `fp32` or `bf16`.
+public enum PrecisionChoice: String, CaseIterable, Sendable {
+    case auto, fp32, bf16
+}
+
+/// Errors of precision selection.
+public enum PrecisionError: Error, CustomStringConvertible, Equatable {
+    /// bf16 was asked for on a processor where oneDNN has no bf16 kernels (it needs AVX-512).
+    case bf16Unavailable(cpu: String)
+
+    public var description: String {
+        switch self {
+        case .bf16Unavailable(let cpu):
+            return "bf16 precision needs a processor with AVX-512 (native bf16: AVX512_BF16 or AMX); this one has \(cpu); use fp32 or auto"
+        }
+    }
+}
+
+/// The precision each kind of work runs in, and why (see `Precision`).
+///
+/// `auto` picks bf16 for plain network passes (sampling, inversion trajectories, edits, VAE, text encoder)
+/// where the processor has native bf16 (AVX512_BF16 or AMX), fp32 elsewhere, and keeps gradient passes
+/// (null-text optimisation, textual inversion) in fp32: docs/BENCHMARKS.md measures the bf16 errors that
+/// this choice rests on. `bf16` runs everything in bf16, also where oneDNN has to emulate bf16 arithmetic on
+/// AVX-512 without AVX512_BF16 (correct, but slower than fp32; `emulated` says so).
+public struct PrecisionPlan: Sendable, Equatable, CustomStringConvertible {
+    public var choice: PrecisionChoice
+    public var networks: NetworkPrecision
+    /// One line: what was chosen and why.
+    public var reason: String
+    /// bf16 runs without native bf16 instructions (oneDNN emulates them).
+    public var emulated: Bool
+
+    /// fp32 everywhere (the reference path).
+    public static let fp32 = PrecisionPlan(choice: .fp32, networks: .all(.fp32), reason: "fp32 asked for", emulated: false)
+
+    /// Resolves a choice on this processor.
+    public static func resolve(_ choice: PrecisionChoice) throws -> PrecisionPlan {
+        try resolve(choice, native: BF16Support.native, usable: BF16Support.usable, cpu: CPUFeatures.summary)
+    }
+
+    /// Resolves a choice for a processor described by its capabilities (testable without that processor).
+    public static func resolve(_ choice: PrecisionChoice, native: Bool, usable: Bool, cpu: String) throws -> PrecisionPlan {
+        switch choice {
+        case .fp32:
+            return .fp32
+        case .bf16:
+            guard usable else { throw PrecisionError.bf16Unavailable(cpu: cpu) }
+            return PrecisionPlan(choice: .bf16, networks: .all(.bf16),
+                                 reason: native ? "bf16 asked for; native bf16 (\(cpu))"
+                                     : "bf16 asked for; no native bf16 on this processor (\(cpu)): oneDNN emulates it, slower than fp32",
+                                 emulated: !native)
+        case .auto:
+            guard native && usable else {
+                return PrecisionPlan(choice: .auto, networks: .all(.fp32),
+                                     reason: "auto: fp32, this processor has no native bf16 (\(cpu))", emulated: false)
+            }
+            return PrecisionPlan(choice: .auto, networks: NetworkPrecision(forward: .bf16, gradient: .fp32),
+                                 reason: "auto: bf16 network passes, fp32 gradients (native bf16: \(cpu))", emulated: false)
+        }
+    }
+
+    public var description: String {
+        networks.forward == networks.gradient ? networks.forward.rawValue
+            : "\(networks.forward.rawValue) (gradients \(networks.gradient.rawValue))"
+    }
+
+    /// Sets every network of a pipeline to this plan.
+    public func apply(to sd: StableDiffusion) {
+        sd.unet.precision = networks
+        sd.vae.precision = networks
+        sd.textEncoder.precision = networks
+    }
+
+    /// Sets the loaded networks to this plan.
+    public func apply(to n: LoadedNetworks) {
+        n.unet?.precision = networks
+        n.vae?.precision = networks
+        n.textEncoder?.precision = networks
+    }
+}
+
+/// The processor's name and the features pivot's kernels care about.
+public enum CPUFeatures {
+    /// e.g. "AMD EPYC 9R14 (avx2 avx512f avx512_bf16)".
+    public static var summary: String {
+        let (name, flags) = cpuinfo()
+        let wanted = ["avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"].filter(flags.contains)
+        return "\(name) (\(wanted.isEmpty ? "no AVX2" : wanted.joined(separator: " ")))"
+    }
+
+    /// The model name and flags of the first processor in /proc/cpuinfo ("unknown", [] elsewhere).
+    public static func cpuinfo() -> (name: String, flags: Set<String>) {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return ("unknown", []) }
+        var name = "unknown", flags: Set<String> = []
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2 else { continue }
+            if parts[0] == "model name", name == "unknown" { name = parts[1] }
+            if parts[0] == "flags", flags.isEmpty { flags = Set(parts[1].split(separator: " ").map(String.init)) }
+            if name != "unknown" && !flags.isEmpty { break }
+        }
+        return (name, flags)
+    }
+}
