@@ -44,7 +44,8 @@ final class TextualInversionTests: XCTestCase, CLIRunning {
         let reference = try SafeTensorsFile(path: dir + "/reference.safetensors")
         let prompts = (reference.metadata["prompts"] ?? "").split(separator: "\n").map(String.init)
         XCTAssertEqual(prompts.count, 4)
-        let args = ["encode", "--model", model, "--out", tmp + "/c.safetensors", "--quiet"]
+        // fp32: the reference path that parity is defined on (auto may pick bf16 on this processor)
+        let args = ["encode", "--model", model, "--out", tmp + "/c.safetensors", "--quiet", "--precision", "fp32"]
             + good.flatMap { ["--embedding", dir + "/" + $0] } + prompts
         let r = try pivot(args)
         XCTAssertEqual(r.status, 0, r.err)
@@ -55,7 +56,8 @@ final class TextualInversionTests: XCTestCase, CLIRunning {
         for i in 0..<ref.count { worst = max(worst, abs(ours.data[i] - ref.data[i])) }
         XCTAssertLessThanOrEqual(worst, 1e-5)
         // The embeddings change the conditioning: without them the first prompt differs.
-        let plain = try pivot(["encode", "--model", model, "--out", tmp + "/p.safetensors", "--quiet", prompts[0]])
+        let plain = try pivot(["encode", "--model", model, "--out", tmp + "/p.safetensors", "--quiet", "--precision", "fp32",
+                               prompts[0]])
         XCTAssertEqual(plain.status, 0, plain.err)
         let p = try SafeTensorsFile(path: tmp + "/p.safetensors").floatTensor("last_hidden_state")
         var change: Float = 0
