@@ -59,6 +59,18 @@ final class PrecisionTests: XCTestCase, CLIRunning {
         }
     }
 
+    /// An fp32 and a bf16 inversion of the same photo never stand in for each other; fp32 keys are unchanged.
+    func testInversionCacheKeysOnPrecision() {
+        let s = InversionSettings()
+        let plain = InversionCache.key(photoHash: "p", modelFingerprint: "m", prompt: "a cat", settings: s)
+        let fp32 = InversionCache.key(photoHash: "p", modelFingerprint: "m", prompt: "a cat", settings: s, precision: "fp32")
+        let bf16 = InversionCache.key(photoHash: "p", modelFingerprint: "m", prompt: "a cat", settings: s, precision: "bf16")
+        let auto = InversionCache.key(photoHash: "p", modelFingerprint: "m", prompt: "a cat", settings: s,
+                                      precision: "bf16 (gradients fp32)")
+        XCTAssertEqual(plain, fp32)
+        XCTAssertEqual(Set([fp32, bf16, auto]).count, 3)
+    }
+
     func testInfoReportsPrecision() throws {
         let r = try pivot(["info", "--model", model, "--json"])
         XCTAssertEqual(r.status, 0, r.err)
