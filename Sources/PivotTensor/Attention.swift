@@ -37,8 +37,6 @@ public func attention(q: Tensor, k: Tensor, v: Tensor, heads: Int, causal: Bool 
                 }
             }
         }
-    case .bf16 where fusedAttentionBF16Applies(headWidth: d):
-        fusedAttentionBF16(q: q, k: k, v: v, out: out, heads: heads, causal: causal)
     case .bf16:
         // q, k, v rounded once; each band's probabilities rounded after the fp32 softmax
         let qb = BF16Buffer(q), kb = BF16Buffer(k), vb = BF16Buffer(v)   // [B, N, H·d]
@@ -123,44 +121,6 @@ public func attentionBackward(q: Tensor, k: Tensor, v: Tensor, gradOut: Tensor, 
     }
     withExtendedLifetime(scratch) {}
     return (gq, gk, gv)
-}
-
-/// Whether the fused bf16 kernel runs for this head width here (AVX512_BF16; even widths up to 256).
-func fusedAttentionBF16Applies(headWidth d: Int) -> Bool {
-    d % 2 == 0 && d >= 2 && d <= 256 && fusedAttentionBF16Supported
-}
-
-private let fusedAttentionBF16Supported = pv_attention_bf16_supported() != 0
-
-/// The forward of `attention` in bf16 by the fused streaming-softmax kernel (`attention_bf16.c`): keys and
-/// values packed into bf16 pairs once per head, then blocks of 64 query rows per work item; no score band
-/// is stored.
-func fusedAttentionBF16(q: Tensor, k: Tensor, v: Tensor, out: Tensor, heads: Int, causal: Bool) {
-    let b = q.dim(0), nq = q.dim(1), nk = k.dim(1), width = q.dim(2), d = width / heads
-    let scale = 1 / Float(d).squareRoot()
-    let nkp = pv_attn_keys_padded(nk), dp = pv_attn_width_padded(d)
-    let kpCount = (d / 2) * nkp, vpCount = (nkp / 2) * dp
-    let kp = BF16Buffer(count: 2 * b * heads * kpCount), vp = BF16Buffer(count: 2 * b * heads * vpCount)  // u32 pairs
-    let kpairs = UnsafeMutableRawPointer(kp.pointer).bindMemory(to: UInt32.self, capacity: b * heads * kpCount)
-    let vpairs = UnsafeMutableRawPointer(vp.pointer).bindMemory(to: UInt32.self, capacity: b * heads * vpCount)
-    Parallel.forEach(b * heads) { r in
-        for item in r {
-            let n = item / heads, h = item % heads
-            pv_attn_pack_keys(k.data + n * nk * width + h * d, width, nk, d, kpairs + item * kpCount)
-            pv_attn_pack_values(v.data + n * nk * width + h * d, width, nk, d, vpairs + item * vpCount)
-        }
-    }
-    let rowsPerItem = 64, chunks = (nq + rowsPerItem - 1) / rowsPerItem
-    Parallel.forEach(b * heads * chunks) { r in
-        for item in r {
-            let head = item / chunks, n = head / heads, h = head % heads, r0 = (item % chunks) * rowsPerItem
-            let status = pv_attention_bf16_rows(q.data + n * nq * width + h * d, width, kpairs + head * kpCount,
-                                                vpairs + head * vpCount, nk, d, scale, causal ? 0 : -1, r0,
-                                                min(nq, r0 + rowsPerItem), out.data + n * nq * width + h * d, width)
-            precondition(status == 0, "fused bf16 attention refused head width \(d)")
-        }
-    }
-    withExtendedLifetime((kp, vp, q, k, v)) {}
 }
 
 /// `attentionBackward` with bf16 products: q, k, v and dO rounded once, P and dS rounded per band after their

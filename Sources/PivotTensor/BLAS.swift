@@ -15,10 +15,9 @@ public enum BLAS {
         flops &+= 2 &* m &* n &* k   // racy when GEMMs run on several threads; an estimate then
         Profiler.measure("gemm") {
         if Precision.current == .bf16 || BLAS.fp32OnDNNL {
-            // one thread pool: OpenBLAS's and oneDNN's (OpenMP) spin-waiting workers would compete for cores
-            let status = pv_gemm_f32_dnnl(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
-                                          nil, Int32(threads == 1 ? 1 : Parallel.workers))
-            precondition(status == 0, "oneDNN fp32 matmul \(m)×\(n)×\(k) failed (status \(status))")
+            // OpenBLAS's spin-waiting workers would compete for the cores with the ones that run oneDNN
+            gemmFP32OnDNNL(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                           beta: beta, c: c, ldc: ldc, singleThread: threads == 1)
             return
         }
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,

@@ -33,19 +33,7 @@ public func conv2dBackward(_ gy: Tensor, weight: Tensor, inputShape: [Int], stri
     let (o, kh, kw) = (weight.dim(0), weight.dim(2), weight.dim(3))
     let ho = gy.dim(2), wo = gy.dim(3), hwOut = ho * wo, ckk = c * kh * kw
     if kh == 3 && kw == 3 && stride == 1 && padding == 1 && h * w >= winogradMinPixels {
-        if Precision.current == .bf16 {
-            let ub = weight.storage.derived("winograd.flipped.bf16") { () -> BF16Buffer in
-                let u = Tensor(uninitialized: [16, c, o])
-                Parallel.forEach(c) { r in pv_winograd_weights_flipped(weight.data, u.data, o, c, r.lowerBound, r.upperBound) }
-                return BF16Buffer(u)
-            }
-            return winogradConvolution(gy, u: .bf16(ub), outChannels: c, bias: nil)
-        }
-        let u = Tensor(uninitialized: [16, c, o])
-        Profiler.measure("winograd.u") {
-            Parallel.forEach(c) { r in pv_winograd_weights_flipped(weight.data, u.data, o, c, r.lowerBound, r.upperBound) }
-        }
-        return winogradConvolution(gy, u: .fp32(u), outChannels: c, bias: nil)
+        return winogradConvolution(gy, u: winogradWeights(weight, flipped: true), outChannels: c, bias: nil)
     }
     let bf16 = Precision.current == .bf16
     if kh == 1 && kw == 1 && stride == 1 && padding == 0 {
@@ -154,31 +142,42 @@ public func conv2dIm2col(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int
 public let convColumnBudget = 8 << 20
 
 /// 3×3 convolution, stride 1, padding 1, by Winograd F(2×2, 3×3) (Lavin & Gray 2016): 2.25× fewer
-/// multiplications than im2col. Weights are transformed on each call (cheap next to the GEMMs, and no extra
-/// resident memory); input tiles are processed a band of tile rows at a time within `convColumnBudget`.
+/// multiplications than im2col. In fp32 weights are transformed on each call (cheap next to the GEMMs, and no
+/// extra resident memory), in bf16 once per weight (`winogradWeights`); input tiles are processed a band of
+/// tile rows at a time within `convColumnBudget`.
 /// Differs from direct convolution by rounding only (relative error ~1e-6).
 public func conv2dWinograd(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     let c = x.dim(1), o = weight.dim(0)
     precondition(weight.shape == [o, c, 3, 3], "conv2dWinograd: input channels \(c) vs weight \(weight.shape)")
-    if Precision.current == .bf16 {
-        let ub = weight.storage.derived("winograd.bf16") { () -> BF16Buffer in
-            let u = Tensor(uninitialized: [16, o, c])
-            Parallel.forEach(o) { r in pv_winograd_weights(weight.data, u.data, o, c, r.lowerBound, r.upperBound) }
-            return BF16Buffer(u)
-        }
-        return winogradConvolution(x, u: .bf16(ub), outChannels: o, bias: bias)
-    }
-    let u = Tensor(uninitialized: [16, o, c])
-    Profiler.measure("winograd.u") {
-        Parallel.forEach(o) { r in pv_winograd_weights(weight.data, u.data, o, c, r.lowerBound, r.upperBound) }
-    }
-    return winogradConvolution(x, u: .fp32(u), outChannels: o, bias: bias)
+    return winogradConvolution(x, u: winogradWeights(weight, flipped: false), outChannels: o, bias: bias)
 }
 
 /// Transformed Winograd weights [16, O, C]: fp32 (made per call), or bf16 (made once per weight and kept).
 enum WinogradWeights {
     case fp32(Tensor)
     case bf16(BF16Buffer)
+}
+
+/// The Winograd transform of a 3×3 kernel [O, C, 3, 3]: [16, O, C], or with `flipped` that of its flipped,
+/// transposed kernel [16, C, O] (for the input gradient). fp32 transforms are made per call (no resident
+/// memory); bf16 ones once per weight, kept with it (0.89× the fp32 kernel's bytes).
+func winogradWeights(_ weight: Tensor, flipped: Bool) -> WinogradWeights {
+    let o = weight.dim(0), c = weight.dim(1), rows = flipped ? c : o
+    let make = { () -> Tensor in
+        let u = Tensor(uninitialized: [16, rows, flipped ? o : c])
+        Parallel.forEach(rows) { r in
+            if flipped {
+                pv_winograd_weights_flipped(weight.data, u.data, o, c, r.lowerBound, r.upperBound)
+            } else {
+                pv_winograd_weights(weight.data, u.data, o, c, r.lowerBound, r.upperBound)
+            }
+        }
+        return u
+    }
+    if Precision.current == .bf16 {
+        return .bf16(weight.storage.derived(flipped ? "winograd.flipped.bf16" : "winograd.bf16") { BF16Buffer(make()) })
+    }
+    return .fp32(Profiler.measure("winograd.u", make))
 }
 
 /// The Winograd convolution of x [B, C, H, W] with transformed weights u [16, O, C]. With bf16 weights the

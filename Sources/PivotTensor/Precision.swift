@@ -86,7 +86,10 @@ extension BLAS {
     /// C[M, N] = alpha · (op(A) · op(B) + bias[N] per row) + beta · C, A and B bf16, C fp32 (oneDNN), on all
     /// workers (or the calling thread alone with `singleThread`). Precondition: oneDNN accepted the product
     /// (shapes are the caller's invariants; bf16 availability is checked before a bf16 run starts).
-    @inlinable
+    ///
+    /// Several workers split the rows of C (or its columns when there are few rows), each running a
+    /// single-threaded oneDNN product: oneDNN's own threading may split the sum over K between threads and
+    /// add the parts in whichever order they finish, which made repeated runs differ in the last bits.
     public static func gemmBF16(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
                                 alpha: Float = 1, a: UnsafePointer<UInt16>, lda: Int,
                                 b: UnsafePointer<UInt16>, ldb: Int, beta: Float = 0,
@@ -94,8 +97,46 @@ extension BLAS {
                                 singleThread: Bool = false) {
         guard m > 0, n > 0 else { return }
         flops &+= 2 &* m &* n &* k
-        let status = pv_gemm_bf16(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias,
-                                  Int32(singleThread ? 1 : Parallel.workers))
-        precondition(status == 0, "oneDNN bf16 matmul \(m)×\(n)×\(k) failed (status \(status))")
+        splitForWorkers(m: m, n: n, k: k, singleThread: singleThread) { r0, r1, c0, c1 in
+            let status = pv_gemm_bf16(transA ? 1 : 0, transB ? 1 : 0, r1 - r0, c1 - c0, k, alpha,
+                                      a + (transA ? r0 : r0 * lda), lda, b + (transB ? c0 * ldb : c0), ldb, beta,
+                                      c + r0 * ldc + c0, ldc, bias.map { $0 + c0 }, 1)
+            precondition(status == 0, "oneDNN bf16 matmul \(m)×\(n)×\(k) failed (status \(status))")
+        }
+    }
+
+    /// The fp32 product on oneDNN, split over workers as `gemmBF16`.
+    @usableFromInline
+    static func gemmFP32OnDNNL(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                               a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, beta: Float,
+                               c: UnsafeMutablePointer<Float>, ldc: Int, singleThread: Bool) {
+        splitForWorkers(m: m, n: n, k: k, singleThread: singleThread) { r0, r1, c0, c1 in
+            let status = pv_gemm_f32_dnnl(transA ? 1 : 0, transB ? 1 : 0, r1 - r0, c1 - c0, k, alpha,
+                                          a + (transA ? r0 : r0 * lda), lda, b + (transB ? c0 * ldb : c0), ldb, beta,
+                                          c + r0 * ldc + c0, ldc, nil, 1)
+            precondition(status == 0, "oneDNN fp32 matmul \(m)×\(n)×\(k) failed (status \(status))")
+        }
+    }
+
+    /// Runs `body(rowStart, rowEnd, columnStart, columnEnd)` over parts of an M×N product: one part per
+    /// worker, rows split in multiples of 16 (columns when M < 32 · workers), or one part for small products.
+    @inline(__always)
+    static func splitForWorkers(m: Int, n: Int, k: Int, singleThread: Bool, _ body: (Int, Int, Int, Int) -> Void) {
+        let workers = Parallel.workers
+        if singleThread || workers == 1 || m * n * k < 1 << 18 {
+            body(0, m, 0, n)
+            return
+        }
+        if m >= 32 * workers {
+            let step = ((m + workers - 1) / workers + 15) & ~15
+            Parallel.forEach(workers) { r in
+                for w in r where w * step < m { body(w * step, min(m, (w + 1) * step), 0, n) }
+            }
+        } else {
+            let step = ((n + workers - 1) / workers + 15) & ~15
+            Parallel.forEach(workers) { r in
+                for w in r where w * step < n { body(0, m, w * step, min(n, (w + 1) * step)) }
+            }
+        }
     }
 }

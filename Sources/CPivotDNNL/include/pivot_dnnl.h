@@ -39,23 +39,6 @@ int pv_gemm_bf16(int trans_a, int trans_b, long m, long n, long k, float alpha, 
 int pv_gemm_f32_dnnl(int trans_a, int trans_b, long m, long n, long k, float alpha, const float *a, long lda,
                      const float *b, long ldb, float beta, float *c, long ldc, const float *bias, int threads);
 
-/// Fused bf16 attention (attention_bf16.c): 1 when the processor runs it (AVX-512 BW and AVX512_BF16).
-int pv_attention_bf16_supported(void);
-/// Keys padded to whole 64-key blocks, and the head width padded to whole 16-lane vectors.
-long pv_attn_keys_padded(long nk);
-long pv_attn_width_padded(long d);
-/// One head's keys k[j * ldk + c] (j < nk, c < d, d even) as bf16 pairs along c: kp[p * nkp + j], nkp =
-/// pv_attn_keys_padded(nk), zero beyond nk. kp holds (d / 2) · nkp values.
-void pv_attn_pack_keys(const float *k, long ldk, long nk, long d, uint32_t *kp);
-/// One head's values as bf16 pairs along the keys: vp[jp * dp + c] = (v[2jp, c], v[2jp + 1, c]), dp =
-/// pv_attn_width_padded(d), zero padded. vp holds (nkp / 2) · dp values.
-void pv_attn_pack_values(const float *v, long ldv, long nk, long d, uint32_t *vp);
-/// out[r * ldo + c] = Σ_j softmax_j(q_r · k_j · scale) v[j, c] for rows r0 ≤ r < r1 of one head (q fp32,
-/// rounded to bf16 here), keys j < nk, or j ≤ r + causal_offset when causal_offset ≥ 0. Returns 0, or −1 when
-/// the processor or the head width (even, 2…256) does not allow it (nothing written then).
-int pv_attention_bf16_rows(const float *q, long ldq, const uint32_t *kp, const uint32_t *vp, long nk, long d,
-                           float scale, long causal_offset, long r0, long r1, float *out, long ldo);
-
 /// Number of cached primitives (for tests).
 long pv_dnnl_cached_primitives(void);
 
