@@ -284,20 +284,8 @@ def bench_one(args):
 
 def run_all(args):
     """Each network in a fresh process: peak RSS per network, no cross-talk."""
-    rc = 0
-    for net in NETWORKS:
-        cmd = [sys.executable, os.path.abspath(__file__), "--model", args.model, "--network", net,
-               "--size", str(args.size), "--batch", str(args.batch), "--runs", str(args.runs),
-               "--threads", str(args.threads), "--precision", args.precision, "--ir-dir", args.ir_dir]
-        if args.json:
-            cmd.append("--json")
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-        sys.stdout.write(proc.stdout)
-        sys.stdout.flush()
-        if proc.returncode != 0:
-            print(f"{net}: failed with exit status {proc.returncode}", file=sys.stderr)
-            rc = 1
-    return rc
+    from bench_torch import run_each_network  # the same loop as bench_torch.py's (this folder is on sys.path)
+    return run_each_network(os.path.abspath(__file__), NETWORKS, args, extra=["--ir-dir", args.ir_dir])
 
 
 def main():

@@ -67,11 +67,17 @@ def parse_args():
 
 def run_all(args):
     """Each network in a fresh process: peak RSS per network, no cross-talk."""
+    return run_each_network(os.path.abspath(__file__), NETWORKS, args)
+
+
+def run_each_network(script, networks, args, extra=()):
+    """Runs ``script --network NET`` with ``args``' common options for each network, in its own process,
+    passing its standard output through; 1 if any failed. Shared with bench_openvino.py."""
     rc = 0
-    for net in NETWORKS:
-        cmd = [sys.executable, os.path.abspath(__file__), "--model", args.model, "--network", net,
+    for net in networks:
+        cmd = [sys.executable, script, "--model", args.model, "--network", net,
                "--size", str(args.size), "--batch", str(args.batch), "--runs", str(args.runs),
-               "--threads", str(args.threads), "--precision", args.precision]
+               "--threads", str(args.threads), "--precision", args.precision, *extra]
         if args.json:
             cmd.append("--json")
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)

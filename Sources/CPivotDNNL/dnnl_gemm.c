@@ -1,6 +1,6 @@
 // oneDNN matrix products with a shape-keyed primitive cache. Creating a oneDNN primitive descriptor costs
 // tens of microseconds, as much as a small product, so every (transposes, sizes, leading dimensions,
-// alpha, beta, bias, type, threads) combination is created once and kept for the process's life; the cache
+// alpha, beta, bias, type) combination is created once and kept for the process's life; the cache
 // is bounded, and past its bound a product creates and releases its primitive.
 #include "pivot_dnnl.h"
 
@@ -12,7 +12,7 @@
 #include <string.h>
 
 typedef struct {
-    int ta, tb, has_bias, dtype, threads;
+    int ta, tb, has_bias, dtype;
     long m, n, k, lda, ldb, ldc;
     uint32_t alpha, beta;
 } key_t_;
@@ -43,6 +43,8 @@ static __thread dnnl_stream_t thread_stream;
 static __thread void *thread_scratch;
 static __thread size_t thread_scratch_bytes;
 
+// Products run on the calling thread alone: pivot splits work between its own workers (an OpenMP team of
+// oneDNN's would compete with them for the cores), so each calling thread's OpenMP limit is set to 1.
 static void (*set_omp_threads)(int);
 static int (*get_omp_threads)(void);
 static pthread_once_t omp_once = PTHREAD_ONCE_INIT;
@@ -144,16 +146,15 @@ done:
 }
 
 static int gemm(int dtype, int ta, int tb, long m, long n, long k, float alpha, const void *a, long lda,
-                const void *b, long ldb, float beta, float *c, long ldc, const float *bias, int threads) {
+                const void *b, long ldb, float beta, float *c, long ldc, const float *bias) {
     if (m <= 0 || n <= 0) return 0;
     pthread_once(&engine_once, make_engine);
     pthread_once(&omp_once, find_omp);
     if (!engine) return dnnl_runtime_error;
-    if (threads < 1) threads = 1;
-    if (set_omp_threads && get_omp_threads && get_omp_threads() != threads) set_omp_threads(threads);
+    if (set_omp_threads && get_omp_threads && get_omp_threads() != 1) set_omp_threads(1);
     key_t_ key;
     memset(&key, 0, sizeof(key));  // padding too: the key is hashed and compared as bytes
-    key.ta = ta != 0; key.tb = tb != 0; key.has_bias = bias != NULL; key.dtype = dtype; key.threads = threads;
+    key.ta = ta != 0; key.tb = tb != 0; key.has_bias = bias != NULL; key.dtype = dtype;
     key.m = m; key.n = n; key.k = k; key.lda = lda; key.ldb = ldb; key.ldc = ldc;
     key.alpha = fbits(alpha); key.beta = fbits(beta == 0.0f ? 0.0f : beta);
     size_t h = hash_key(&key);
@@ -178,20 +179,13 @@ static int gemm(int dtype, int ta, int tb, long m, long n, long k, float alpha, 
 }
 
 int pv_gemm_bf16(int trans_a, int trans_b, long m, long n, long k, float alpha, const uint16_t *a, long lda,
-                 const uint16_t *b, long ldb, float beta, float *c, long ldc, const float *bias, int threads) {
-    return gemm(1, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, threads);
+                 const uint16_t *b, long ldb, float beta, float *c, long ldc, const float *bias) {
+    return gemm(1, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias);
 }
 
 int pv_gemm_f32_dnnl(int trans_a, int trans_b, long m, long n, long k, float alpha, const float *a, long lda,
-                     const float *b, long ldb, float beta, float *c, long ldc, const float *bias, int threads) {
-    return gemm(0, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, threads);
-}
-
-long pv_dnnl_cached_primitives(void) {
-    pthread_mutex_lock(&table_lock);
-    long n = entries;
-    pthread_mutex_unlock(&table_lock);
-    return n;
+                     const float *b, long ldb, float beta, float *c, long ldc, const float *bias) {
+    return gemm(0, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias);
 }
 
 static char bf16_impl[128];

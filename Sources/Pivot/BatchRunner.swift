@@ -146,11 +146,11 @@ extension StableDiffusion {
         let photoHash = try SHA256.hexDigest(ofFile: photo)
         let fields = [pivotVersion, photoHash, try modelFingerprint(), embeddingsDescription, row.source, row.target,
                       settings.canonical, output] + (job.sideBySide ? ["side-by-side"] : [])
-            + (precision.description == "fp32" ? [] : ["precision=\(precision)"])   // fp32 rows hash as before
+            + (precision.hashTag.map { ["precision=\($0)"] } ?? [])
         let hash = SHA256.hex(SHA256.hash(Array(fields.joined(separator: "\u{1E}").utf8)))
         let i = settings.inversion
         let inversionKey = [photoHash, row.source, i.method.rawValue, String(i.steps), String(i.guidance), String(i.innerSteps),
-                            i.crop.map { "\($0)" } ?? "-", precision.description].joined(separator: "\u{1F}")
+                            i.crop.map { "\($0)" } ?? "-", precision.hashTag ?? "fp32"].joined(separator: "\u{1F}")
         return PreparedRow(settings: settings, photo: photo, photoHash: photoHash, output: output, hash: hash, inversionKey: inversionKey)
     }
 

@@ -14,11 +14,11 @@ public struct InversionCache {
 
     /// The cache key: a SHA-256 of everything that shapes the inversion.
     public static func key(photoHash: String, modelFingerprint: String, prompt: String, settings s: InversionSettings,
-                           embeddings: String = "", precision: String = "fp32") -> String {
+                           embeddings: String = "", precisionTag: String? = nil) -> String {
         let crop = s.crop.map { "\($0.left),\($0.top),\($0.right),\($0.bottom)" } ?? "-"
         let parts = [pivotVersion, photoHash, modelFingerprint, prompt, s.method.rawValue, String(s.steps),
                     String(s.guidance), String(s.innerSteps), crop, embeddings]
-            + (precision == "fp32" ? [] : [precision])   // fp32 keys as before this setting existed
+            + (precisionTag.map { [$0] } ?? [])
         let text = parts.joined(separator: "\u{1F}")
         return SHA256.hex(SHA256.hash(Array(text.utf8)))
     }
@@ -50,7 +50,7 @@ extension StableDiffusion {
         let fingerprint = try modelFingerprint()
         let photoHash = try knownHash ?? SHA256.hexDigest(ofFile: photo)
         let key = InversionCache.key(photoHash: photoHash, modelFingerprint: fingerprint, prompt: prompt, settings: settings,
-                                     embeddings: embeddingsDescription, precision: precision.description)
+                                     embeddings: embeddingsDescription, precisionTag: precision.hashTag)
         if let cache, let record = cache.load(key) { return (record, cache.path(for: key)) }
         var record = try invert(photo: photo, prompt: prompt, settings: settings, onEvent: onEvent)
         record.metadata["model_fingerprint"] = fingerprint

@@ -69,6 +69,10 @@ public struct PrecisionPlan: Sendable, Equatable, CustomStringConvertible {
             : "\(networks.forward.rawValue) (gradients \(networks.gradient.rawValue))"
     }
 
+    /// What cache keys and settings hashes add for this plan: nothing for fp32 everywhere (so keys made
+    /// before precision existed stay valid), else `description`.
+    public var hashTag: String? { description == "fp32" ? nil : description }
+
     /// Sets every network of a pipeline to this plan.
     public func apply(to sd: StableDiffusion) {
         sd.unet.precision = networks
@@ -86,12 +90,12 @@ public struct PrecisionPlan: Sendable, Equatable, CustomStringConvertible {
 
 /// The processor's name and the features pivot's kernels care about.
 public enum CPUFeatures {
-    /// e.g. "AMD EPYC 9R14 (avx2 avx512f avx512_bf16)".
-    public static var summary: String {
+    /// e.g. "AMD EPYC 9R14 (avx2 avx512f avx512_bf16)"; read once.
+    public static let summary: String = {
         let (name, flags) = cpuinfo()
         let wanted = ["avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"].filter(flags.contains)
         return "\(name) (\(wanted.isEmpty ? "no AVX2" : wanted.joined(separator: " ")))"
-    }
+    }()
 
     /// The model name and flags of the first processor in /proc/cpuinfo ("unknown", [] elsewhere).
     public static func cpuinfo() -> (name: String, flags: Set<String>) {

@@ -1,4 +1,3 @@
-import Foundation
 import COpenBLAS
 import CPivotDNNL
 import CPivotKernels
@@ -14,7 +13,7 @@ public enum BLAS {
         guard m > 0, n > 0 else { return }
         flops &+= 2 &* m &* n &* k   // racy when GEMMs run on several threads; an estimate then
         Profiler.measure("gemm") {
-        if Precision.current == .bf16 || BLAS.fp32OnDNNL {
+        if Precision.current == .bf16 {
             // OpenBLAS's spin-waiting workers would compete for the cores with the ones that run oneDNN
             gemmFP32OnDNNL(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
                            beta: beta, c: c, ldc: ldc, singleThread: threads == 1)
@@ -24,9 +23,6 @@ public enum BLAS {
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
         }
     }
-
-    /// Whether fp32 products run on oneDNN instead of OpenBLAS (`PIVOT_FP32_GEMM=dnnl`).
-    public static let fp32OnDNNL = ProcessInfo.processInfo.environment["PIVOT_FP32_GEMM"] == "dnnl"
 
     /// Floating-point operations so far, as PyTorch's flop counter counts them: 2·M·N·K per GEMM, and for a
     /// Winograd convolution the direct convolution's work. Benchmarks read differences. Meaningful only

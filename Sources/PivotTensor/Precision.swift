@@ -100,7 +100,7 @@ extension BLAS {
         splitForWorkers(m: m, n: n, k: k, singleThread: singleThread) { r0, r1, c0, c1 in
             let status = pv_gemm_bf16(transA ? 1 : 0, transB ? 1 : 0, r1 - r0, c1 - c0, k, alpha,
                                       a + (transA ? r0 : r0 * lda), lda, b + (transB ? c0 * ldb : c0), ldb, beta,
-                                      c + r0 * ldc + c0, ldc, bias.map { $0 + c0 }, 1)
+                                      c + r0 * ldc + c0, ldc, bias.map { $0 + c0 })
             precondition(status == 0, "oneDNN bf16 matmul \(m)×\(n)×\(k) failed (status \(status))")
         }
     }
@@ -113,7 +113,7 @@ extension BLAS {
         splitForWorkers(m: m, n: n, k: k, singleThread: singleThread) { r0, r1, c0, c1 in
             let status = pv_gemm_f32_dnnl(transA ? 1 : 0, transB ? 1 : 0, r1 - r0, c1 - c0, k, alpha,
                                           a + (transA ? r0 : r0 * lda), lda, b + (transB ? c0 * ldb : c0), ldb, beta,
-                                          c + r0 * ldc + c0, ldc, nil, 1)
+                                          c + r0 * ldc + c0, ldc, nil)
             precondition(status == 0, "oneDNN fp32 matmul \(m)×\(n)×\(k) failed (status \(status))")
         }
     }

@@ -102,13 +102,6 @@ public final class TensorStorage: @unchecked Sendable {
         return v
     }
 
-    /// Drops every derived form (for benchmarks that measure their cost).
-    public func dropDerived() {
-        TensorStorage.lockDerived()
-        derivedForms = [:]
-        TensorStorage.unlockDerived()
-    }
-
     nonisolated(unsafe) private static var derivedMutex: pthread_mutex_t = {
         var m = pthread_mutex_t()
         var attr = pthread_mutexattr_t()

@@ -60,13 +60,17 @@ final class PrecisionTests: XCTestCase, CLIRunning {
     }
 
     /// An fp32 and a bf16 inversion of the same photo never stand in for each other; fp32 keys are unchanged.
-    func testInversionCacheKeysOnPrecision() {
+    func testInversionCacheKeysOnPrecision() throws {
         let s = InversionSettings()
         let plain = InversionCache.key(photoHash: "p", modelFingerprint: "m", prompt: "a cat", settings: s)
-        let fp32 = InversionCache.key(photoHash: "p", modelFingerprint: "m", prompt: "a cat", settings: s, precision: "fp32")
-        let bf16 = InversionCache.key(photoHash: "p", modelFingerprint: "m", prompt: "a cat", settings: s, precision: "bf16")
-        let auto = InversionCache.key(photoHash: "p", modelFingerprint: "m", prompt: "a cat", settings: s,
-                                      precision: "bf16 (gradients fp32)")
+        func key(_ plan: PrecisionPlan) -> String {
+            InversionCache.key(photoHash: "p", modelFingerprint: "m", prompt: "a cat", settings: s, precisionTag: plan.hashTag)
+        }
+        let fp32 = key(.fp32)
+        let bf16 = key(try PrecisionPlan.resolve(.bf16, native: true, usable: true, cpu: "x"))
+        let auto = key(try PrecisionPlan.resolve(.auto, native: true, usable: true, cpu: "x"))
+        // an auto plan that resolves to fp32 everywhere keys as fp32
+        XCTAssertEqual(key(try PrecisionPlan.resolve(.auto, native: false, usable: false, cpu: "x")), fp32)
         XCTAssertEqual(plain, fp32)
         XCTAssertEqual(Set([fp32, bf16, auto]).count, 3)
     }

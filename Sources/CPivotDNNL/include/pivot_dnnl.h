@@ -31,16 +31,13 @@ void pv_f32_to_bf16_2d(const float *src, size_t lds, uint16_t *dst, size_t ldd, 
 void pv_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
 
 /// C[M, N] = alpha · (op(A)[M, K] · op(B)[K, N] + bias) + beta · C, with bias[N] broadcast over rows (none when
-/// NULL; oneDNN scales it with the product), row-major with leading dimensions, A and B bf16, C fp32, on `threads` threads of the calling
-/// thread's OpenMP team (1: on the calling thread alone). Returns 0, or a oneDNN status on failure.
+/// NULL; oneDNN scales it with the product), row-major with leading dimensions, A and B bf16, C fp32, on the
+/// calling thread alone (callers split work between threads). Returns 0, or a oneDNN status on failure.
 int pv_gemm_bf16(int trans_a, int trans_b, long m, long n, long k, float alpha, const uint16_t *a, long lda,
-                 const uint16_t *b, long ldb, float beta, float *c, long ldc, const float *bias, int threads);
+                 const uint16_t *b, long ldb, float beta, float *c, long ldc, const float *bias);
 /// The same product in fp32 on oneDNN.
 int pv_gemm_f32_dnnl(int trans_a, int trans_b, long m, long n, long k, float alpha, const float *a, long lda,
-                     const float *b, long ldb, float beta, float *c, long ldc, const float *bias, int threads);
-
-/// Number of cached primitives (for tests).
-long pv_dnnl_cached_primitives(void);
+                     const float *b, long ldb, float beta, float *c, long ldc, const float *bias);
 
 #ifdef __cplusplus
 }
