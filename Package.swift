@@ -4,9 +4,11 @@ import PackageDescription
 let package = Package(
     name: "pivot",
     products: [
-        .library(name: "Pivot", targets: ["Pivot", "PivotModels", "PivotFormats", "PivotTensor", "PivotImage",
-                                          "PivotDiffusion", "PivotText", "PivotIO"]),
-        .executable(name: "pivot", targets: ["pivot"]),
+        .library(name: "Pivot", targets: ["Pivot", "PivotBatch", "PivotLoading", "PivotModels", "PivotFormats", "PivotTensor",
+                                          "PivotImage", "PivotDiffusion", "PivotText", "PivotIO"]),
+        // The command-line tool: the target is PivotCLI (no two targets may differ only by case, or the package
+        // cannot build on a case-insensitive file system), the binary is `pivot`.
+        .executable(name: "pivot", targets: ["PivotCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -41,12 +43,21 @@ let package = Package(
         .target(name: "PivotDiffusion", dependencies: ["PivotTensor", "PivotModels"]),
         // CLIP BPE tokenizer (transformers' CLIPTokenizer); ships CLIP's merges.
         .target(name: "PivotText", resources: [.copy("Resources")]),
-        // Model folders, components, benchmarks: wires formats to models.
-        .target(name: "Pivot", dependencies: ["PivotModels", "PivotFormats", "PivotTensor", "PivotImage",
-                                       "PivotDiffusion", "PivotText", "PivotIO"],
+        // Model loading: diffusers folders and single-file checkpoints (every key conversion in one table),
+        // strict parameter stores, fingerprints, conversion to diffusers folders; ships built-in configs.
+        .target(name: "PivotLoading", dependencies: ["PivotModels", "PivotFormats", "PivotTensor", "PivotText",
+                                              "PivotDiffusion", "PivotIO"],
                 resources: [.copy("Resources")]),
-        .executableTarget(name: "pivot", dependencies: [
-            "Pivot", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        // Pipelines: the StableDiffusion facade, generate, invert (and its files and cache), edit (one
+        // orchestration), textual-inversion tokens, precision plans, components and benchmarks.
+        .target(name: "Pivot", dependencies: ["PivotLoading", "PivotModels", "PivotFormats", "PivotTensor", "PivotImage",
+                                       "PivotDiffusion", "PivotText", "PivotIO"]),
+        // Batches: manifests, the resumable journal, shards; runs each row through Pivot's edit.
+        .target(name: "PivotBatch", dependencies: ["Pivot", "PivotLoading", "PivotDiffusion", "PivotFormats",
+                                            "PivotImage", "PivotIO"]),
+        // The command line: argument parsing and progress only; maps flags to library settings.
+        .executableTarget(name: "PivotCLI", dependencies: [
+            "Pivot", "PivotBatch", "PivotLoading", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "PivotTensorTests", dependencies: ["PivotTensor"]),
         .testTarget(name: "PivotTextTests", dependencies: ["PivotText"], resources: [.copy("Fixtures")]),
@@ -54,7 +65,7 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "PivotImageTests", dependencies: ["PivotImage", "PivotTensor"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "PivotModelsTests", dependencies: ["Pivot"],
+        .testTarget(name: "PivotModelsTests", dependencies: ["Pivot", "PivotBatch", "PivotLoading"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "PivotDiffusionTests", dependencies: ["PivotDiffusion"],
                     resources: [.copy("Fixtures")]),

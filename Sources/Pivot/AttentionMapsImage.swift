@@ -1,3 +1,4 @@
+import PivotLoading
 import PivotDiffusion
 import PivotImage
 

@@ -1,4 +1,5 @@
 import Foundation
+import PivotLoading
 import PivotFormats
 import PivotModels
 import PivotTensor

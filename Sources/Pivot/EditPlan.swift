@@ -1,4 +1,5 @@
 import Foundation
+import PivotLoading
 import PivotDiffusion
 import PivotText
 

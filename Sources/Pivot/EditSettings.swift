@@ -1,4 +1,5 @@
 import Foundation
+import PivotLoading
 import PivotImage
 
 /// Everything that shapes one edit of a photo: the Prompt-to-Prompt options and the inversion settings,

@@ -1,4 +1,5 @@
 import Foundation
+import PivotLoading
 import PivotFormats
 
 /// Inversions kept between edits of the same photo, keyed by photo, model, prompt and settings, in

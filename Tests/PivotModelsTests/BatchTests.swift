@@ -1,5 +1,7 @@
 import Foundation
 import Pivot
+import PivotBatch
+import PivotLoading
 import PivotImage
 import XCTest
 

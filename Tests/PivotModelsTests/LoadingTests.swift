@@ -4,6 +4,7 @@ import PivotModels
 import PivotTensor
 import XCTest
 import Pivot
+import PivotLoading
 
 /// Strict loading: every way a model folder can be wrong is a one-line error that names the problem.
 final class LoadingTests: XCTestCase {

@@ -4,6 +4,7 @@ import PivotModels
 import PivotTensor
 import XCTest
 import Pivot
+import PivotLoading
 
 /// Golden-value parity with diffusers/transformers on tiny random-weight models
 /// (fixtures built by scripts/make_fixtures.py). Bound: max|Δ| ≤ 1e-4 · max(1, max|ref|).

@@ -4,6 +4,7 @@ import PivotModels
 import PivotTensor
 import XCTest
 import Pivot
+import PivotLoading
 
 /// `--precision`: how auto resolves, bf16 networks against the diffusers fp32 fixtures, and the CLI's report.
 final class PrecisionTests: XCTestCase, CLIRunning {

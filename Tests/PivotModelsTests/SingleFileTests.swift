@@ -1,5 +1,6 @@
 import Foundation
 import Pivot
+import PivotLoading
 import PivotDiffusion
 import PivotFormats
 import PivotTensor

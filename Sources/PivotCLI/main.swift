@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Pivot
+import PivotLoading
 import PivotIO
 
 // OpenBLAS picks its kernels in a library constructor, before main: re-run once with the core type set.

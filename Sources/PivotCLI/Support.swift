@@ -1,5 +1,6 @@
 import Foundation
 import Pivot
+import PivotLoading
 import PivotIO
 
 /// Writes a line to standard error (progress and warnings; standard output is for results).

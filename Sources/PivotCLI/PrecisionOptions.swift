@@ -1,5 +1,6 @@
 import ArgumentParser
 import Pivot
+import PivotLoading
 
 extension PrecisionChoice: ExpressibleByArgument {}
 

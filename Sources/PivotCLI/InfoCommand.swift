@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Pivot
+import PivotLoading
 
 struct InfoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,4 +1,5 @@
 import Foundation
+import Pivot
 
 /// One edit of a batch: an image (relative to the input folder), its prompts, an optional output path
 /// (relative to the output folder) and per-row settings that override the batch's (`EditSettings` keys).

@@ -146,7 +146,7 @@ public struct ModelFolder {
     }
 
     /// A path inside the folder, as shown in messages.
-    func display(_ relativePath: String) -> String { (path as NSString).appendingPathComponent(relativePath) }
+    public func display(_ relativePath: String) -> String { (path as NSString).appendingPathComponent(relativePath) }
 
     private func relative(_ file: String) -> String {
         file.hasPrefix(path + "/") ? String(file.dropFirst(path.count + 1)) : file

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Pivot
+import PivotLoading
 
 /// The textual-inversion flags of `generate`, `invert`, `edit` and `encode`.
 struct EmbeddingOptions: ParsableArguments {

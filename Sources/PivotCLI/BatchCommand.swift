@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Pivot
+import PivotBatch
+import PivotLoading
 import PivotImage
 
 struct BatchCommand: ParsableCommand {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Pivot
+import PivotLoading
 import PivotImage
 
 extension InversionMethod: ExpressibleByArgument {}

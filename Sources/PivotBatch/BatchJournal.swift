@@ -1,4 +1,6 @@
 import Foundation
+import Pivot
+import PivotLoading
 import PivotFormats
 #if canImport(Glibc)
 import Glibc
