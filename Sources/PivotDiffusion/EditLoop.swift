@@ -34,8 +34,7 @@ public struct EditLoop {
             let context = concatBatch(repeatBatch(uncond(i), b), cond)
             let input = concatBatch(z, z)
             controller?.beginStep(i)
-            let pass = { try self.unet(input, timesteps: Array(repeating: Float(t), count: 2 * b), context: context) }
-            let out = try controller.map { try AttentionControl.with($0, pass) } ?? pass()
+            let out = try unet(input, timesteps: Array(repeating: Float(t), count: 2 * b), context: context, controller: controller)
             let halves = chunk(out, dim0Parts: 2)
             z = scheduler.step(modelOutput: guide(uncond: halves[0], cond: halves[1], scale: guidance), timestep: t,
                                sample: z, steps: steps).prevSample

@@ -22,7 +22,9 @@ public struct AttentionSite: Sendable, Hashable {
     }
 }
 
-/// Reads and edits attention probabilities during a UNet pass (the hook of Prompt-to-Prompt).
+/// Reads and edits attention probabilities during a UNet pass (the hook of Prompt-to-Prompt), in the spirit of
+/// diffusers' attention processors: the controller is an argument of the UNet call
+/// (`unet(x, timesteps:, context:, controller:)`), handed down block by block to every attention layer.
 public protocol AttentionController: AnyObject {
     /// Whether the controller needs the probabilities at `site` (others take the fast fused path).
     func wants(_ site: AttentionSite) -> Bool
@@ -34,17 +36,4 @@ public protocol AttentionController: AnyObject {
 
 extension AttentionController {
     public func beginStep(_ index: Int) {}
-}
-
-/// The controller of the running UNet passes (main thread; nil outside `withAttentionController`).
-public enum AttentionControl {
-    nonisolated(unsafe) static var current: AttentionController?
-
-    /// Runs `body` with `controller` seeing every attention layer of the UNet passes inside it.
-    public static func with<T>(_ controller: AttentionController, _ body: () throws -> T) rethrows -> T {
-        let previous = current
-        current = controller
-        defer { current = previous }
-        return try body()
-    }
 }

@@ -50,8 +50,8 @@ struct CrossAttention {
 
     /// x: [B, N, C]; context: [B, M, Dc] (x itself for self-attention). Returns [B, N, C]. With an
     /// attention controller that wants this layer, the probabilities are materialised and handed to it.
-    func callAsFunction(_ x: Tensor, context: Tensor) -> Tensor {
-        if let controller = AttentionControl.current {
+    func callAsFunction(_ x: Tensor, context: Tensor, controller: AttentionController?) -> Tensor {
+        if let controller {
             var s = site
             s.queryTokens = x.dim(1)
             s.heads = heads
@@ -82,10 +82,10 @@ struct TransformerBlock {
     }
 
     /// x: [B, N, C]; context: [B, M, Dc].
-    func callAsFunction(_ x: Tensor, context: Tensor) -> Tensor {
+    func callAsFunction(_ x: Tensor, context: Tensor, controller: AttentionController?) -> Tensor {
         let n1 = norm1(x)
-        var h = add(x, attn1(n1, context: n1))
-        h = add(h, attn2(norm2(h), context: context))
+        var h = add(x, attn1(n1, context: n1, controller: controller))
+        h = add(h, attn2(norm2(h), context: context, controller: controller))
         return add(h, ffOut(geglu(ffIn(norm3(h)))))
     }
 }
@@ -116,13 +116,13 @@ struct SpatialTransformer {
     }
 
     /// x: [B, C, H, W]; context: [B, M, Dc]. Returns [B, C, H, W].
-    func callAsFunction(_ x: Tensor, context: Tensor) -> Tensor {
+    func callAsFunction(_ x: Tensor, context: Tensor, controller: AttentionController?) -> Tensor {
         let (b, c, hh, ww) = (x.dim(0), x.dim(1), x.dim(2), x.dim(3))
         var h = norm(x)
         if let projIn { h = projIn(h) }
         var tokens = transposeLast2(h.reshaped([b, c, hh * ww]))   // [B, HW, C]
         if let projInLinear { tokens = projInLinear(tokens) }
-        for block in blocks { tokens = block(tokens, context: context) }
+        for block in blocks { tokens = block(tokens, context: context, controller: controller) }
         if let projOutLinear { tokens = projOutLinear(tokens) }
         h = transposeLast2(tokens).reshaped([b, c, hh, ww])
         if let projOut { h = projOut(h) }

@@ -15,7 +15,7 @@ extension UNet {
             throw ModelError.invalidInput("unet: grad_out must have the output's shape \(out.shape), got \(gradOut.shape)")
         }
         tape.backward(from: out, gradient: gradOut)
-        return (out, tape.gradient(of: c) ?? Tensor(zeros: c.shape), tape.gradient(of: s) ?? Tensor(zeros: s.shape))
+        return (out, try tape.requiredGradient(of: c, name: "the UNet context"), try tape.requiredGradient(of: s, name: "the UNet sample"))
     }
 }
 
@@ -34,7 +34,7 @@ extension UNet {
             throw ModelError.invalidInput("unet: cotangent must have the output's shape \(out.shape), got \(g.shape)")
         }
         tape.backward(from: out, gradient: g)
-        return (out, tape.gradient(of: c) ?? Tensor(zeros: c.shape))
+        return (out, try tape.requiredGradient(of: c, name: "the UNet context"))
     }
 }
 
@@ -51,6 +51,6 @@ extension CLIPTextModel {
             throw ModelError.invalidInput("text encoder: grad_out must have shape \(out.shape), got \(gradOut.shape)")
         }
         tape.backward(from: out, gradient: gradOut)
-        return (out, tape.gradient(of: e) ?? Tensor(zeros: e.shape))
+        return (out, try tape.requiredGradient(of: e, name: "the text encoder's input embeddings"))
     }
 }

@@ -60,7 +60,8 @@ public final class UNet {
 
     /// The network output [B, C, H, W] for a latent sample [B, C, H, W], one timestep per sample, and the
     /// text conditioning [B, M, D].
-    public func callAsFunction(_ sample: Tensor, timesteps: [Float], context: Tensor) throws -> Tensor {
+    public func callAsFunction(_ sample: Tensor, timesteps: [Float], context: Tensor,
+                               controller: AttentionController? = nil) throws -> Tensor {
         let c = config
         guard sample.rank == 4, sample.dim(1) == c.inChannels else {
             throw ModelError.invalidInput("unet: sample must be [B, \(c.inChannels), H, W], got \(sample.shape)")
@@ -75,10 +76,10 @@ public final class UNet {
         guard timesteps.count == b else {
             throw ModelError.invalidInput("unet: \(timesteps.count) timesteps for a batch of \(b)")
         }
-        return precision.run { forward(sample, timesteps: timesteps, context: context) }
+        return precision.run { forward(sample, timesteps: timesteps, context: context, controller: controller) }
     }
 
-    func forward(_ sample: Tensor, timesteps: [Float], context: Tensor) -> Tensor {
+    func forward(_ sample: Tensor, timesteps: [Float], context: Tensor, controller: AttentionController?) -> Tensor {
         let c = config
         let temb = timeLinear2(Activation.silu(timeLinear1(timestepEmbedding(timesteps))))
         Activation.silu.applyInPlace(temb)      // every ResNet applies SiLU to the embedding first
@@ -86,11 +87,11 @@ public final class UNet {
         h = convIn(h)
         var skips = [h]
         for block in downBlocks {
-            h = block(h, time: temb, context: context, skips: &skips)
+            h = block(h, time: temb, context: context, controller: controller, skips: &skips)
         }
-        if let mid { h = mid(h, time: temb, context: context) }
+        if let mid { h = mid(h, time: temb, context: context, controller: controller) }
         for block in upBlocks {
-            h = block(h, time: temb, context: context, skips: &skips)
+            h = block(h, time: temb, context: context, controller: controller, skips: &skips)
         }
         return convOut(normOut(h, silu: true))
     }

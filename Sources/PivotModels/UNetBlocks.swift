@@ -18,11 +18,12 @@ struct DownBlock {
         downsampler = downsample ? try Downsample(p.scope("downsamplers.0"), channels: cout, padding: c.downsamplePadding) : nil
     }
 
-    func callAsFunction(_ x: Tensor, time: Tensor, context: Tensor, skips: inout [Tensor]) -> Tensor {
+    func callAsFunction(_ x: Tensor, time: Tensor, context: Tensor, controller: AttentionController?,
+                        skips: inout [Tensor]) -> Tensor {
         var h = x
         for (i, resnet) in resnets.enumerated() {
             h = resnet(h, activatedTime: time)
-            if !attentions.isEmpty { h = attentions[i](h, context: context) }
+            if !attentions.isEmpty { h = attentions[i](h, context: context, controller: controller) }
             skips.append(h)
         }
         if let downsampler {
@@ -47,10 +48,10 @@ struct MidBlock {
         attentions = try SpatialTransformer.stack(p, count: 1, channels: channels, a, config: c)
     }
 
-    func callAsFunction(_ x: Tensor, time: Tensor, context: Tensor) -> Tensor {
+    func callAsFunction(_ x: Tensor, time: Tensor, context: Tensor, controller: AttentionController?) -> Tensor {
         var h = resnets[0](x, activatedTime: time)
         for (attn, resnet) in zip(attentions, resnets.dropFirst()) {
-            h = resnet(attn(h, context: context), activatedTime: time)
+            h = resnet(attn(h, context: context, controller: controller), activatedTime: time)
         }
         return h
     }
@@ -76,11 +77,12 @@ struct UpBlock {
         upsampler = upsample ? try Upsample(p.scope("upsamplers.0"), channels: cout) : nil
     }
 
-    func callAsFunction(_ x: Tensor, time: Tensor, context: Tensor, skips: inout [Tensor]) -> Tensor {
+    func callAsFunction(_ x: Tensor, time: Tensor, context: Tensor, controller: AttentionController?,
+                        skips: inout [Tensor]) -> Tensor {
         var h = x
         for (i, resnet) in resnets.enumerated() {
             h = resnet(concatChannels(h, skips.removeLast()), activatedTime: time)
-            if !attentions.isEmpty { h = attentions[i](h, context: context) }
+            if !attentions.isEmpty { h = attentions[i](h, context: context, controller: controller) }
         }
         if let upsampler { h = upsampler(h) }
         return h

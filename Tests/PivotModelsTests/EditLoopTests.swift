@@ -32,7 +32,7 @@ final class EditLoopTests: XCTestCase {
         let sample = Tensor.uniform([1, 4, 16, 16], &rng), context = Tensor.uniform([1, 77, 32], &rng)
         let plain = try unet(sample, timesteps: [300], context: context)
         let recorder = Recorder()
-        let hooked = try AttentionControl.with(recorder) { try unet(sample, timesteps: [300], context: context) }
+        let hooked = try unet(sample, timesteps: [300], context: context, controller: recorder)
         var worst: Float = 0
         for i in 0..<plain.count { worst = max(worst, abs(plain.data[i] - hooked.data[i])) }
         XCTAssertLessThan(worst, 1e-5)
@@ -43,7 +43,7 @@ final class EditLoopTests: XCTestCase {
         XCTAssertEqual(recorder.sites.filter { $0.place == .mid }.count, 2)
         XCTAssertEqual(Set(recorder.sites.map(\.queryTokens)), [256, 64])
         recorder.uniformCross = true
-        let edited = try AttentionControl.with(recorder) { try unet(sample, timesteps: [300], context: context) }
+        let edited = try unet(sample, timesteps: [300], context: context, controller: recorder)
         var change: Float = 0
         for i in 0..<plain.count { change = max(change, abs(plain.data[i] - edited.data[i])) }
         XCTAssertGreaterThan(change, 1e-3)

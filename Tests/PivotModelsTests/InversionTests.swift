@@ -61,6 +61,27 @@ final class InversionTests: XCTestCase {
       }
     }
 
+    /// Null-text optimisation called from a background task records its gradients there (the tape is
+    /// task-local) and finds the same embeddings, bit for bit, as on the main thread; they moved away from
+    /// the empty prompt's, so the optimisation really ran.
+    func testNullTextInBackgroundTask() async throws {
+        let f = try fixture()
+        let inv = try PivotInversion(unet: f.sd.unet, scheduler: f.sd.scheduler, steps: f.steps)
+        let cond = try f.file.floatTensor("cond"), uncond = try f.file.floatTensor("uncond")
+        let latents = try inv.trajectory(z0: try f.file.floatTensor("z0"), cond: cond)
+        let main = try inv.nullText(latents: latents, cond: cond, uncond: uncond, innerSteps: 3)
+        let background = try await Task.detached { try inv.nullText(latents: latents, cond: cond, uncond: uncond, innerSteps: 3) }.value
+        XCTAssertEqual(main.iterations, background.iterations)
+        XCTAssertEqual(main.losses, background.losses)
+        for (a, b) in zip(main.embeddings, background.embeddings) {
+            XCTAssertEqual(a.shape, b.shape)
+            XCTAssertTrue((0..<a.count).allSatisfy { a.data[$0] == b.data[$0] }, "background embeddings differ")
+        }
+        let moved = (0..<uncond.count).map { abs(background.embeddings[0].data[$0] - uncond.data[$0]) }.max() ?? 0
+        XCTAssertGreaterThan(moved, 1e-4, "the background optimisation did not move the embedding")
+    }
+
+
     /// Null embeddings after Adam. The losses of all inner iterations must match the reference to 1e-4
     /// relative, and the iteration counts exactly: that is the algorithm's observable behaviour. The
     /// embeddings themselves are compared loosely — Adam divides each gradient element by its own running

@@ -36,6 +36,38 @@ final class GradientTests: XCTestCase {
         }
     }
 
+    /// A watched input the output does not depend on has no gradient: asking for it throws instead of
+    /// handing back zeros; and a tape records from a background task as on the main thread.
+    func testMissingGradientThrowsAndBackgroundRecording() async throws {
+        var rng = SplitMix64(seed: 3)
+        let x = rng.tensor([4, 8]), unused = rng.tensor([4, 8])
+        let tape = Tape()
+        tape.watch(x)
+        tape.watch(unused)
+        let y = tape.record { scale(x, 2) }
+        tape.backward(from: y, gradient: rng.tensor(y.shape))
+        XCTAssertNotNil(tape.gradient(of: x))
+        XCTAssertThrowsError(try tape.requiredGradient(of: unused, name: "the unused input")) { error in
+            XCTAssertEqual(error as? TapeError, .noGradient("the unused input"))
+        }
+        let ones = Tensor(shape: y.shape, values: [Float](repeating: 1, count: y.count))
+        let t0 = Tape()
+        let x0 = x.copy()
+        t0.watch(x0)
+        let y0 = t0.record { scale(x0, 2) }
+        t0.backward(from: y0, gradient: ones)
+        let onMain = try t0.requiredGradient(of: x0, name: "x")
+        let inTask = try await Task.detached { () throws -> Tensor in
+            let t = Tape()
+            let xc = x.copy()
+            t.watch(xc)
+            let out = t.record { scale(xc, 2) }
+            t.backward(from: out, gradient: Tensor(shape: out.shape, values: [Float](repeating: 1, count: out.count)))
+            return try t.requiredGradient(of: xc, name: "x")
+        }.value
+        XCTAssertEqual(onMain.scalars, inTask.scalars)
+    }
+
     func testLinear() {
         var rng = SplitMix64(seed: 2)
         let w = rng.tensor([5, 7]), b = rng.tensor([5])
