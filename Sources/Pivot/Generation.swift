@@ -94,9 +94,9 @@ public final class StableDiffusion {
         let f = vae.config.downsampleFactor
         var rng = TorchGenerator(seed: r.seed)
         let latents = rng.randn([1, unet.config.inChannels, h / f, w / f])
-        let sampler = GuidedSampler(unet: unet, scheduler: scheduler)
-        let z = try sampler.sample(latents: latents, cond: cond, uncond: uncond, guidance: r.guidance, steps: r.steps,
-                                   onStep: onStep)
+        let loop = try DenoisingLoop(unet: unet, scheduler: scheduler, steps: r.steps, guidance: r.guidance)
+        let total = scheduler.timesteps(steps: r.steps).filter { $0 >= 0 }.count
+        let z = try loop.run(start: latents, prompts: [cond], uncond: { _ in uncond }) { i, _ in onStep(i, total) }
         let latent = scale(z, Float(1 / vae.config.scalingFactor))
         let image = try Profiler.measure("network") { try vae.decode(latent) }
         return fromTensor(image, index: 0)

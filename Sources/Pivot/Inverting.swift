@@ -84,13 +84,9 @@ extension PivotInversion {
             let z = latents[steps - i]
             let epsC = try unet(z, timesteps: [Float(t)], context: cond)
             let epsU = try unet(z, timesteps: [Float(t)], context: uncond)
-            let a = scheduler.alphaCumprod(at: t)
-            let prev = move(z, eps: epsilon(guide(uncond: epsU, cond: epsC, scale: guidance), at: z, alpha: a),
-                            from: a, to: scheduler.alphaCumprod(at: t - stride))
-            let target = latents[steps - i - 1]
-            let o = Tensor(uninitialized: target.shape)
-            for k in 0..<o.count { o.data[k] = target.data[k] - prev.data[k] }
-            offsets.append(o)
+            let (a, b) = scheduler.samplingLevels(t, steps: steps)
+            let prev = guidedStep(z, uncond: epsU, cond: epsC, from: a, to: b)
+            offsets.append(zipMap(latents[steps - i - 1], prev) { target, p in target - p })
             onStep(i + 1, steps)
         }
         return offsets
@@ -115,7 +111,7 @@ extension StableDiffusion {
                             onStep: (Int, Int) -> Void = { _, _ in }) throws -> Tensor {
         let prompts = try ([source] + targets).map { try encode($0).embedding }
         let empty = try encode("").embedding
-        let loop = try EditLoop(unet: unet, scheduler: scheduler, steps: record.steps, guidance: guidance)
+        let loop = try DenoisingLoop(unet: unet, scheduler: scheduler, steps: record.steps, guidance: guidance)
         let uncond: (Int) -> Tensor
         switch record.method {
         case .nullText:

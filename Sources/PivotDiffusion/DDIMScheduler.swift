@@ -50,9 +50,7 @@ public struct DDIMScheduler: Scheduler {
         precondition((0..<numTrainTimesteps).contains(timestep), "DDIM step: timestep \(timestep) out of range")
         precondition((1...numTrainTimesteps).contains(steps), "DDIM step: \(steps) steps")
         precondition(eta <= 0 || varianceNoise?.shape == sample.shape, "DDIM step: η > 0 needs variance noise of the sample's shape")
-        let prev = previousTimestep(timestep, steps: steps)
-        let alphaProd = alphaCumprod(at: timestep)
-        let alphaProdPrev = alphaCumprod(at: prev)
+        let (alphaProd, alphaProdPrev) = samplingLevels(timestep, steps: steps)
 
         var (epsilon, original) = predictions(modelOutput: modelOutput, sample: sample, alphaProd: alphaProd)
         original = clippedOriginal(original)

@@ -1,7 +1,7 @@
 import PivotModels
 import PivotTensor
 
-/// DDIM inversion and null-text optimisation (Mokady et al. 2022), as ../shared/SPEC.md §4 and the
+/// DDIM inversion and null-text optimisation (Mokady et al. 2022), as docs/ALGORITHMS.md §4 and the
 /// reference port in scripts/reference/null_text.py define them.
 ///
 /// Limitations, kept on purpose to match the reference: during inversion the UNet sees label t while the
@@ -35,9 +35,9 @@ public struct PivotInversion {
         var latents = [z0]
         var z = z0
         for (i, t) in timesteps.reversed().enumerated() {
-            let a = scheduler.alphaCumprod(at: min(t - stride, scheduler.numTrainTimesteps - 1))
-            let eps = epsilon(try unet(z, timesteps: [Float(t)], context: cond), at: z, alpha: a)
-            z = move(z, eps: eps, from: a, to: scheduler.alphaCumprod(at: t))
+            let (a, b) = scheduler.inversionLevels(t, steps: steps)
+            let eps = scheduler.epsilon(try unet(z, timesteps: [Float(t)], context: cond), sample: z, alphaProd: a)
+            z = scheduler.ddimStep(z, epsilon: eps, from: a, to: b)
             latents.append(z)
             onStep(i + 1, steps)
         }
@@ -70,7 +70,7 @@ public struct PivotInversion {
         for (i, t) in timesteps.enumerated() {
             var adam = Adam(count: u.count, learningRate: Float(1e-2 * (1 - Double(i) / 100)))
             let target = latents[steps - i - 1]
-            let a = scheduler.alphaCumprod(at: t), aPrev = scheduler.alphaCumprod(at: t - stride)
+            let (a, aPrev) = scheduler.samplingLevels(t, steps: steps)
             let epsCond = try unet(z, timesteps: [Float(t)], context: cond)
             // prev(ε) = √a_p·(z − √(1−a)·ε)/√a + √(1−a_p)·ε is affine in ε with slope c.
             // ε is affine in the network output too (slope 1 for ε-, √a for v-prediction).
@@ -80,18 +80,10 @@ public struct PivotInversion {
             for j in 0..<innerSteps {
                 var loss: Float = 0
                 let (_, grad) = try unet.vjp(z, timesteps: [Float(t)], context: u) { epsUncond in
-                    let eps = self.epsilon(guide(uncond: epsUncond, cond: epsCond, scale: guidance), at: z, alpha: a)
-                    let prev = move(z, eps: eps, from: a, to: aPrev)
-                    let n = Float(prev.count)
-                    let g = Tensor(uninitialized: prev.shape)
-                    var sum: Double = 0
-                    for k in 0..<prev.count {
-                        let d = prev.data[k] - target.data[k]
-                        sum += Double(d) * Double(d)
-                        g.data[k] = 2 * d / n * c * (1 - guidance)   // ∂loss/∂ε_u
-                    }
-                    loss = Float(sum / Double(prev.count))
-                    return g
+                    let prev = self.guidedStep(z, uncond: epsUncond, cond: epsCond, from: a, to: aPrev)
+                    let n = Float(prev.count), w = guidance
+                    loss = Float(sumOfSquaredDifferences(prev, target) / Double(prev.count))
+                    return zipMap(prev, target) { p, q in 2 * (p - q) / n * c * (1 - w) }   // ∂loss/∂ε_u
                 }
                 adam.update(u, gradient: grad)
                 losses.append(loss)
@@ -102,25 +94,15 @@ public struct PivotInversion {
             result.iterations.append(losses.count)
             result.losses.append(losses)
             result.embeddings.append(u.copy())
-            let epsUncond = try unet(z, timesteps: [Float(t)], context: u)
-            z = move(z, eps: self.epsilon(guide(uncond: epsUncond, cond: epsCond, scale: guidance), at: z, alpha: a), from: a, to: aPrev)
+            z = guidedStep(z, uncond: try unet(z, timesteps: [Float(t)], context: u), cond: epsCond, from: a, to: aPrev)
         }
         return result
     }
 
-    /// ε from a network output at latent `z` sitting at level ᾱ = `alpha` (the output itself for ε-prediction).
-    public func epsilon(_ output: Tensor, at z: Tensor, alpha: Float) -> Tensor {
-        scheduler.config.predictionType == .epsilon ? output : scheduler.predictions(modelOutput: output, sample: z, alphaProd: alpha).epsilon
-    }
-
-    /// √ā_to · x0 + √(1 − ā_to) · ε with x0 = (z − √(1 − ā_from) · ε) / √ā_from (deterministic DDIM move).
-    public func move(_ z: Tensor, eps: Tensor, from a: Float, to b: Float) -> Tensor {
-        let sa = a.squareRoot(), s1a = (1 - a).squareRoot(), sb = b.squareRoot(), s1b = (1 - b).squareRoot()
-        let y = Tensor(uninitialized: z.shape)
-        for i in 0..<z.count {
-            let x0 = (z.data[i] - s1a * eps.data[i]) / sa
-            y.data[i] = sb * x0 + s1b * eps.data[i]
-        }
-        return y
+    /// One classifier-free-guided DDIM step of `z` from level `a` to level `b`, from the network outputs of
+    /// the unconditional and conditional branches (guided, then converted to ε at z's level).
+    public func guidedStep(_ z: Tensor, uncond: Tensor, cond: Tensor, from a: Float, to b: Float) -> Tensor {
+        let eps = scheduler.epsilon(guide(uncond: uncond, cond: cond, scale: guidance), sample: z, alphaProd: a)
+        return scheduler.ddimStep(z, epsilon: eps, from: a, to: b)
     }
 }

@@ -97,6 +97,38 @@ extension Scheduler {
         return zipMap(original, epsilon) { x0, e in sa * x0 + sd * e }
     }
 
+    /// x0 = (x − √(1 − ᾱ)·ε)/√ᾱ: the clean sample implied by ε at a level with ᾱ = `alphaProd`.
+    public func originalFromEpsilon(_ epsilon: Tensor, sample: Tensor, alphaProd: Float) -> Tensor {
+        let sa = alphaProd.squareRoot(), sb = (1 - alphaProd).squareRoot()
+        return zipMap(sample, epsilon) { x, e in (x - sb * e) / sa }
+    }
+
+    /// The deterministic DDIM step of a sample at level ᾱ = `from` with noise ε to level ᾱ = `to`:
+    /// √ā_to·x0 + √(1 − ā_to)·ε with x0 = (x − √(1 − ā_from)·ε)/√ā_from (docs/ALGORITHMS.md §3–§4). The one
+    /// step every loop takes: sampling and editing move down (`DDIMScheduler.step`, which starts from the
+    /// network output), inversion moves up, null-text and direct offsets take the guided step of sampling.
+    public func ddimStep(_ sample: Tensor, epsilon: Tensor, from: Float, to: Float) -> Tensor {
+        ddimMove(original: originalFromEpsilon(epsilon, sample: sample, alphaProd: from), epsilon: epsilon, alphaProd: to)
+    }
+
+    /// ε from a network output at a sample sitting at level ᾱ = `alphaProd` (the output itself for
+    /// ε-prediction; v and x0 predictions are converted, as diffusers' `DDIMInverseScheduler` does).
+    public func epsilon(_ modelOutput: Tensor, sample: Tensor, alphaProd: Float) -> Tensor {
+        config.predictionType == .epsilon ? modelOutput : predictions(modelOutput: modelOutput, sample: sample, alphaProd: alphaProd).epsilon
+    }
+
+    /// The levels of sampling step `timestep` (T steps): from ᾱ_t to ᾱ_{t − N/T} (`finalAlphaCumprod`
+    /// below 0); the UNet sees label t.
+    public func samplingLevels(_ timestep: Int, steps: Int) -> (from: Float, to: Float) {
+        (alphaCumprod(at: timestep), alphaCumprod(at: previousTimestep(timestep, steps: steps)))
+    }
+
+    /// The levels of inversion step `timestep` (T steps), as the null-text reference labels them: the UNet
+    /// sees label t while the latent sits at level t − N/T (clamped to N − 1), and the step lands on ᾱ_t.
+    public func inversionLevels(_ timestep: Int, steps: Int) -> (from: Float, to: Float) {
+        (alphaCumprod(at: min(previousTimestep(timestep, steps: steps), numTrainTimesteps - 1)), alphaCumprod(at: timestep))
+    }
+
     /// DDIM's σ²: (1 − ᾱ_prev)/(1 − ᾱ_t) · (1 − ᾱ_t/ᾱ_prev) (diffusers' `_get_variance`).
     public func variance(alphaProd: Float, alphaProdPrev: Float) -> Float {
         ((1 - alphaProdPrev) / (1 - alphaProd)) * (1 - alphaProd / alphaProdPrev)
@@ -109,23 +141,4 @@ extension Scheduler {
         let sa = a.squareRoot(), sb = (1 - a).squareRoot()
         return zipMap(original, noise) { x0, n in sa * x0 + sb * n }
     }
-}
-
-/// f applied to every element of x, into a new tensor.
-@inline(__always) func mapElements(_ x: Tensor, _ f: (Float) -> Float) -> Tensor {
-    let out = Tensor(uninitialized: x.shape)
-    let p = x.data, q = out.data
-    for i in 0..<x.count { q[i] = f(p[i]) }
-    withExtendedLifetime(x) {}
-    return out
-}
-
-/// f applied to corresponding elements of a and b (same shape), into a new tensor.
-@inline(__always) func zipMap(_ a: Tensor, _ b: Tensor, _ f: (Float, Float) -> Float) -> Tensor {
-    precondition(a.shape == b.shape, "scheduler: shapes \(a.shape) and \(b.shape) differ")
-    let out = Tensor(uninitialized: a.shape)
-    let p = a.data, q = b.data, r = out.data
-    for i in 0..<a.count { r[i] = f(p[i], q[i]) }
-    withExtendedLifetime((a, b)) {}
-    return out
 }

@@ -126,13 +126,3 @@ public func transposeLast2(_ x: Tensor) -> Tensor {
     }
     return y
 }
-
-/// Splits [B, ...] into its rows along dimension 0 of size `parts` pieces each of equal size.
-public func chunk(_ x: Tensor, dim0Parts parts: Int) -> [Tensor] {
-    let each = x.dim(0) / parts, size = x.count / parts
-    return (0..<parts).map { p in
-        let t = Tensor(uninitialized: [each] + Array(x.shape.dropFirst()))
-        t.data.update(from: x.data + p * size, count: size)
-        return t
-    }
-}
