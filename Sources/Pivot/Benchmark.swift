@@ -124,9 +124,7 @@ public struct SplitMix64: RandomNumberGenerator {
 extension Tensor {
     /// Uniform values in [-1, 1).
     static func random(_ shape: [Int], _ rng: inout SplitMix64) -> Tensor {
-        let t = Tensor(uninitialized: shape)
-        for i in 0..<t.count { t.data[i] = Float(rng.next() >> 40) / Float(1 << 23) - 1 }
-        return t
+        Tensor(shape: shape, values: (0..<elementCount(shape)).map { _ in Float(rng.next() >> 40) / Float(1 << 23) - 1 })
     }
 }
 

@@ -140,7 +140,7 @@ extension StableDiffusion {
         for e in embeddings {
             for (row, t) in e.tokens.enumerated() {
                 let id = try tokenizer.addToken(t)
-                let vector = Tensor(shape: [1, width], values: Array(UnsafeBufferPointer(start: e.vectors.data + row * width, count: width)))
+                let vector = batchSlice(e.vectors, row ..< row + 1)
                 try textEncoder.setTokenEmbeddings(startingAt: id, vector)
             }
         }

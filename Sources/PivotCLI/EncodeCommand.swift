@@ -47,8 +47,7 @@ struct EncodeCommand: ParsableCommand {
             ids += tokens.ids.map(Int64.init)
         }
         let d = states[0].dim(2), t = states[0].dim(1)
-        let stacked = Tensor(uninitialized: [states.count, t, d])
-        for (i, s) in states.enumerated() { (stacked.data + i * s.count).update(from: s.data, count: s.count) }
+        let stacked = concatBatch(states)   // [prompts, T, D]
         try SafeTensorsWriter.write([("last_hidden_state", stacked)], int64: [("input_ids", [states.count, t], ids)],
                                     metadata: ["prompts": prompts.joined(separator: "\n"), "embeddings": sd.embeddingsDescription,
                                                "model": model, "pivot_version": pivotVersion],

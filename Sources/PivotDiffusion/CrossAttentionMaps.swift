@@ -24,9 +24,10 @@ public final class CrossAttentionMaps {
         guard site.isCross, site.place != .mid, p.dim(0) == 2 * prompts else { return }
         let heads = p.dim(1), n = p.dim(2), m = p.dim(3)
         var sum = sums[n] ?? [Float](repeating: 0, count: n * m)
+        let planes = p.planes(of: n * m)   // [2B · heads] planes of N × M
         sum.withUnsafeMutableBufferPointer { s in
             for h in 0..<heads {
-                let src = p.data + ((prompts + prompt) * heads + h) * n * m
+                let src = planes[(prompts + prompt) * heads + h]
                 for k in 0..<(n * m) { s[k] += src[k] }
             }
         }

@@ -29,9 +29,10 @@ public final class LocalBlend {
         let b = wordTokens.count, heads = p.dim(1), n = p.dim(2), m = p.dim(3)
         guard p.dim(0) == 2 * b else { return }
         var sum = sums[n] ?? Array(repeating: Array(repeating: 0, count: n * m), count: b)
+        let planes = p.planes(of: n * m)   // [2B · heads] planes of N × M
         for prompt in 0..<b {
             for h in 0..<heads {
-                let src = p.data + ((b + prompt) * heads + h) * n * m
+                let src = planes[(b + prompt) * heads + h]
                 for k in 0..<(n * m) { sum[prompt][k] += src[k] }
             }
         }
@@ -64,12 +65,11 @@ public final class LocalBlend {
             let top = up.max() ?? 0
             masks.append(up.map { top > 0 && $0 / top > threshold })
         }
-        let plane = c * h * w
+        let planes = z.planes(of: h * w)   // [B · C] planes of h × w
         for prompt in 1..<b {
             for ch in 0..<c {
-                for k in 0..<(h * w) where !(masks[0][k] || masks[prompt][k]) {
-                    z.data[prompt * plane + ch * h * w + k] = z.data[ch * h * w + k]
-                }
+                let source = planes[ch], target = planes[prompt * c + ch]
+                for k in 0..<(h * w) where !(masks[0][k] || masks[prompt][k]) { target[k] = source[k] }
             }
         }
     }

@@ -75,41 +75,36 @@ public final class PromptToPromptController: AttentionController {
     public func edit(_ p: Tensor, at site: AttentionSite) {
         let b = prompts, heads = p.dim(1), n = p.dim(2), m = p.dim(3)
         guard p.dim(0) == 2 * b, b > 1 else { return }
-        let plane = heads * n * m
-        let base = p.data + b * plane   // the source's conditional probabilities
+        let planes = p.planes(of: heads * n * m)   // one plane per prompt and half: [2B] × heads·N·M
+        let base = planes[b]   // the source's conditional probabilities
         if !site.isCross {
-            for t in 1..<b { (p.data + (b + t) * plane).update(from: base, count: plane) }
+            for t in 1..<b { _ = planes[b + t].update(fromContentsOf: base) }
             return
         }
         defer { localBlend?.accumulate(p, site: site) }
         for t in 1..<b {
-            let target = p.data + (b + t) * plane
+            let target = planes[b + t]
             let alpha = crossReplace[t - 1][min(step, crossReplace[t - 1].count - 1)]
             guard alpha.contains(where: { $0 > 0 }) else { continue }
             let edited = editedBase(base, target: target, index: t - 1, rows: heads * n, m: m)
             let scale = equalizer?[t - 1] ?? [Float](repeating: 1, count: m)
-            edited.withUnsafeBufferPointer { e in
-                for r in 0..<(heads * n) {
-                    let row = target + r * m, new = e.baseAddress! + r * m
-                    for c in 0..<m { row[c] = new[c] * scale[c] * alpha[c] + row[c] * (1 - alpha[c]) }
-                }
+            for r in 0..<(heads * n) {
+                for c in 0..<m { target[r * m + c] = edited[r * m + c] * scale[c] * alpha[c] + target[r * m + c] * (1 - alpha[c]) }
             }
         }
     }
 
     /// The source's probabilities moved onto target `index`'s tokens (rows × m): the mapper product for a
     /// word swap, base[:, map]·α + target·(1 − α) for a refinement, the source itself otherwise.
-    func editedBase(_ base: UnsafeMutablePointer<Float>, target: UnsafeMutablePointer<Float>, index t: Int,
+    func editedBase(_ base: UnsafeMutableBufferPointer<Float>, target: UnsafeMutableBufferPointer<Float>, index t: Int,
                     rows: Int, m: Int) -> [Float] {
         var out = [Float](repeating: 0, count: rows * m)
         switch edit {
         case .replace:
             let entries = mapperEntries[t]
-            out.withUnsafeMutableBufferPointer { o in
-                for r in 0..<rows {
-                    let src = base + r * m, dst = o.baseAddress! + r * m
-                    for e in entries { dst[e.to] += src[e.from] * e.weight }
-                }
+            for r in 0..<rows {
+                let row = r * m
+                for e in entries { out[row + e.to] += base[row + e.from] * e.weight }
             }
         case .refine(let maps, let alphas):
             let map = maps[t], a = alphas[t]

@@ -105,10 +105,7 @@ public final class SingleFileStore: ParameterStore {
         case .none, .squeeze:
             return t.reshaped(shape)
         case .rows(let index, _):
-            let each = t.count / (stored[0] / shape[0])
-            let out = Tensor(uninitialized: shape)
-            out.data.update(from: t.data + index * each, count: each)
-            return out
+            return batchSlice(t, index * shape[0] ..< (index + 1) * shape[0]).reshaped(shape)   // rows of a fused tensor
         }
     }
 

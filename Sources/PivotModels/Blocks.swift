@@ -143,14 +143,7 @@ struct Downsample {
 
     func callAsFunction(_ x: Tensor) -> Tensor {
         guard asymmetricPad else { return conv(x) }
-        let (b, c, h, w) = (x.dim(0), x.dim(1), x.dim(2), x.dim(3))
-        let padded = Tensor(zeros: [b, c, h + 1, w + 1])
-        for plane in 0..<(b * c) {
-            for i in 0..<h {
-                (padded.data + plane * (h + 1) * (w + 1) + i * (w + 1)).update(from: x.data + plane * h * w + i * w, count: w)
-            }
-        }
-        return conv(padded)
+        return conv(padBottomRight(x))   // [B, C, H + 1, W + 1]
     }
 }
 

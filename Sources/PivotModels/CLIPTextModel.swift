@@ -39,11 +39,9 @@ public final class CLIPTextModel {
         }
         let needed = first + rows.dim(0)
         if needed > tokenCount {
-            let table = Tensor(zeros: [needed, d])
-            table.data.update(from: tokenEmbedding.data, count: tokenEmbedding.count)
-            tokenEmbedding = table
+            tokenEmbedding = concatBatch(tokenEmbedding, Tensor(zeros: [needed - tokenCount, d]))   // [needed, D]
         }
-        (tokenEmbedding.data + first * d).update(from: rows.data, count: rows.count)
+        replaceBatchSlice(tokenEmbedding, at: first, with: rows)
     }
 
     /// Input embeddings (token + position) for ids [B, T] given as a flat row-major array.
@@ -53,15 +51,12 @@ public final class CLIPTextModel {
         guard batch > 0, ids.count == batch * t, t > 0, t <= config.maxPositionEmbeddings else {
             throw ModelError.invalidInput("input_ids must be [B, T] with T ≤ \(config.maxPositionEmbeddings)")
         }
-        let x = Tensor(uninitialized: [batch, t, d])
-        for (i, id) in ids.enumerated() {
-            guard id >= 0, id < tokenCount else {
-                throw ModelError.invalidInput("token id \(id) is outside the vocabulary (0..<\(tokenCount))")
-            }
-            let dst = x.data + i * d, tok = tokenEmbedding.data + id * d, pos = positionEmbedding.data + (i % t) * d
-            for j in 0..<d { dst[j] = tok[j] + pos[j] }
+        if let id = ids.first(where: { $0 < 0 || $0 >= tokenCount }) {
+            throw ModelError.invalidInput("token id \(id) is outside the vocabulary (0..<\(tokenCount))")
         }
-        return x
+        let tokens = gatherRows(tokenEmbedding, ids)                                  // [B·T, D]
+        let positions = gatherRows(positionEmbedding, ids.indices.map { $0 % t })    // [B·T, D]
+        return zipMap(tokens, positions, +).reshaped([batch, t, d])                  // [B, T, D]
     }
 
     /// `last_hidden_state` [B, T, D] for token ids [B, T].

@@ -99,18 +99,18 @@ public final class UNet {
     /// Sinusoidal embedding [B, C0] of the timesteps, computed in fp32 as diffusers does.
     func timestepEmbedding(_ timesteps: [Float]) -> Tensor {
         let dim = config.blockOutChannels[0], half = dim / 2
-        let e = Tensor(zeros: [timesteps.count, dim])
+        var e = [Float](repeating: 0, count: timesteps.count * dim)   // [B, C0]
         let logPeriod = Float(-log(10000.0))
         for (n, t) in timesteps.enumerated() {
             for i in 0..<half {
                 let exponent = logPeriod * Float(i) / (Float(half) - Float(config.freqShift))
                 let arg = t * Float(exp(Double(exponent)))
                 let s = Float(sin(Double(arg))), co = Float(cos(Double(arg)))
-                e.data[n * dim + (config.flipSinToCos ? half + i : i)] = s
-                e.data[n * dim + (config.flipSinToCos ? i : half + i)] = co
+                e[n * dim + (config.flipSinToCos ? half + i : i)] = s
+                e[n * dim + (config.flipSinToCos ? i : half + i)] = co
             }
         }
-        return e
+        return Tensor(shape: [timesteps.count, dim], values: e)
     }
 }
 
@@ -130,8 +130,6 @@ extension UNetConfig {
 extension Tensor {
     /// x + s elementwise, as a new tensor.
     func adding(_ s: Float) -> Tensor {
-        let y = Tensor(uninitialized: shape)
-        for i in 0..<count { y.data[i] = data[i] + s }
-        return y
+        mapElements(self) { $0 + s }
     }
 }

@@ -32,10 +32,7 @@ public final class VAE {
             let m = encoder(image)
             return quantConv.map { $0(m) } ?? m
         }
-        let (b, h, w, l) = (moments.dim(0), moments.dim(2), moments.dim(3), config.latentChannels)
-        let mean = Tensor(uninitialized: [b, l, h, w])
-        for n in 0..<b { (mean.data + n * l * h * w).update(from: moments.data + n * 2 * l * h * w, count: l * h * w) }
-        return mean
+        return splitChannels(moments, config.latentChannels).0   // the mean [B, L, h, w]; the log-variance is unused
     }
 
     /// Image [B, 3, fh, fw] for latents [B, latent, h, w] (already divided by the scaling factor).

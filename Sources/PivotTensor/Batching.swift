@@ -158,3 +158,29 @@ public struct TensorPlanes {
         return UnsafeMutableBufferPointer(start: tensor.data + i * size, count: size)
     }
 }
+
+/// Rows `indices` of a table [V, D], as [indices.count, D] (an embedding lookup; every index in 0..<V).
+public func gatherRows(_ table: Tensor, _ indices: [Int]) -> Tensor {
+    precondition(table.rank == 2, "gatherRows: table \(table.shape)")
+    let (v, d) = (table.dim(0), table.dim(1))
+    precondition(indices.allSatisfy { $0 >= 0 && $0 < v }, "gatherRows: an index outside 0..<\(v)")
+    let y = Tensor(uninitialized: [indices.count, d])
+    for (i, row) in indices.enumerated() { (y.data + i * d).update(from: table.data + row * d, count: d) }
+    withExtendedLifetime(table) {}
+    return y
+}
+
+/// x [B, C, H, W] with one zero row at the bottom and one zero column at the right: [B, C, H + 1, W + 1]
+/// (the VAE encoder's asymmetric padding before a stride-2 convolution).
+public func padBottomRight(_ x: Tensor) -> Tensor {
+    precondition(x.rank == 4, "padBottomRight: \(x.shape)")
+    let (b, c, h, w) = (x.dim(0), x.dim(1), x.dim(2), x.dim(3))
+    let y = Tensor(zeros: [b, c, h + 1, w + 1])
+    for plane in 0..<(b * c) {
+        for i in 0..<h {
+            (y.data + plane * (h + 1) * (w + 1) + i * (w + 1)).update(from: x.data + plane * h * w + i * w, count: w)
+        }
+    }
+    withExtendedLifetime(x) {}
+    return y
+}

@@ -1,5 +1,4 @@
 import Foundation
-import PivotTensor
 
 /// PyTorch's `torch.optim.Adam` (β = 0.9, 0.999, ε = 1e-8, no weight decay, no AMSGrad) on one tensor,
 /// with torch's operation order: m ← lerp(m, g, 1 − β1), v ← β2·v + (1 − β2)·g², bias corrections in double,
