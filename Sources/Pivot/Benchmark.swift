@@ -1,4 +1,5 @@
 import Foundation
+import PivotIO
 import PivotLoading
 import PivotModels
 import PivotTensor
@@ -62,7 +63,7 @@ public enum Benchmark {
             let unet = try n.require(n.unet, "unet")
             let f = n.vaeFactor
             guard size % (f * unet.config.downsampleFactor) == 0 else {
-                throw ModelError.invalidInput("--size \(size) must be a multiple of \(f * unet.config.downsampleFactor)")
+                throw SettingError("size", problem: "\(size) must be a multiple of \(f * unet.config.downsampleFactor)")
             }
             let sample = Tensor.random([batch, unet.config.inChannels, size / f, size / f], &rng)
             let context = Tensor.random([batch, 77, unet.config.crossAttentionDim[0]], &rng)

@@ -1,4 +1,5 @@
 import Foundation
+import PivotIO
 import PivotLoading
 import PivotDiffusion
 import PivotText
@@ -23,18 +24,23 @@ public struct EditOptions: Sendable {
     public init() {}
 }
 
-/// Errors in an edit's prompts or options (one line each).
-public enum EditError: Error, CustomStringConvertible {
-    case wordNotFound(String, option: String)
+/// Errors in an edit's prompts or options (one line each); settings are named by key (see
+/// `SettingsNamingError`).
+public enum EditError: SettingsNamingError {
+    /// A word a setting (`cross_replace`, `reweight`) names is in none of the target prompts.
+    case wordNotFound(String, setting: String)
+    /// A word-swap (`mode` replace) between prompts of different word counts.
     case wordCountsDiffer(source: Int, target: Int)
     case cannotSplitWords(String)
     case badValue(String)
 
-    public var description: String {
+    public func description(naming: (String) -> String) -> String {
         switch self {
-        case .wordNotFound(let w, let option): return "\(option): the word '\(w)' is in none of the target prompts"
+        case .wordNotFound(let w, let setting):
+            return setting == "blend" ? "\(naming(setting)): the word '\(w)' is in neither the source nor the target prompts"
+                : "\(naming(setting)): the word '\(w)' is in none of the target prompts"
         case .wordCountsDiffer(let s, let t):
-            return "--mode replace needs the same number of words (source has \(s), target has \(t)); use --mode refine"
+            return "\(naming("mode")) replace needs the same number of words (source has \(s), target has \(t)); use \(naming("mode")) refine"
         case .cannotSplitWords(let p): return "cannot match the words of \"\(p)\" to its tokens"
         case .badValue(let why): return why
         }
@@ -69,18 +75,18 @@ extension StableDiffusion {
             let refs = tgts.map { PromptAlignment.refinement(source: src.ids, target: $0.ids, length: length) }
             edit = .refine(maps: refs.map(\.map), alphas: refs.map(\.alpha))
         }
-        for (option, names) in [("--cross-replace", Array(o.crossReplaceWords.keys)), ("--reweight", Array(o.reweight.keys))] {
-            for w in names where !tgts.contains(where: { $0.positions(of: w) != nil }) {
-                throw EditError.wordNotFound(w, option: option)
+        for (setting, names) in [("cross_replace", Array(o.crossReplaceWords.keys)), ("reweight", Array(o.reweight.keys))] {
+            for w in names.sorted() where !tgts.contains(where: { $0.positions(of: w) != nil }) {
+                throw EditError.wordNotFound(w, setting: setting)
             }
         }
         let all = [src] + tgts
         for w in o.blend where !all.contains(where: { $0.positions(of: w) != nil }) {
-            throw EditError.badValue("--blend: the word '\(w)' is in neither the source nor the target prompts")
+            throw EditError.wordNotFound(w, setting: "blend")
         }
         guard (0...1).contains(o.crossReplace), (0...1).contains(o.blendThreshold), o.selfReplace.start >= 0, o.selfReplace.end <= 1,
               o.selfReplace.start <= o.selfReplace.end else {
-            throw EditError.badValue("--cross-replace, --self-replace and --blend-threshold take fractions between 0 and 1")
+            throw SettingError("cross_replace", "self_replace", "blend_threshold", problem: "take fractions between 0 and 1")
         }
         let cross = tgts.map { t -> [[Float]] in
             var perToken: [Int: Double] = [:]

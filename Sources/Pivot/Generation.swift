@@ -1,4 +1,5 @@
 import Foundation
+import PivotIO
 import PivotLoading
 import PivotDiffusion
 import PivotImage
@@ -75,12 +76,12 @@ public final class StableDiffusion {
     public func validate(_ r: GenerationRequest) throws -> (width: Int, height: Int) {
         let w = r.width ?? nativeResolution, h = r.height ?? nativeResolution
         guard (1...scheduler.numTrainTimesteps).contains(r.steps) else {
-            throw ModelError.invalidInput("--steps must be between 1 and \(scheduler.numTrainTimesteps), got \(r.steps)")
+            throw SettingError("steps", problem: "must be between 1 and \(scheduler.numTrainTimesteps), got \(r.steps)")
         }
         guard w > 0, h > 0, w % sizeMultiple == 0, h % sizeMultiple == 0, w <= 4096, h <= 4096 else {
-            throw ModelError.invalidInput("--size \(w)x\(h): sides must be positive multiples of \(sizeMultiple), at most 4096")
+            throw SettingError("size", problem: "\(w)x\(h): sides must be positive multiples of \(sizeMultiple), at most 4096")
         }
-        guard r.guidance.isFinite else { throw ModelError.invalidInput("--guidance must be a finite number") }
+        guard r.guidance.isFinite else { throw SettingError("guidance", problem: "must be a finite number") }
         return (w, h)
     }
 

@@ -16,9 +16,7 @@ public struct InversionCache {
     /// The cache key: a SHA-256 of everything that shapes the inversion.
     public static func key(photoHash: String, modelFingerprint: String, prompt: String, settings s: InversionSettings,
                            embeddings: String = "", precisionTag: String? = nil) -> String {
-        let crop = s.crop.map { "\($0.left),\($0.top),\($0.right),\($0.bottom)" } ?? "-"
-        let parts = [pivotVersion, photoHash, modelFingerprint, prompt, s.method.rawValue, String(s.steps),
-                    String(s.guidance), String(s.innerSteps), crop, embeddings]
+        let parts = [pivotVersion, photoHash, modelFingerprint, prompt, s.canonical, embeddings]
             + (precisionTag.map { [$0] } ?? [])
         let text = parts.joined(separator: "\u{1F}")
         return SHA256.hex(SHA256.hash(Array(text.utf8)))

@@ -1,20 +1,10 @@
 import Foundation
+import PivotIO
 import PivotLoading
 import PivotDiffusion
 import PivotImage
 import PivotModels
 import PivotTensor
-
-/// Settings of `pivot invert`.
-public struct InversionSettings: Sendable {
-    public var method = InversionMethod.nullText
-    public var steps = 50
-    public var guidance: Float = 7.5
-    public var innerSteps = 10
-    public var crop: CropBox?
-
-    public init() {}
-}
 
 /// Progress of an inversion, for the command line.
 public enum InversionEvent {
@@ -32,20 +22,15 @@ extension StableDiffusion {
     /// to check, later, that an edit uses the same model, photo and settings.
     public func invert(photo: String, prompt: String, settings s: InversionSettings,
                        onEvent: (InversionEvent) -> Void = { _ in }) throws -> InversionRecord {
-        guard (1...scheduler.numTrainTimesteps).contains(s.steps) else {
-            throw InversionError.malformed(photo, "--steps must be between 1 and \(scheduler.numTrainTimesteps)")
-        }
-        guard (1...1000).contains(s.innerSteps) else { throw InversionError.malformed(photo, "--inner-steps must be between 1 and 1000") }
-        guard s.guidance.isFinite else { throw InversionError.malformed(photo, "--guidance must be a finite number") }
+        try s.validate(trainTimesteps: scheduler.numTrainTimesteps)
         let z0 = try encodePhoto(photo, crop: s.crop)
         let cond = try encode(prompt).embedding
         let inversion = try PivotInversion(unet: unet, scheduler: scheduler, steps: s.steps, guidance: s.guidance)
         let latents = try inversion.trajectory(z0: z0, cond: cond) { onEvent(.trajectory(step: $0, total: $1)) }
         var record = InversionRecord(method: s.method, latents: latents, metadata: [
-            "prompt": prompt, "steps": String(s.steps), "guidance": String(s.guidance), "embeddings": embeddingsDescription,
-            "inner_steps": String(s.innerSteps), "crop": s.crop.map { "\($0.left),\($0.top),\($0.right),\($0.bottom)" } ?? "",
+            "prompt": prompt, "embeddings": embeddingsDescription,
             "scheduler": schedulerDescription, "model": model.path, "precision": precision.description,
-        ])
+        ].merging(s.fields.map { ($0.key, $0.value) }) { $1 })
         switch s.method {
         case .nullText:
             let uncond = try encode("").embedding

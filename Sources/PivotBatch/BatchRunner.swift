@@ -150,9 +150,9 @@ extension StableDiffusion {
                       settings.canonical, output] + (job.sideBySide ? ["side-by-side"] : [])
             + (precision.hashTag.map { ["precision=\($0)"] } ?? [])
         let hash = SHA256.hex(SHA256.hash(Array(fields.joined(separator: "\u{1E}").utf8)))
-        let i = settings.inversion
-        let inversionKey = [photoHash, row.source, i.method.rawValue, String(i.steps), String(i.guidance), String(i.innerSteps),
-                            i.crop.map { "\($0)" } ?? "-", precision.hashTag ?? "fp32"].joined(separator: "\u{1F}")
+        let inversionKey = InversionCache.key(photoHash: photoHash, modelFingerprint: try modelFingerprint(), prompt: row.source,
+                                              settings: settings.inversion, embeddings: embeddingsDescription,
+                                              precisionTag: precision.hashTag)
         return PreparedRow(settings: settings, photo: photo, photoHash: photoHash, output: output, hash: hash, inversionKey: inversionKey)
     }
 

@@ -91,9 +91,9 @@ struct BatchCommand: ParsableCommand {
     func defaults() throws -> EditSettings {
         var s = EditSettings()
         s.inversion = inversion.settings
-        for item in crossReplace { try s.set("cross_replace", item, label: "--cross-replace") }
-        if let selfReplace { try s.set("self_replace", selfReplace, label: "--self-replace") }
-        for item in reweight { try s.set("reweight", item, label: "--reweight") }
+        for item in crossReplace { try flagged { try s.set("cross_replace", item) } }
+        if let selfReplace { try flagged { try s.set("self_replace", selfReplace) } }
+        for item in reweight { try flagged { try s.set("reweight", item) } }
         if !blend.isEmpty { s.edit.blend = blend }
         if let blendThreshold { s.edit.blendThreshold = blendThreshold }
         if let mode { s.edit.mode = mode }

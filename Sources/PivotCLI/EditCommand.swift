@@ -90,9 +90,9 @@ struct EditCommand: ParsableCommand {
 
     func options() throws -> EditOptions {
         var s = EditSettings()
-        for item in crossReplace { try s.set("cross_replace", item, label: "--cross-replace") }
-        try s.set("self_replace", selfReplace, label: "--self-replace")
-        for item in reweight { try s.set("reweight", item, label: "--reweight") }
+        for item in crossReplace { try flagged { try s.set("cross_replace", item) } }
+        try flagged { try s.set("self_replace", selfReplace) }
+        for item in reweight { try flagged { try s.set("reweight", item) } }
         s.edit.mode = mode
         s.edit.blend = blend
         s.edit.blendThreshold = blendThreshold

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import Pivot
 import PivotLoading
@@ -13,4 +14,15 @@ func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+/// The command-line spelling of a library setting key: `inner_steps` → `--inner-steps`.
+func flagName(_ key: String) -> String { "--" + key.replacingOccurrences(of: "_", with: "-") }
+
+/// Runs `body`, turning a library error that names settings into a usage error that names flags (for
+/// checks made while the arguments are validated, where ArgumentParser prints the usage line).
+func flagged<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let error as SettingsNamingError {
+        throw ValidationError(error.description(naming: flagName))
+    }
 }

@@ -30,6 +30,6 @@ do {
 } catch let error where String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") {
     PivotCommand.exit(withError: error)   // help, usage errors and exit codes raised while running
 } catch {
-    FileHandle.standardError.write(Data("pivot: error: \(oneLineDescription(of: error))\n".utf8))
+    FileHandle.standardError.write(Data("pivot: error: \(oneLineDescription(of: error, naming: flagName))\n".utf8))
     exit(1)
 }

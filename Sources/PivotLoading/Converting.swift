@@ -1,4 +1,5 @@
 import Foundation
+import PivotIO
 import PivotFormats
 import PivotTensor
 import PivotText
@@ -33,7 +34,7 @@ extension ModelFolder {
     /// the destination and renamed into place, so an interrupted conversion leaves nothing half-written.
     public func convert(to directory: String, dtype: DType, onComponent: (String) -> Void = { _ in }) throws {
         guard let single else { throw ConvertError(description: "\(path) is already a diffusers folder") }
-        guard dtype == .F16 || dtype == .F32 else { throw ConvertError(description: "--dtype must be fp16 or fp32") }
+        guard dtype == .F16 || dtype == .F32 else { throw SettingError("dtype", problem: "must be fp16 or fp32") }
         guard !FileManager.default.fileExists(atPath: directory) else {
             throw ConvertError(description: "\(directory) already exists; pivot convert writes a new folder")
         }

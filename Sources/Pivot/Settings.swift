@@ -1,6 +1,37 @@
 import Foundation
+import PivotIO
 import PivotLoading
 import PivotImage
+
+/// How a photo is inverted (`pivot invert`, and the inversion behind every edit).
+public struct InversionSettings: Sendable, Equatable {
+    public var method = InversionMethod.nullText
+    public var steps = 50
+    public var guidance: Float = 7.5
+    public var innerSteps = 10
+    public var crop: CropBox?
+
+    public init() {}
+
+    /// The settings in their one canonical text form, by key: what inversion files record as metadata,
+    /// what cache keys, batch hashes and the checks of an inversion file against given settings compare.
+    /// A crop of none is "".
+    public var fields: [(key: String, value: String)] {
+        [("method", method.rawValue), ("steps", String(steps)), ("guidance", String(guidance)),
+         ("inner_steps", String(innerSteps)), ("crop", crop?.text ?? "")]
+    }
+
+    /// `fields` as one string (key=value, unit-separated).
+    public var canonical: String { fields.map { "\($0.key)=\($0.value)" }.joined(separator: "\u{1F}") }
+
+    /// Throws a `SettingError` for steps outside 1…`trainTimesteps`, inner steps outside 1…1000 or a
+    /// guidance that is not finite.
+    public func validate(trainTimesteps: Int) throws {
+        guard (1...trainTimesteps).contains(steps) else { throw SettingError("steps", problem: "must be between 1 and \(trainTimesteps)") }
+        guard (1...1000).contains(innerSteps) else { throw SettingError("inner_steps", problem: "must be between 1 and 1000") }
+        guard guidance.isFinite else { throw SettingError("guidance", problem: "must be a finite number") }
+    }
+}
 
 /// Everything that shapes one edit of a photo: the Prompt-to-Prompt options and the inversion settings,
 /// settable from the strings of command-line flags and batch manifests.
@@ -19,10 +50,10 @@ public struct EditSettings: Sendable {
 
     /// Sets one setting from its string form: `cross_replace` "0.8" or "WORD=0.4" (several joined by `;`),
     /// `self_replace` "END" or "START,END", `reweight` "WORD=SCALE;…", `blend` "WORD WORD…", and plain values
-    /// for the rest. Throws `EditError.badValue` with the key and value.
-    public mutating func set(_ key: String, _ value: String, label: String? = nil) throws {
+    /// for the rest. Throws a `SettingError` naming the key, with the value.
+    public mutating func set(_ key: String, _ value: String) throws {
         let items = value.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        func bad(_ expected: String) -> EditError { .badValue("\(label ?? key) takes \(expected), got '\(value)'") }
+        func bad(_ expected: String) -> SettingError { SettingError(key, problem: "takes \(expected), got '\(value)'") }
         switch key {
         case "cross_replace":
             for item in items {
@@ -66,21 +97,20 @@ public struct EditSettings: Sendable {
             guard let c = CropBox(parsing: value) else { throw bad("L,T,R,B in pixels") }
             inversion.crop = c
         case "seed": seed = value
-        default: throw EditError.badValue("unknown setting '\(key)'")
+        default: throw EditError.badValue("unknown setting '\(key)'")   // a manifest column; flags never reach here
         }
     }
 
-    /// A canonical text of every setting, for settings hashes.
+    /// A canonical text of every setting, for settings hashes: the edit's options, then the inversion's
+    /// `InversionSettings.canonical`.
     public var canonical: String {
-        let e = edit, i = inversion
+        let e = edit
         let words = e.crossReplaceWords.keys.sorted().map { "\($0)=\(e.crossReplaceWords[$0] ?? 0)" }
         let weights = e.reweight.keys.sorted().map { "\($0)=\(e.reweight[$0] ?? 1)" }
-        let crop = i.crop.map { "\($0.left),\($0.top),\($0.right),\($0.bottom)" } ?? "-"
         return ["mode=\(e.mode.rawValue)", "cross=\(e.crossReplace)", "cross_words=\(words.joined(separator: ";"))",
                 "self=\(e.selfReplace.start),\(e.selfReplace.end)", "reweight=\(weights.joined(separator: ";"))",
                 "blend=\(e.blend.joined(separator: " "))", "blend_threshold=\(e.blendThreshold)",
-                "method=\(i.method.rawValue)", "steps=\(i.steps)", "guidance=\(i.guidance)", "inner=\(i.innerSteps)",
-                "crop=\(crop)", "seed=\(seed ?? "-")"].joined(separator: "\u{1F}")
+                inversion.canonical, "seed=\(seed ?? "-")"].joined(separator: "\u{1F}")
     }
 
     /// "word=2.0" → ("word", 2.0).
@@ -92,6 +122,9 @@ public struct EditSettings: Sendable {
 }
 
 extension CropBox {
+    /// "L,T,R,B" in pixels (the form `init(parsing:)` reads).
+    public var text: String { "\(left),\(top),\(right),\(bottom)" }
+
     /// "L,T,R,B" in pixels, with R > L and B > T; nil otherwise.
     public init?(parsing s: String) {
         let v = s.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
