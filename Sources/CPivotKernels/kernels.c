@@ -115,12 +115,12 @@ void pv_softmax_backward_rows(const float *p, float *dp, long rows, long cols, l
     DISPATCH(pv_softmax_backward_rows, p, dp, rows, cols, ld)
 }
 void pv_group_norm(const float *x, float *y, long channels, long hw, long groups, const float *gamma,
-                   const float *beta, float eps, int silu, float *mean_out, float *rstd_out) {
-    DISPATCH(pv_group_norm, x, y, channels, hw, groups, gamma, beta, eps, silu, mean_out, rstd_out)
+                   const float *beta, float eps, int silu) {
+    DISPATCH(pv_group_norm, x, y, channels, hw, groups, gamma, beta, eps, silu)
 }
 void pv_layer_norm(const float *x, float *y, long rows, long d, const float *gamma, const float *beta,
-                   float eps, float *mean_out, float *rstd_out) {
-    DISPATCH(pv_layer_norm, x, y, rows, d, gamma, beta, eps, mean_out, rstd_out)
+                   float eps) {
+    DISPATCH(pv_layer_norm, x, y, rows, d, gamma, beta, eps)
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -55,21 +55,3 @@ public struct Params {
         try store.tensor(key(name), shape: shape)
     }
 }
-
-/// A store backed by an in-memory dictionary; used by tests and converters.
-public final class DictionaryStore: ParameterStore {
-    public private(set) var tensors: [String: Tensor]
-    public private(set) var taken: Set<String> = []
-
-    public init(_ tensors: [String: Tensor]) { self.tensors = tensors }
-
-    public func tensor(_ name: String, shape: [Int]) throws -> Tensor {
-        guard let t = tensors[name] else { throw ModelError.missingTensor(name) }
-        guard t.shape == shape else { throw ModelError.shapeMismatch(name, expected: shape, found: t.shape) }
-        taken.insert(name)
-        return t
-    }
-
-    /// Names never taken, sorted.
-    public var untaken: [String] { tensors.keys.filter { !taken.contains($0) }.sorted() }
-}

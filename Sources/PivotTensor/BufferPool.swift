@@ -68,14 +68,4 @@ public final class BufferPool: @unchecked Sendable {
         pthread_mutex_unlock(&lock)
         for e in evicted { Foundation.free(e) }
     }
-
-    /// Releases every pooled buffer to the system.
-    public func drain() {
-        pthread_mutex_lock(&lock)
-        let all = entries.map(\.pointer)
-        entries = []
-        pooledBytes = 0
-        pthread_mutex_unlock(&lock)
-        for p in all { Foundation.free(p) }
-    }
 }

@@ -14,7 +14,7 @@ public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor, bias: Tensor, ep
                 let n = i / groups, g = i % groups
                 let off = (n * c + g * cpg) * hw
                 pv_group_norm(x.data + off, y.data + off, cpg, hw, 1, weight.data + g * cpg, bias.data + g * cpg,
-                              eps, silu ? 1 : 0, nil, nil)
+                              eps, silu ? 1 : 0)
             }
         }
     }
@@ -49,7 +49,7 @@ public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) -> 
     Profiler.measure("layernorm") {
         Parallel.forEach(rows, grain: max(1, 16384 / d)) { r in
             pv_layer_norm(x.data + r.lowerBound * d, y.data + r.lowerBound * d, r.count, d, weight.data, bias.data,
-                          eps, nil, nil)
+                          eps)
         }
     }
     if let tape = Tape.active(x) {

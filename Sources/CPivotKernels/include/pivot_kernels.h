@@ -33,14 +33,13 @@ void pv_add(const float *x, const float *b, float *y, long n);
 void pv_add_channel_bias(float *y, const float *bias, long channels, long n);
 
 /// Group norm of one sample x [C, HW] into y, with per-channel affine gamma/beta, optional fused SiLU.
-/// Writes per-group mean and 1/std to mean_out/rstd_out when they are not NULL (length groups).
+/// `groups` is the number of groups in this slab (statistics are recomputed by the backward pass).
 void pv_group_norm(const float *x, float *y, long channels, long hw, long groups,
-                   const float *gamma, const float *beta, float eps, int silu,
-                   float *mean_out, float *rstd_out);
+                   const float *gamma, const float *beta, float eps, int silu);
 
-/// Layer norm over the last dimension of x [rows, d] into y; mean/rstd per row when not NULL.
+/// Layer norm over the last dimension of x [rows, d] into y.
 void pv_layer_norm(const float *x, float *y, long rows, long d, const float *gamma, const float *beta,
-                   float eps, float *mean_out, float *rstd_out);
+                   float eps);
 
 /// im2col for one image x [C, H, W] and a kernel kh x kw with stride and zero padding, for output rows
 /// [row0, row1) of an output of width wo: col [C * kh * kw, (row1 - row0) * wo], channels [c0, c1) only.
