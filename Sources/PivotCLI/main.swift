@@ -1,3 +1,8 @@
+// PivotCLI (the `pivot` binary) owns argument parsing, help text, progress lines and the mapping of flags to
+// library settings (and of library setting keys back to flags in messages). A command parses, calls the
+// library once, and writes what it returns.
+//
+// It must not hold pipeline logic: what an edit, an inversion or a batch does lives in Pivot and PivotBatch.
 import ArgumentParser
 import Foundation
 import Pivot
