@@ -85,24 +85,28 @@ extension StableDiffusion {
             let start = Date()
             var outcome: BatchOutcome
             do {
-                let record: InversionRecord
-                if let cached = inversions, cached.key == plan.inversionKey {
-                    record = cached.record
+                // Rows of one photo, prompt and inversion settings run back to back and share one inversion.
+                let input: EditInput
+                if let shared = inversions, shared.key == plan.inversionKey {
+                    input = .inversion(shared.record)
                 } else {
                     inversions = nil
-                    record = try inversion(photo: plan.photo, prompt: row.source, settings: plan.settings.inversion,
-                                           cache: job.cache, photoHash: plan.photoHash, onEvent: { onEvent(.inversion($0)) }).record
-                    inversions = (plan.inversionKey, record)
+                    input = .photo(plan.photo, photoHash: plan.photoHash)
                 }
-                let controller = try promptToPrompt(source: row.source, targets: [row.target], steps: record.steps,
-                                                    latentSide: record.latents[0].dim(2), options: plan.settings.edit)
-                let images = try render(record, source: row.source, targets: [row.target], guidance: plan.settings.inversion.guidance,
-                                        controller: controller, blend: controller.localBlend) { onEvent(.editStep(step: $0, total: $1)) }
+                let request = EditRequest(input: input, source: row.source, targets: [row.target], settings: plan.settings,
+                                          cache: job.cache)
+                let result = try edit(request) { event in
+                    switch event {
+                    case .inversion(let e): onEvent(.inversion(e))
+                    case .step(let step, let total): onEvent(.editStep(step: step, total: total))
+                    case .warning: break   // a cache that cannot be written costs time, not the row
+                    }
+                }
+                inversions = (plan.inversionKey, result.record)
                 let path = (job.outputDirectory as NSString).appendingPathComponent(plan.output)
                 try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-                let text = "source: \(row.source); target: \(row.target); method: \(record.method.rawValue); steps: \(record.steps); pivot \(pivotVersion)"
-                let image = job.sideBySide ? RGBImage.sideBySide(images) : images[1]
-                try image.write(path, protecting: [plan.photo], text: [("parameters", text)])
+                let image = job.sideBySide ? RGBImage.sideBySide(result.images) : result.images[1]
+                try image.write(path, protecting: [plan.photo], text: [("parameters", result.parameters)])
                 outcome = BatchOutcome(row: row.number, image: row.image, output: plan.output, status: .ok,
                                        seconds: Date().timeIntervalSince(start), message: "", settings: plan.hash)
             } catch {
@@ -144,7 +148,7 @@ extension StableDiffusion {
         if let other = claimed[output] { throw EditError.badValue("output \(output) is also row \(other)'s") }
         claimed[output] = row.number
         _ = try promptToPrompt(source: row.source, targets: [row.target], steps: settings.inversion.steps,
-                               latentSide: nativeResolution / vae.config.downsampleFactor, options: settings.edit)
+                               latentSide: latentSide, options: settings.edit)
         let photoHash = try SHA256.hexDigest(ofFile: photo)
         let fields = [pivotVersion, photoHash, try modelFingerprint(), embeddingsDescription, row.source, row.target,
                       settings.canonical, output] + (job.sideBySide ? ["side-by-side"] : [])

@@ -99,81 +99,74 @@ struct EditCommand: ParsableCommand {
         return s.edit
     }
 
+    /// The edit's settings: the edit flags and the inversion flags.
+    func settings() throws -> EditSettings {
+        var s = EditSettings()
+        s.edit = try options()
+        s.inversion = inversion.settings
+        return s
+    }
+
     func run() throws {
         let folder = try modelOptions.folder()
         let sd = try StableDiffusion(model: folder)
         sd.precision = try precisionOptions.plan()
         try embeddingOptions.apply(to: sd, quiet: quiet)
-        let fromPhoto = !input.lowercased().hasSuffix(".safetensors")
-        // For a photo the plan is known before inverting (native resolution), so prompts and flags are checked
-        // before any inversion work; an inversion file fixes the steps and the latent size itself.
-        let plan = { (steps: Int, side: Int) in
-            try sd.promptToPrompt(source: self.source, targets: self.target, steps: steps, latentSide: side,
-                                  options: try self.options())
-        }
-        let early = fromPhoto ? try plan(inversion.settings.steps, sd.nativeResolution / sd.vae.config.downsampleFactor) : nil
-        let record = try invertOrRead(sd, folder)
-        let controller = try early ?? plan(record.steps, record.latents[0].dim(2))
-        let guide = Float(record.metadata["guidance"] ?? "") ?? inversion.settings.guidance
-        let maps = attentionMaps.map { _ in
-            CrossAttentionMaps(prompts: 1 + target.count, latentSide: record.latents[0].dim(2))
-        }
+        let source: EditInput = input.lowercased().hasSuffix(".safetensors") ? .inversion(try readInversionFile(sd)) : .photo(input)
+        var request = EditRequest(input: source, source: self.source, targets: target, settings: try settings(),
+                                  cache: noCache ? nil : InversionCache())
+        request.attentionMaps = attentionMaps != nil
+        var inverting: InversionProgress?
         let progress = Progress("edit", quiet: quiet)
-        progress.begin()
-        let images = try sd.render(record, source: source, targets: target, guidance: guide,
-                                   controller: maps.map { ControllerChain([$0, controller]) } ?? controller,
-                                   blend: controller.localBlend) {
-            progress.update($0, $1)
+        var rendering = false
+        let result = try sd.edit(request) { event in
+            switch event {
+            case .inversion(let e):
+                if inverting == nil { inverting = InversionProgress("edit: inverting (\(self.inversion.settings.method.rawValue))", quiet: self.quiet) }
+                inverting?.show(e)
+            case .step(let step, let total):
+                if !rendering { rendering = true; progress.begin() }
+                progress.update(step, total)
+            case .warning(let w): note("warning: \(w)")
+            }
         }
-        let protected = record.metadata["photo_path"].map { [$0, input] } ?? [input]
-        if let maps, let path = attentionMaps, let picture = sd.attentionMapsImage(maps, prompt: source) {
-            try picture.write(path, protecting: protected, text: [("parameters", "cross-attention of \"\(source)\"")])
+        if let cached = result.cachedAt, !quiet { note("using the cached inversion \(cached)") }
+        let protected = result.record.metadata["photo_path"].map { [$0, input] } ?? [input]
+        if let path = attentionMaps, let picture = result.attentionMaps {
+            try picture.write(path, protecting: protected, text: [("parameters", "cross-attention of \"\(self.source)\"")])
             if !quiet { note("wrote \(path)") }
         }
-        let text = [("parameters", "source: \(source); targets: \(target.joined(separator: " | ")); method: \(record.method.rawValue); steps: \(record.steps)\(sd.embeddingsUsed.isEmpty ? "" : "; embeddings: " + sd.embeddingsDescription); pivot \(pivotVersion)")]
+        let text = [("parameters", result.parameters)]
         if sideBySide {
-            try RGBImage.sideBySide(images).write(output, protecting: protected, text: text)
+            try RGBImage.sideBySide(result.images).write(output, protecting: protected, text: text)
             if !quiet { note("wrote \(output)") }
             return
         }
-        for (i, image) in images.dropFirst().enumerated() {
+        for (i, image) in result.images.dropFirst().enumerated() {
             let path = target.count == 1 ? output : numbered(output, i + 1)
             try image.write(path, protecting: protected, text: text)
             if !quiet { note("wrote \(path)") }
         }
     }
 
-    /// The inversion to edit: read from an inversion file (checked against the model and prompt), or
-    /// made from the photo (through the cache).
-    func invertOrRead(_ sd: StableDiffusion, _ folder: ModelFolder) throws -> InversionRecord {
+    /// The inversion file given as input, checked against the model, the source prompt and the inversion
+    /// flags given on the command line.
+    func readInversionFile(_ sd: StableDiffusion) throws -> InversionRecord {
         let fingerprint = try sd.modelFingerprint()
-        var shown: InversionProgress?
-        let progress = { (event: InversionEvent) in
-            if shown == nil { shown = InversionProgress("edit: inverting (\(self.inversion.settings.method.rawValue))", quiet: self.quiet) }
-            shown?.show(event)
+        let record = try InversionRecord(path: input)
+        if let f = record.metadata["model_fingerprint"], f != fingerprint {
+            throw InversionError.mismatch(input, "another model (fingerprint \(f.prefix(12))…, this model \(fingerprint.prefix(12))…)")
         }
-        if input.lowercased().hasSuffix(".safetensors") {
-            let record = try InversionRecord(path: input)
-            if let f = record.metadata["model_fingerprint"], f != fingerprint {
-                throw InversionError.mismatch(input, "another model (fingerprint \(f.prefix(12))…, this model \(fingerprint.prefix(12))…)")
-            }
-            if let conflict = inversion.conflict(with: record) {
-                throw InversionError.mismatch(input, "other settings: \(conflict)")
-            }
-            if let used = record.metadata["embeddings"], used != sd.embeddingsDescription {
-                throw InversionError.mismatch(input, used.isEmpty ? "no textual-inversion embeddings, but this edit loads some"
-                    : "other textual-inversion embeddings (\(used))")
-            }
-            if let p = record.metadata["prompt"], p != source {
-                throw InversionError.mismatch(input, "the source prompt \"\(p)\", not \"\(source)\"")
-            }
-            return record
+        if let conflict = inversion.conflict(with: record) {
+            throw InversionError.mismatch(input, "other settings: \(conflict)")
         }
-        let (record, cached) = try sd.inversion(photo: input, prompt: source, settings: inversion.settings,
-                                                cache: noCache ? nil : InversionCache(), onEvent: { progress($0) }) { warning in
-            note("warning: \(warning)")
+        if let used = record.metadata["embeddings"], used != sd.embeddingsDescription {
+            throw InversionError.mismatch(input, used.isEmpty ? "no textual-inversion embeddings, but this edit loads some"
+                : "other textual-inversion embeddings (\(used))")
         }
-        if let cached, !quiet { note("using the cached inversion \(cached)") }
+        if let p = record.metadata["prompt"], p != source {
+            throw InversionError.mismatch(input, "the source prompt \"\(p)\", not \"\(source)\"")
+        }
         return record
     }
 }

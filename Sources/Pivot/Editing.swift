@@ -1,0 +1,100 @@
+import Foundation
+import PivotDiffusion
+import PivotImage
+import PivotLoading
+import PivotTensor
+
+/// Where an edit starts: a photo (inverted through the cache), or an inversion already read and validated
+/// (`readInversion`, or one a batch made for an earlier row of the same photo).
+public enum EditInput {
+    /// A photo; `photoHash` (its SHA-256) when the caller already has it.
+    case photo(String, photoHash: String? = nil)
+    /// An inversion record of this model.
+    case inversion(InversionRecord)
+}
+
+/// One edit of one photo: the source prompt, one or more target prompts and every setting.
+public struct EditRequest {
+    public var input: EditInput
+    public var source: String
+    public var targets: [String]
+    public var settings: EditSettings
+    /// Where inversions of photos are kept between runs (nil: neither read nor written).
+    public var cache: InversionCache?
+    /// Also record the source's cross-attention per token and draw it (`EditResult.attentionMaps`).
+    public var attentionMaps = false
+
+    public init(input: EditInput, source: String, targets: [String], settings: EditSettings = EditSettings(),
+                cache: InversionCache? = InversionCache()) {
+        self.input = input
+        self.source = source
+        self.targets = targets
+        self.settings = settings
+        self.cache = cache
+    }
+}
+
+/// What an edit made.
+public struct EditResult {
+    /// The source's reconstruction, then one image per target.
+    public var images: [RGBImage]
+    /// The inversion the edit rendered from.
+    public var record: InversionRecord
+    /// Where the inversion came from when it was read from the cache.
+    public var cachedAt: String?
+    /// The source's cross-attention per token, when asked for and recorded.
+    public var attentionMaps: RGBImage?
+    /// A one-line description of the edit for the images' "parameters" text chunk.
+    public var parameters: String
+}
+
+/// Progress of an edit.
+public enum EditEvent {
+    /// The photo is being inverted.
+    case inversion(InversionEvent)
+    /// Rendering step `step` of `total`.
+    case step(Int, total: Int)
+    /// Something the user should know that does not stop the edit (a cache that could not be written).
+    case warning(String)
+}
+
+extension StableDiffusion {
+    /// Edits a photo (or an inversion) with Prompt-to-Prompt — the one orchestration `pivot edit` and every
+    /// batch row run (docs/ALGORITHMS.md §4–§5):
+    /// 1. for a photo, the prompts and edit options are checked before any inversion work (the controller
+    ///    is planned for the settings' steps at the native latent size);
+    /// 2. the photo is inverted under the source prompt, through `cache` (or the given record is used);
+    /// 3. the Prompt-to-Prompt controller (plus the attention-map recorder) renders the source and every
+    ///    target from the inversion's x_T under the guidance the inversion was made for.
+    public func edit(_ request: EditRequest, onEvent: (EditEvent) -> Void = { _ in }) throws -> EditResult {
+        let plan = { (steps: Int, side: Int) in
+            try self.promptToPrompt(source: request.source, targets: request.targets, steps: steps, latentSide: side,
+                                    options: request.settings.edit)
+        }
+        let record: InversionRecord, cachedAt: String?, early: PromptToPromptController?
+        switch request.input {
+        case .photo(let photo, let photoHash):
+            early = try plan(request.settings.inversion.steps, latentSide)
+            (record, cachedAt) = try inversion(photo: photo, prompt: request.source, settings: request.settings.inversion,
+                                               cache: request.cache, photoHash: photoHash,
+                                               onEvent: { onEvent(.inversion($0)) }, warn: { onEvent(.warning($0)) })
+        case .inversion(let r):
+            (record, cachedAt, early) = (r, nil, nil)
+        }
+        let controller = try early ?? plan(record.steps, record.latents[0].dim(2))
+        let guidance = Float(record.metadata["guidance"] ?? "") ?? request.settings.inversion.guidance
+        let maps = request.attentionMaps
+            ? CrossAttentionMaps(prompts: 1 + request.targets.count, latentSide: record.latents[0].dim(2)) : nil
+        let images = try render(record, source: request.source, targets: request.targets, guidance: guidance,
+                                controller: maps.map { ControllerChain([$0, controller]) } ?? controller,
+                                blend: controller.localBlend) { onEvent(.step($0, total: $1)) }
+        let parameters = "source: \(request.source); targets: \(request.targets.joined(separator: " | ")); "
+            + "method: \(record.method.rawValue); steps: \(record.steps)"
+            + (embeddingsUsed.isEmpty ? "" : "; embeddings: " + embeddingsDescription) + "; pivot \(pivotVersion)"
+        return EditResult(images: images, record: record, cachedAt: cachedAt,
+                          attentionMaps: maps.flatMap { attentionMapsImage($0, prompt: request.source) }, parameters: parameters)
+    }
+
+    /// The side of the latent a photo is inverted at (the native resolution over the VAE's factor).
+    public var latentSide: Int { nativeResolution / vae.config.downsampleFactor }
+}
