@@ -28,18 +28,19 @@ let package = Package(
         // Matrix products on oneDNN (Debian's libdnnl-dev): bf16 in, fp32 out, primitives cached by shape;
         // fp32 → bf16 conversion with run-time ISA dispatch.
         .target(name: "CPivotDNNL", path: "Sources/CPivotDNNL", linkerSettings: [.linkedLibrary("dnnl")]),
-        // Atomic file replacement and one-line message escaping, shared by every writer.
+        // Atomic file replacement and one-line messages (errors that name settings), shared by every writer.
         .target(name: "CPivotIO", path: "Sources/CPivotIO"),
         .target(name: "PivotIO", dependencies: ["CPivotIO"]),
-        // Tensor core and kernels, forward and backward side by side.
+        // Tensor core and kernels, forward and backward side by side; the task-local gradient tape; batch helpers.
         .target(name: "PivotTensor", dependencies: ["COpenBLAS", "CPivotKernels", "CPivotDNNL"]),
-        // File formats: safetensors.
+        // File formats: safetensors, PyTorch checkpoints (zip + restricted pickle), SHA-256.
         .target(name: "PivotFormats", dependencies: ["PivotTensor", "PivotIO"]),
-        // Networks (CLIP text encoder, UNet, VAE) and their configs; they take a parameter store.
+        // Networks (CLIP text encoder, UNet, VAE), their configs and input VJPs; they take a parameter store.
         .target(name: "PivotModels", dependencies: ["PivotTensor"]),
         // Photos: PNG/JPEG/TIFF reading and atomic writing, preprocessing (crop, Pillow-bicubic resize), tensors.
         .target(name: "PivotImage", dependencies: ["CPivotImageShim", "CPNG", "CJPEG", "CTIFF", "PivotTensor", "PivotIO"]),
-        // Schedulers (DDIM) and their configs, on the tensor core; PyTorch-identical noise lives in PivotTensor.
+        // Diffusion: the DDIM scheduler and its one step, the one denoising loop, inversion and null-text,
+        // Prompt-to-Prompt controllers; PyTorch-identical noise lives in PivotTensor.
         .target(name: "PivotDiffusion", dependencies: ["PivotTensor", "PivotModels"]),
         // CLIP BPE tokenizer (transformers' CLIPTokenizer); ships CLIP's merges.
         .target(name: "PivotText", resources: [.copy("Resources")]),
