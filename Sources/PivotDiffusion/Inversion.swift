@@ -106,3 +106,23 @@ public struct PivotInversion {
         return scheduler.ddimStep(z, epsilon: eps, from: a, to: b)
     }
 }
+
+extension PivotInversion {
+    /// Direct inversion's offsets (Ju et al. 2024): for each step, z*_{t−1} − prev(guided ε at z*_t), with the
+    /// empty prompt as the unconditional branch; adding them after each source-branch step keeps it on the
+    /// pivot.
+    public func directOffsets(latents: [Tensor], cond: Tensor, uncond: Tensor,
+                              onStep: (Int, Int) -> Void = { _, _ in }) throws -> [Tensor] {
+        var offsets: [Tensor] = []
+        for (i, t) in timesteps.enumerated() {
+            let z = latents[steps - i]
+            let epsC = try unet(z, timesteps: [Float(t)], context: cond)
+            let epsU = try unet(z, timesteps: [Float(t)], context: uncond)
+            let (a, b) = scheduler.samplingLevels(t, steps: steps)
+            let prev = guidedStep(z, uncond: epsU, cond: epsC, from: a, to: b)
+            offsets.append(zipMap(latents[steps - i - 1], prev) { target, p in target - p })
+            onStep(i + 1, steps)
+        }
+        return offsets
+    }
+}
