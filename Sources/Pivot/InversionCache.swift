@@ -50,7 +50,10 @@ extension StableDiffusion {
         let photoHash = try knownHash ?? SHA256.hexDigest(ofFile: photo)
         let key = InversionCache.key(photoHash: photoHash, modelFingerprint: fingerprint, prompt: prompt, settings: settings,
                                      embeddings: embeddingsDescription, precisionTag: precision.hashTag)
-        if let cache, let record = cache.load(key) { return (record, cache.path(for: key)) }
+        // A cached record that does not fit this model (damaged, hand-edited) counts as absent.
+        if let cache, let record = cache.load(key), (try? record.validate(against: inversionShape, file: cache.path(for: key))) != nil {
+            return (record, cache.path(for: key))
+        }
         var record = try invert(photo: photo, prompt: prompt, settings: settings, onEvent: onEvent)
         record.metadata["model_fingerprint"] = fingerprint
         record.metadata["photo_sha256"] = photoHash

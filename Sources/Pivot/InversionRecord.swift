@@ -1,4 +1,5 @@
 import Foundation
+import PivotIO
 import PivotLoading
 import PivotFormats
 import PivotTensor
@@ -42,66 +43,81 @@ public struct InversionRecord {
 
     /// Writes the record atomically (temporary file, fsync, rename).
     public func write(to path: String) throws {
-        var tensors: [(name: String, tensor: Tensor)] = [("latents", stack(latents))]
-        if let nullEmbeddings { tensors.append(("null_embeddings", stack(nullEmbeddings))) }
-        if let offsets { tensors.append(("offsets", stack(offsets))) }
+        var tensors: [(name: String, tensor: Tensor)] = [("latents", stackBatch(latents))]
+        if let nullEmbeddings { tensors.append(("null_embeddings", stackBatch(nullEmbeddings))) }
+        if let offsets { tensors.append(("offsets", stackBatch(offsets))) }
         try SafeTensorsWriter.write(tensors, metadata: metadata, to: path)
     }
 
-    /// Reads and checks a record written by `write(to:)`.
+    /// The most steps an inversion file may hold (diffusers' schedules have 1000 training timesteps).
+    public static let maxSteps = 1000
+
+    /// Reads a record written by `write(to:)`, checking its structure (not yet against a model: see
+    /// `validate(against:file:)`): the format tag and method, `latents` [T+1, C, h, w] with 1 ≤ T ≤ 1000,
+    /// `null_embeddings` [T, tokens, D] and `offsets` [T, C, h, w] where present and where the method needs
+    /// them, floating-point tensors only. Every violation is a one-line `InversionError`.
     public init(path: String) throws {
         let file = try SafeTensorsFile(path: path)
         guard file.metadata["format"] == "pivot-inversion-1",
               let method = file.metadata["method"].flatMap(InversionMethod.init(rawValue:)) else {
             throw InversionError.notAnInversion(path)
         }
-        guard file.contains("latents") else { throw InversionError.malformed(path, "no 'latents' tensor") }
-        let all = try file.floatTensor("latents")
-        guard all.rank == 4, all.dim(0) >= 2 else { throw InversionError.malformed(path, "latents must be [T+1, C, h, w]") }
+        guard let latentInfo = file.info("latents") else { throw InversionError.malformed(path, "no 'latents' tensor") }
+        let shape = latentInfo.shape
+        guard shape.count == 4, shape.allSatisfy({ $0 > 0 }) else {
+            throw InversionError.shape(path, tensor: "latents", found: shape, expected: "[T+1, C, h, w] with every side positive")
+        }
+        let t = shape[0] - 1
+        guard (1...Self.maxSteps).contains(t) else {
+            throw InversionError.shape(path, tensor: "latents", found: shape,
+                                       expected: "[T+1, C, h, w] with T (the steps) between 1 and \(Self.maxSteps)")
+        }
+        let perStep = Array(shape.dropFirst())
+        func checked(_ name: String, _ expected: (Int) -> Bool, _ meaning: String) throws -> [Tensor]? {
+            guard let info = file.info(name) else { return nil }
+            guard !info.shape.isEmpty, info.shape[0] == t, expected(info.shape.count), info.shape.allSatisfy({ $0 > 0 }) else {
+                throw InversionError.shape(path, tensor: name, found: info.shape, expected: meaning)
+            }
+            return unstackBatch(try file.floatTensor(name))
+        }
+        let nulls = try checked("null_embeddings", { $0 == 3 }, "[\(t), tokens, width] (steps, tokens, text width)")
+        let offsets = try checked("offsets", { _ in true }, "[\(t)] + \(perStep) (steps, then the latent's shape)")
+        if let o = offsets, o[0].shape != [1] + perStep {
+            throw InversionError.shape(path, tensor: "offsets", found: [t] + Array(o[0].shape.dropFirst()),
+                                       expected: "\([t] + perStep) (steps, then the latent's shape)")
+        }
+        if method == .nullText && nulls == nil { throw InversionError.malformed(path, "null-text inversion needs null_embeddings [\(t), 77, D]") }
+        if method == .direct && offsets == nil { throw InversionError.malformed(path, "direct inversion needs offsets [\(t), C, h, w]") }
         self.method = method
-        latents = unstack(all)
+        latents = unstackBatch(try file.floatTensor("latents"))
         metadata = file.metadata
-        let t = all.dim(0) - 1
-        nullEmbeddings = try file.contains("null_embeddings") ? unstack(file.floatTensor("null_embeddings")) : nil
-        offsets = try file.contains("offsets") ? unstack(file.floatTensor("offsets")) : nil
-        if method == .nullText && nullEmbeddings?.count != t {
-            throw InversionError.malformed(path, "null-text inversion needs null_embeddings [\(t), 77, D]")
-        }
-        if method == .direct && offsets?.count != t {
-            throw InversionError.malformed(path, "direct inversion needs offsets [\(t), C, h, w]")
-        }
+        nullEmbeddings = nulls
+        self.offsets = offsets
     }
 }
 
-/// Errors reading inversion files or using them with a model.
-public enum InversionError: Error, CustomStringConvertible {
+/// Errors reading inversion files or using them with a model; each names the file, and where it is about a
+/// tensor, the tensor and both shapes. Settings are named by key (`SettingsNamingError`).
+public enum InversionError: SettingsNamingError {
     case notAnInversion(String)
     case malformed(String, String)
     case mismatch(String, String)
+    /// A tensor of the wrong shape: what it is and what it must be.
+    case shape(String, tensor: String, found: [Int], expected: String)
+    /// A tensor holding NaN or ±∞.
+    case nonFinite(String, tensor: String)
+    /// A setting given for the edit that disagrees with the one the file was made with.
+    case settingConflict(String, setting: String, given: String, recorded: String)
 
-    public var description: String {
+    public func description(naming: (String) -> String) -> String {
         switch self {
         case .notAnInversion(let p): return "\(p): not a pivot inversion file"
         case .malformed(let p, let why): return "\(p): \(why)"
         case .mismatch(let p, let why): return "\(p): made with \(why)"
+        case .shape(let p, let tensor, let found, let expected): return "\(p): \(tensor) is \(found); it must be \(expected)"
+        case .nonFinite(let p, let tensor): return "\(p): \(tensor) holds values that are not finite (NaN or infinity)"
+        case .settingConflict(let p, let setting, let given, let recorded):
+            return "\(p): made with other settings: \(naming(setting)) \(given) (the file has \(recorded.isEmpty ? "none" : recorded))"
         }
-    }
-}
-
-/// [N × shape] → [N, …] (a leading batch dimension of 1 is dropped).
-func stack(_ tensors: [Tensor]) -> Tensor {
-    let inner = tensors[0].shape.first == 1 ? Array(tensors[0].shape.dropFirst()) : tensors[0].shape
-    let y = Tensor(uninitialized: [tensors.count] + inner)
-    for (i, t) in tensors.enumerated() { (y.data + i * t.count).update(from: t.data, count: t.count) }
-    return y
-}
-
-/// [N, …] → N tensors of shape [1, …].
-public func unstack(_ t: Tensor) -> [Tensor] {
-    let n = t.dim(0), each = t.count / max(n, 1)
-    return (0..<n).map { i in
-        let x = Tensor(uninitialized: [1] + Array(t.shape.dropFirst()))
-        x.data.update(from: t.data + i * each, count: each)
-        return x
     }
 }

@@ -21,6 +21,9 @@ public struct InversionSettings: Sendable, Equatable {
          ("inner_steps", String(innerSteps)), ("crop", crop?.text ?? "")]
     }
 
+    /// The keys of `fields`, in order.
+    public static let fieldKeys = ["method", "steps", "guidance", "inner_steps", "crop"]
+
     /// `fields` as one string (key=value, unit-separated).
     public var canonical: String { fields.map { "\($0.key)=\($0.value)" }.joined(separator: "\u{1F}") }
 

@@ -152,22 +152,7 @@ struct EditCommand: ParsableCommand {
     /// The inversion file given as input, checked against the model, the source prompt and the inversion
     /// flags given on the command line.
     func readInversionFile(_ sd: StableDiffusion) throws -> InversionRecord {
-        let fingerprint = try sd.modelFingerprint()
-        let record = try InversionRecord(path: input)
-        if let f = record.metadata["model_fingerprint"], f != fingerprint {
-            throw InversionError.mismatch(input, "another model (fingerprint \(f.prefix(12))…, this model \(fingerprint.prefix(12))…)")
-        }
-        if let conflict = inversion.conflict(with: record) {
-            throw InversionError.mismatch(input, "other settings: \(conflict)")
-        }
-        if let used = record.metadata["embeddings"], used != sd.embeddingsDescription {
-            throw InversionError.mismatch(input, used.isEmpty ? "no textual-inversion embeddings, but this edit loads some"
-                : "other textual-inversion embeddings (\(used))")
-        }
-        if let p = record.metadata["prompt"], p != source {
-            throw InversionError.mismatch(input, "the source prompt \"\(p)\", not \"\(source)\"")
-        }
-        return record
+        try sd.readInversion(path: input, source: source, given: inversion.given)
     }
 }
 

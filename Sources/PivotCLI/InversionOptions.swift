@@ -38,21 +38,9 @@ struct InversionOptions: ParsableArguments {
         return s
     }
 
-    /// The first flag given on the command line that disagrees with an inversion file's record, as
-    /// "--steps 20 (the file has 10)".
-    func conflict(with record: InversionRecord) -> String? {
-        let m = record.metadata
-        let given: [(String, String?, String?)] = [
-            ("--method", method?.rawValue, record.method.rawValue),
-            ("--steps", steps.map(String.init), String(record.steps)),
-            ("--guidance", guidance.map { String($0) }, m["guidance"]),
-            ("--inner-steps", innerSteps.map(String.init), record.method == .nullText ? m["inner_steps"] : nil),
-            ("--crop", crop.flatMap(parseCrop).map { "\($0.left),\($0.top),\($0.right),\($0.bottom)" }, m["crop"]),
-        ]
-        for (flag, value, recorded) in given {
-            if let value, let recorded, value != recorded { return "\(flag) \(value) (the file has \(recorded.isEmpty ? "none" : recorded))" }
-        }
-        return nil
+    /// The settings given on the command line (to be checked against an inversion file).
+    var given: InversionSettings.Given {
+        InversionSettings.Given(method: method, steps: steps, guidance: guidance, innerSteps: innerSteps, crop: crop.flatMap(parseCrop))
     }
 }
 

@@ -47,8 +47,8 @@ final class PromptToPromptParityTests: XCTestCase {
         let inversion = try SafeTensorsFile(path: dir + "/reference.safetensors")
         let expected = try SafeTensorsFile(path: dir + "/p2p.safetensors")
         let source = try XCTUnwrap(expected.metadata["source"])
-        let record = InversionRecord(method: .nullText, latents: unstack(try inversion.floatTensor("latents")),
-                                     nullEmbeddings: unstack(try inversion.floatTensor("nulls")), metadata: [:])
+        let record = InversionRecord(method: .nullText, latents: unstackBatch(try inversion.floatTensor("latents")),
+                                     nullEmbeddings: unstackBatch(try inversion.floatTensor("nulls")), metadata: [:])
         let side = record.latents[0].dim(2)
         XCTAssertEqual(Set(cases.keys), Set(expected.names), "the case tables of the script and the test differ")
         for (name, c) in cases.sorted(by: { $0.key < $1.key }) {
