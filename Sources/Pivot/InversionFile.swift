@@ -1,4 +1,5 @@
 import Foundation
+import PivotDiffusion
 import PivotImage
 import PivotIO
 import PivotLoading

@@ -1,20 +1,9 @@
 import Foundation
+import PivotDiffusion
 import PivotIO
 import PivotLoading
 import PivotFormats
 import PivotTensor
-
-/// How a photo is inverted (../shared/SPEC.md §4).
-public enum InversionMethod: String, CaseIterable, Sendable {
-    /// Per-step unconditional embeddings optimised so guided DDIM retraces the pivot (the default).
-    case nullText = "null-text"
-    /// ∅_i := the source prompt's embedding; no optimisation (Miyake et al. 2023).
-    case negativePrompt = "negative-prompt"
-    /// The source branch is pushed back onto the pivot after each step by stored offsets (Ju et al. 2024).
-    case direct
-    /// Plain DDIM inversion, guidance on the raw trajectory (the baseline that fails).
-    case ddim
-}
 
 /// An inversion as stored on disk: a safetensors file readable from Python with `latents` [T+1, C, h, w]
 /// (z*_0 … z*_T), `null_embeddings` [T, 77, D] (null-text) or `offsets` [T, C, h, w] (direct), and string

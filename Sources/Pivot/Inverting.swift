@@ -77,14 +77,7 @@ extension StableDiffusion {
         let prompts = try ([source] + targets).map { try encode($0).embedding }
         let empty = try encode("").embedding
         let loop = try DenoisingLoop(unet: unet, scheduler: scheduler, steps: record.steps, guidance: guidance)
-        let uncond: (Int) -> Tensor
-        switch record.method {
-        case .nullText:
-            let nulls = record.nullEmbeddings ?? []
-            uncond = { nulls[min($0, nulls.count - 1)] }
-        case .negativePrompt: uncond = { _ in prompts[0] }
-        case .direct, .ddim: uncond = { _ in empty }
-        }
+        let uncond = { (i: Int) in record.method.unconditional(step: i, nulls: record.nullEmbeddings, source: prompts[0], empty: empty) }
         return try loop.run(start: record.latents[record.steps], prompts: prompts, uncond: uncond,
                             offsets: record.method == .direct ? record.offsets : nil, controller: controller) { i, z in
             blend?.apply(&z, afterStep: i - 1)

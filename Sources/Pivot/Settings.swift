@@ -1,4 +1,5 @@
 import Foundation
+import PivotDiffusion
 import PivotIO
 import PivotLoading
 import PivotImage

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PivotDiffusion
 import Pivot
 import PivotLoading
 import PivotImage

@@ -126,3 +126,30 @@ extension PivotInversion {
         return offsets
     }
 }
+
+/// How a photo is inverted (docs/ALGORITHMS.md §4).
+public enum InversionMethod: String, CaseIterable, Sendable {
+    /// Per-step unconditional embeddings optimised so guided DDIM retraces the pivot (the default).
+    case nullText = "null-text"
+    /// ∅_i := the source prompt's embedding; no optimisation (Miyake et al. 2023).
+    case negativePrompt = "negative-prompt"
+    /// The source branch is pushed back onto the pivot after each step by stored offsets (Ju et al. 2024).
+    case direct
+    /// Plain DDIM inversion, guidance on the raw trajectory (the baseline that fails).
+    case ddim
+}
+
+extension InversionMethod {
+    /// The unconditional embedding the edit's step `step` (0-based) runs under, by method: ∅_step for
+    /// null-text (`nulls`, the last one past the end), the source prompt's embedding for negative-prompt
+    /// inversion, the empty prompt's otherwise.
+    public func unconditional(step: Int, nulls: [Tensor]?, source: Tensor, empty: Tensor) -> Tensor {
+        switch self {
+        case .nullText:
+            guard let nulls, !nulls.isEmpty else { return empty }
+            return nulls[min(step, nulls.count - 1)]
+        case .negativePrompt: return source
+        case .direct, .ddim: return empty
+        }
+    }
+}

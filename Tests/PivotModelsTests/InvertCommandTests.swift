@@ -1,4 +1,5 @@
 import Foundation
+import PivotDiffusion
 import Pivot
 import PivotLoading
 import PivotFormats
