@@ -116,7 +116,7 @@ public final class StableDiffusion {
 
 extension StableDiffusion {
     /// The scaled latent z0 = mean(E(2x − 1)) · scaling_factor [1, C, s/f, s/f] of a photo, centre-cropped
-    /// (after an optional crop box) and resized to the native resolution (SPEC §4).
+    /// (after an optional crop box) and resized to the native resolution (docs/ALGORITHMS.md §4).
     public func encodePhoto(_ path: String, crop: CropBox? = nil) throws -> Tensor {
         let image = try preprocess(try RGBImage(contentsOf: path), side: nativeResolution, crop: crop)
         let mean = try vae.encode(toTensor(image))

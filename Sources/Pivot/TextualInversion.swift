@@ -4,7 +4,7 @@ import PivotFormats
 import PivotTensor
 
 /// A learned textual-inversion token (Gal et al. 2022): one or more vectors in the text encoder's input
-/// embedding space, read from the files users have (../shared/SPEC.md §6).
+/// embedding space, read from the files users have (docs/ALGORITHMS.md §6).
 public struct TextualInversionEmbedding: Sendable {
     /// The files pivot reads.
     public enum Format: String, Sendable {

@@ -1,7 +1,7 @@
 import PivotModels
 import PivotTensor
 
-/// Prompt-to-Prompt's local blend (../shared/SPEC.md §5): after each step (once `startStep` steps have
+/// Prompt-to-Prompt's local blend (docs/ALGORITHMS.md §5): after each step (once `startStep` steps have
 /// passed) every target latent keeps the source's latent outside a mask drawn from the cross-attention of
 /// the chosen words. The maps are the conditional cross-attention at `(side/4)²` tokens (16×16 for SD's
 /// 64×64 latent; the smallest down/up resolution when a model has none that size), summed over heads,

@@ -1,4 +1,4 @@
-/// Token bookkeeping of Prompt-to-Prompt (../shared/SPEC.md §5): which tokens a word owns, the word-swap
+/// Token bookkeeping of Prompt-to-Prompt (docs/ALGORITHMS.md §5): which tokens a word owns, the word-swap
 /// mapper and the refinement alignment. Token positions count BOS as 0; matrices are `length`×`length`
 /// (77 for SD), row = source token, column = target token.
 public enum PromptAlignment {

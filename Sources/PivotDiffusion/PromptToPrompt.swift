@@ -1,7 +1,7 @@
 import PivotModels
 import PivotTensor
 
-/// How the targets' cross-attention derives from the source's (../shared/SPEC.md §5).
+/// How the targets' cross-attention derives from the source's (docs/ALGORITHMS.md §5).
 public enum CrossAttentionEdit {
     /// Word swap: new = einsum('hpw,wn->hpn', base, M) with one mapper per target.
     case replace(mappers: [[[Float]]])

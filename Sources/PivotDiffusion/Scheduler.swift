@@ -48,7 +48,7 @@ extension Scheduler {
     }
 
     /// The noise ε and the clean sample x0 implied by a network output at a level with ᾱ = `alphaProd`, for the
-    /// configured prediction type (SPEC §3: v is converted to ε and x0 before any DDIM formula). In fp32 as
+    /// configured prediction type (docs/ALGORITHMS.md §3: v is converted to ε and x0 before any DDIM formula). In fp32 as
     /// diffusers' `step` writes it, with β = 1 − ᾱ:
     /// - epsilon: x0 = (x − √β·out)/√ᾱ, ε = out;
     /// - v_prediction: x0 = √ᾱ·x − √β·out, ε = √ᾱ·out + √β·x;

@@ -6,7 +6,7 @@ import PivotModels
 /// diffusers' `DDIMScheduler` defaults, and every value that would change the maths is either honoured or
 /// refused by name (`thresholding = true` is the one refusal: it is meant for pixel-space models).
 ///
-/// Fields are `var` so that a caller can override what the model's file says (SPEC §3: the reference
+/// Fields are `var` so that a caller can override what the model's file says (docs/ALGORITHMS.md §3: the reference
 /// notebook uses `steps_offset = 0` where SD 1.5's file says 1); `validate()` checks an edited value.
 /// Encoding writes diffusers' key names, so a cache can record exactly which schedule it used.
 public struct SchedulerConfig: Codable, Sendable, Equatable {

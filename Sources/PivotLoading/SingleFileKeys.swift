@@ -15,7 +15,7 @@ public struct SingleFileSource: Sendable, Equatable {
 
 /// The one table between single-file names (`model.diffusion_model.*`, `first_stage_model.*`,
 /// `cond_stage_model.*`) and diffusers names, per component, derived from the component's config
-/// (../shared/SPEC.md §1; the names of ../shared/reference/sd15/single_file_keys.txt).
+/// (docs/ALGORITHMS.md §1; the names of docs/reference/sd15/single_file_keys.txt).
 public enum SingleFileKeys {
     public static let unetPrefix = "model.diffusion_model."
     public static let vaePrefix = "first_stage_model."

@@ -3,7 +3,7 @@ import PivotTensor
 import XCTest
 
 /// `DDIMScheduler` against diffusers 0.42.1 `DDIMScheduler` on PyTorch 2.13 CPU: fixtures from
-/// scripts/make_scheduler_fixtures.py.
+/// scripts/fixtures/make_scheduler_fixtures.py.
 final class DDIMSchedulerTests: XCTestCase {
     struct Fixture: Decodable {
         struct Schedule: Decodable {

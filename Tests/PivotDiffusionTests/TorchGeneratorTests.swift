@@ -2,7 +2,7 @@ import PivotTensor
 import XCTest
 
 /// `TorchGenerator` against `torch.randn`/`torch.rand` (PyTorch 2.13 CPU), bit for bit: fixtures from
-/// scripts/make_rng_fixtures.py.
+/// scripts/fixtures/make_rng_fixtures.py.
 final class TorchGeneratorTests: XCTestCase {
     struct Fixture: Decodable {
         struct Draw: Decodable {

@@ -4,7 +4,7 @@ import PivotTensor
 import XCTest
 
 /// The restricted reader of `torch.save` files, against fixtures written by torch itself
-/// (scripts/make_torch_fixtures.py): exact values for good files, refusals for hostile ones, and no crash
+/// (scripts/fixtures/make_torch_fixtures.py): exact values for good files, refusals for hostile ones, and no crash
 /// on thousands of mutated files.
 final class TorchFileTests: XCTestCase {
     private let fixtures = Bundle.module.path(forResource: "Fixtures/torch", ofType: nil) ?? "missing"

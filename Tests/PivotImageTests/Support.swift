@@ -2,7 +2,7 @@ import Foundation
 import PivotImage
 import XCTest
 
-/// The committed fixtures (made by scripts/make_image_fixtures.py) and their expected values.
+/// The committed fixtures (made by scripts/fixtures/make_image_fixtures.py) and their expected values.
 enum Fixtures {
     static var directory: String {
         Bundle.module.path(forResource: "Fixtures", ofType: nil) ?? "missing-fixtures"

@@ -3,7 +3,7 @@ import PivotImage
 import XCTest
 
 /// The demo model in samples/ really edits (samples/models/shapes, trained from scratch on the shapes world by
-/// scripts/train_shapes.py): the README's first edit turns the red circle blue and keeps the white background.
+/// scripts/demo/train_shapes.py): the README's first edit turns the red circle blue and keeps the white background.
 final class DemoModelTests: XCTestCase, CLIRunning {
     var root: String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path

@@ -7,7 +7,7 @@ import PivotImage
 import XCTest
 
 /// `pivot generate` against diffusers' StableDiffusionPipeline with DDIM (fixtures by
-/// scripts/make_generate_fixtures.py): same seed, same image, within 2/255 per pixel.
+/// scripts/fixtures/make_generate_fixtures.py): same seed, same image, within 2/255 per pixel.
 final class GenerateTests: XCTestCase {
     func testMatchesDiffusers() throws {
         let dir = try XCTUnwrap(Bundle.module.path(forResource: "Fixtures/generate", ofType: nil))

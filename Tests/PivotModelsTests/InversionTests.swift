@@ -7,7 +7,7 @@ import PivotTensor
 import XCTest
 
 /// DDIM inversion and null-text optimisation against the Python reference port
-/// (scripts/reference/null_text.py, fixtures by scripts/make_inversion_fixtures.py) on sd1-tiny.
+/// (scripts/reference/null_text.py, fixtures by scripts/fixtures/make_inversion_fixtures.py) on sd1-tiny.
 final class InversionTests: XCTestCase {
     struct Fixture {
         let sd: StableDiffusion

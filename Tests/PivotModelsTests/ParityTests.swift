@@ -7,7 +7,7 @@ import Pivot
 import PivotLoading
 
 /// Golden-value parity with diffusers/transformers on tiny random-weight models
-/// (fixtures built by scripts/make_fixtures.py). Bound: max|Δ| ≤ 1e-4 · max(1, max|ref|).
+/// (fixtures built by scripts/fixtures/make_fixtures.py). Bound: max|Δ| ≤ 1e-4 · max(1, max|ref|).
 final class ParityTests: XCTestCase {
     static let cases = ["sd1-tiny", "sd2-tiny", "sd1-bf16"]
 
@@ -16,7 +16,7 @@ final class ParityTests: XCTestCase {
     func testVAEEncode() throws { try checkAll(.vaeEncode, output: "mean") }
     func testVAEDecode() throws { try checkAll(.vaeDecode, output: "image") }
 
-    /// Gradients against torch.autograd (fixtures by scripts/make_vjp_fixtures.py).
+    /// Gradients against torch.autograd (fixtures by scripts/fixtures/make_vjp_fixtures.py).
     func testUNetVJP() throws {
         for name in ["out", "grad_encoder_hidden_states", "grad_sample"] { try checkAll(.unetVJP, output: name) }
     }

@@ -7,7 +7,7 @@ import PivotTensor
 import XCTest
 
 /// Edited latents against the Python port of Prompt-to-Prompt's controllers (scripts/reference/p2p.py,
-/// fixtures by scripts/make_p2p_fixtures.py): the null-text inversion fixture of "a red circle" on sd1-tiny
+/// fixtures by scripts/fixtures/make_p2p_fixtures.py): the null-text inversion fixture of "a red circle" on sd1-tiny
 /// (10 steps) rendered under word swaps, a refinement, reweighting and local blends. The table mirrors the
 /// script's. Tolerance 1e-4 · max(1, max|ref|): ten steps at guidance 7.5 amplify float32 rounding; measured
 /// ≤ 3.6e-4 on latents up to 10 (4e-5 relative).

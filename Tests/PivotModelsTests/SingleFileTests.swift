@@ -6,7 +6,7 @@ import PivotFormats
 import PivotTensor
 import XCTest
 
-/// Single-file checkpoints in the original layout (fixtures by scripts/make_single_file_fixtures.py, checked
+/// Single-file checkpoints in the original layout (fixtures by scripts/fixtures/make_single_file_fixtures.py, checked
 /// there with diffusers' own converters): the same component outputs as the diffusers folders, `pivot
 /// convert`, detection and defaults, strict loading.
 final class SingleFileTests: XCTestCase, CLIRunning {

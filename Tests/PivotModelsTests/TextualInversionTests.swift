@@ -6,7 +6,7 @@ import PivotTensor
 import XCTest
 
 /// Textual-inversion embeddings in every format, against diffusers' `load_textual_inversion` + text encoder
-/// (fixtures by scripts/make_embedding_fixtures.py), and through the commands.
+/// (fixtures by scripts/fixtures/make_embedding_fixtures.py), and through the commands.
 final class TextualInversionTests: XCTestCase, CLIRunning {
     var model: String { Bundle.module.path(forResource: "Fixtures/sd1-tiny/model", ofType: nil) ?? "missing" }
     var dir: String { Bundle.module.path(forResource: "Fixtures/embeddings", ofType: nil) ?? "missing" }

@@ -2,7 +2,7 @@ import Foundation
 import PivotText
 import XCTest
 
-/// Expected results of one tokenizer configuration, from transformers (scripts/make_tokenizer_fixtures.py).
+/// Expected results of one tokenizer configuration, from transformers (scripts/fixtures/make_tokenizer_fixtures.py).
 struct ExpectedCase: Decodable {
     var pad: Int
     var bos: Int

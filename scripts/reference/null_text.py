@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A Python port of the published Null-text Inversion algorithm (Mokady et al. 2022), on diffusers.
 
-This is the reference pivot is checked against (../shared/SPEC.md §4): written from the paper and the
+This is the reference pivot is checked against (docs/ALGORITHMS.md §4): written from the paper and the
 published notebook's behaviour, with diffusers' DDIMScheduler, UNet2DConditionModel and CLIP text encoder
 underneath. It runs on any diffusers folder (the tiny fixture models in CI-free scripts, SD 1.5 in the
 full-size comparison).

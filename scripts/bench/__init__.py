@@ -1,0 +1,1 @@
+"""Benchmarks beside the CPU peers, and accuracy measurements."""

@@ -1,0 +1,1 @@
+"""The synthetic shapes world, the demo model's training and its quality benchmark."""

@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""The shapes world: a deterministic renderer of one coloured shape on a plain background.
+
+It is the training world of the demo model `samples/models/shapes` (see `scripts/demo/train_shapes.py`) and
+the ground truth of its edits: every scene is a function of its parameters, so the same scene can be
+rendered again with only the colour (or the shape, or the background) changed, which is exactly what a
+perfect edit should produce.
+
+A scene is one object (circle, square or triangle; 1/3 to 2/3 of the image side; random position, square
+and triangle randomly rotated) in one of the colours of `COLOURS` on one of the backgrounds of
+`BACKGROUNDS`, captioned exactly ``"a {colour} {shape} on a {background} background"``. Edges are
+anti-aliased by 4x supersampling and a 4x4 box filter; the object's coverage (a float mask in [0, 1]) is
+returned with the parameters, for ground-truth metrics (e.g. "did the edit keep the background?").
+
+Library use:
+
+    from scripts.demo.shapes_world import render, render_scene, render_variant
+    image, caption, info = render(5)                 # PIL RGB 64x64, caption, parameters + mask
+    edited, caption2, info2 = render_variant(info, colour="blue")   # the ideal edit of that scene
+    image = render_scene("red", "circle", "white", cx=30, cy=34, size=28, angle=0)[0]
+
+Command line (prints the caption):
+
+    python3 -m scripts.demo.shapes_world --seed 5 -o out.png
+    python3 -m scripts.demo.shapes_world --seed 5 --colour blue -o edited.png   # same scene, recoloured
+"""
+
+import argparse
+import math
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SIZE = 64
+SUPERSAMPLE = 4
+
+# Fixed RGB values.  Names are single CLIP tokens.
+COLOURS = {
+    "red": (220, 30, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 70, 220),
+    "yellow": (240, 210, 40),
+    "orange": (245, 130, 30),
+    "purple": (140, 60, 180),
+}
+SHAPES = ("circle", "square", "triangle")
+BACKGROUNDS = {
+    "white": (245, 245, 245),
+    "black": (20, 20, 20),
+    "gray": (128, 128, 128),
+}
+# Object size (the diameter of the disc it fits, see `shape_mask`) as a fraction of the image side.
+SIZE_RANGE = (1 / 3, 2 / 3)
+
+
+def caption_of(colour, shape, background):
+    """The caption of a scene, exactly as the model was trained on."""
+    return f"a {colour} {shape} on a {background} background"
+
+
+def _square_side(size):
+    # inscribed in the circle of diameter ``size``
+    return size / math.sqrt(2)
+
+
+def _triangle_radius(size):
+    # equilateral, inscribed in the circle of diameter ``size`` (its height is 0.75 size)
+    return size / 2
+
+
+def shape_mask(shape, cx, cy, size, angle, image_size=IMAGE_SIZE, supersample=SUPERSAMPLE):
+    """Coverage in [0, 1] (float32 [H, W]) of the object, by supersampling and a box filter.
+
+    ``cx, cy`` are the centre in pixels (pixel (i, j) covers [j, j+1] x [i, i+1]); ``size`` is the
+    diameter of the circle, or of the circle the square or the (equilateral) triangle is inscribed in, so
+    every shape of a given size and centre fits the same disc at any angle; ``angle`` (degrees) rotates
+    the square and the triangle about the centre (a triangle at 0 points up).
+    """
+    n = image_size * supersample
+    coords = (np.arange(n, dtype=np.float64) + 0.5) / supersample
+    x = coords[None, :] - cx
+    y = coords[:, None] - cy
+    a = math.radians(angle)
+    # rotate the sample points by -angle, i.e. the object by +angle
+    u = x * math.cos(a) + y * math.sin(a)
+    v = -x * math.sin(a) + y * math.cos(a)
+    if shape == "circle":
+        inside = x * x + y * y <= (size / 2) ** 2
+    elif shape == "square":
+        h = _square_side(size) / 2
+        inside = (np.abs(u) <= h) & (np.abs(v) <= h)
+    elif shape == "triangle":
+        r = _triangle_radius(size)
+        inside = np.ones((n, n), dtype=bool)
+        for k in range(3):
+            # the edge opposite vertex k; vertices at angles -90 + 120 k (pointing up when angle = 0)
+            t = math.radians(90 + 120 * k)
+            nx, ny = math.cos(t), math.sin(t)  # outward normal of that edge (y points down)
+            inside &= u * nx + v * ny <= r / 2
+    else:
+        raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
+    cover = inside.astype(np.float32).reshape(image_size, supersample, image_size, supersample)
+    return cover.mean(axis=(1, 3))
+
+
+def composite(mask, colour_rgb, background_rgb):
+    """uint8 [H, W, 3] image: the background with the colour laid over by coverage ``mask``."""
+    m = mask[..., None].astype(np.float64)
+    fg = np.asarray(colour_rgb, dtype=np.float64)
+    bg = np.asarray(background_rgb, dtype=np.float64)
+    return np.clip(np.rint(bg * (1 - m) + fg * m), 0, 255).astype(np.uint8)
+
+
+def render_scene(colour, shape, background, cx, cy, size, angle, image_size=IMAGE_SIZE):
+    """Render one scene given all its parameters (sizes in pixels of an ``image_size`` image).
+
+    Returns ``(PIL RGB image, caption, info)``; ``info`` has the parameters and ``mask`` (float32 [H, W]
+    coverage of the object).
+    """
+    if colour not in COLOURS:
+        raise ValueError(f"unknown colour {colour!r}; known: {', '.join(COLOURS)}")
+    if background not in BACKGROUNDS:
+        raise ValueError(f"unknown background {background!r}; known: {', '.join(BACKGROUNDS)}")
+    mask = shape_mask(shape, cx, cy, size, angle, image_size)
+    image = Image.fromarray(composite(mask, COLOURS[colour], BACKGROUNDS[background]), "RGB")
+    info = dict(colour=colour, shape=shape, background=background, cx=float(cx), cy=float(cy),
+                size=float(size), angle=float(angle), image_size=int(image_size), mask=mask)
+    return image, caption_of(colour, shape, background), info
+
+
+def sample_params(seed, image_size=IMAGE_SIZE):
+    """The scene parameters of ``seed`` (deterministic: numpy's PCG64 seeded with ``seed``)."""
+    rng = np.random.default_rng(seed)
+    colour = list(COLOURS)[rng.integers(len(COLOURS))]
+    shape = SHAPES[rng.integers(len(SHAPES))]
+    background = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
+    size = rng.uniform(*SIZE_RANGE) * image_size
+    # keep the object inside whatever the shape and angle: every shape fits the disc of diameter size
+    r = size / 2 + 0.5
+    cx = rng.uniform(r, image_size - r)
+    cy = rng.uniform(r, image_size - r)
+    angle = 0.0 if shape == "circle" else rng.uniform(0, 360)
+    return dict(colour=colour, shape=shape, background=background, cx=cx, cy=cy, size=size, angle=angle)
+
+
+def render(seed, image_size=IMAGE_SIZE):
+    """Render the scene of ``seed``: ``(PIL RGB image, caption, info)``; same seed, same image."""
+    image, caption, info = render_scene(**sample_params(seed, image_size), image_size=image_size)
+    info["seed"] = int(seed)
+    return image, caption, info
+
+
+def render_variant(info, colour=None, shape=None, background=None):
+    """The same scene (position, size, angle) with the colour, shape or background changed.
+
+    ``info`` is what `render` or `render_scene` returned; this is the ground truth of an edit of it.
+    A circle turned into a square or triangle keeps angle 0 (circles have no angle).
+    """
+    params = {k: info[k] for k in ("colour", "shape", "background", "cx", "cy", "size", "angle")}
+    if colour is not None:
+        params["colour"] = colour
+    if shape is not None:
+        params["shape"] = shape
+    if background is not None:
+        params["background"] = background
+    out = render_scene(**params, image_size=info["image_size"])
+    if "seed" in info:
+        out[2]["seed"] = info["seed"]
+    return out
+
+
+def all_captions():
+    """Every caption of the world, in a fixed order."""
+    return [caption_of(c, s, b) for c in COLOURS for s in SHAPES for b in BACKGROUNDS]
+
+
+def nearest_colour(rgb, names=None):
+    """The name in `COLOURS` (restricted to ``names`` if given) nearest to ``rgb`` (Euclidean in RGB)."""
+    names = list(names or COLOURS)
+    rgb = np.asarray(rgb, dtype=np.float64)
+    d = [np.sum((rgb - np.asarray(COLOURS[n], dtype=np.float64)) ** 2) for n in names]
+    return names[int(np.argmin(d))]
+
+
+def object_colour(image, background):
+    """The dominant colour name of the object of a generated image on a known background.
+
+    Pixels farther than 60 (RGB distance) from the background colour are the object; their median
+    colour is matched to `COLOURS`.  Returns None when fewer than 2% of the pixels differ.
+    """
+    a = np.asarray(image.convert("RGB"), dtype=np.float64).reshape(-1, 3)
+    bg = np.asarray(BACKGROUNDS[background], dtype=np.float64)
+    far = np.sqrt(((a - bg) ** 2).sum(axis=1)) > 60
+    if far.mean() < 0.02:
+        return None
+    return nearest_colour(np.median(a[far], axis=0))
+
+
+def main():
+    ap = argparse.ArgumentParser(description="Render one scene of the shapes world and print its caption.")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("-o", "--output", default=None, help="PNG to write (default: only print the caption)")
+    ap.add_argument("--size", type=int, default=IMAGE_SIZE, help="image side in pixels (default 64)")
+    ap.add_argument("--colour", choices=list(COLOURS), help="render the same scene in this colour")
+    ap.add_argument("--shape", choices=list(SHAPES), help="render the same scene with this shape")
+    ap.add_argument("--background", choices=list(BACKGROUNDS), help="render the same scene on this background")
+    ap.add_argument("--mask", default=None, help="also write the object's coverage as a grayscale PNG")
+    args = ap.parse_args()
+
+    image, caption, info = render(args.seed, args.size)
+    if args.colour or args.shape or args.background:
+        image, caption, info = render_variant(info, args.colour, args.shape, args.background)
+    if args.output:
+        image.save(args.output)
+    if args.mask:
+        Image.fromarray(np.rint(info["mask"] * 255).astype(np.uint8), "L").save(args.mask)
+    print(caption)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,841 @@
+#!/usr/bin/env python3
+"""Train the `shapes` demo model: Stable Diffusion 1.x's three networks, from scratch, on the shapes world.
+
+No Stable Diffusion weights can ship with pivot, so this script makes a small model of the same
+architecture that really edits: trained on `scripts/demo/shapes_world.py` scenes ("a red circle on a white
+background"), so that `pivot edit ... --source "a red circle on a white background" --target "a blue
+circle on a white background"` recolours the shape and keeps the background.
+
+Run from the package root (the full run; about an hour on 2 idle CPU cores, see "Timing" below):
+
+    python3 -m scripts.demo.train_shapes                      # writes samples/models/shapes
+    python3 -m scripts.demo.train_shapes --resume             # continue a killed run from its checkpoint
+    python3 -m scripts.demo.train_shapes --quick --out /tmp/shapes-quick    # ~1 minute smoke test
+    python3 -m scripts.demo.train_shapes --device cuda --batch 64           # on a GPU
+
+Architecture (the SD 1.x classes and block types that pivot loads; fixed, see `VAE_CONFIG`...):
+
+* VAE `AutoencoderKL`: 3 levels `[32, 64, 64]`, 1 layer per block, 16 groups, 4 latent channels;
+  64x64 images -> 4x16x16 latents (factor 4).  ~0.95 M parameters.
+* Text encoder `CLIPTextModel`: the real CLIP BPE tokenizer (vocabulary 49408, built from pivot's own copy
+  of CLIP's merges, `Sources/PivotText/Resources/clip-merges.txt`, as `make_tokenizer_fixtures.py` does), hidden 64, 3 layers, 4 heads, MLP 256, 77 positions, quick_gelu.
+  ~3.3 M parameters (3.2 M of them the token embedding).
+* UNet `UNet2DConditionModel`: sample 16, `[64, 128]`, CrossAttnDownBlock2D x2 / CrossAttnUpBlock2D x2
+  (cross-attention at 16x16 and 8x8, and in the mid block), 1 layer per block, 4 heads,
+  cross-attention dim 64, 32 groups.  ~4.2 M parameters.
+* Scheduler: SD 1.5's `DDIMScheduler` config (scaled-linear betas 0.00085..0.012, 1000 steps).
+
+Training (all seeds fixed by `--seed`; deterministic on the CPU, also across `--resume`):
+
+1. VAE: L1 + L2 reconstruction + 1e-6 KL (posterior samples) on scenes rendered on the fly, batch 8,
+   AdamW 1e-3 with warm-up and cosine decay; the first 90% of the steps on random 32x32 crops (4x
+   cheaper; the VAE is convolutional), the rest on whole 64x64 scenes.  PSNR is measured on held-out
+   scenes (every 1/8 of the steps on 16, at the end on `--heldout`).  Then ``scaling_factor`` =
+   1 / std of the latent means of the training set.
+2. UNet + text encoder, VAE frozen: `--scenes` scenes are encoded once (latent mean x scaling);
+   epsilon-prediction DDPM loss on SD's scaled-linear schedule with Min-SNR-5 weighting (diffusers'
+   `--snr_gamma 5`; `--min-snr 0` for the plain MSE), AdamW 5e-4 (warm-up, cosine), batch 32, gradient
+   clipping 1, 10% of the captions replaced by "" (for classifier-free guidance), EMA of the weights
+   (decay 0.995 with warm-up; the EMA weights are exported).  Every 1/8 of the steps the held-out
+   denoising loss is printed, every 1/4 the colour accuracy of 8 generated check captions.
+
+Scene seeds: the UNet set is [0, --scenes), the VAE stream [10^7, 10^7 + steps x batch), held-out
+scenes from 9 x 10^8; seeds in [10^6, 10^7) are never trained on (`bench_quality_shapes.py` uses them).
+
+At the end the folder is written (fp16 safetensors, diffusers layout, `README.md`, `self-check.png`)
+and a self-check generates 4 captions with diffusers' `StableDiffusionPipeline` (DDIM, 25 steps,
+guidance 7.5) and reports whether the object's dominant colour matches the caption.  A checkpoint goes
+to `<out>.partial/` every `--checkpoint-minutes` (~120 MB; deleted when the folder is written);
+`--resume` continues from it.
+
+Timing, measured on the 2-core development machine, idle, `--threads 2` (short runs of this script):
+
+* VAE, batch 8: 7.4 steps/s on 32x32 crops, 2.2 steps/s on 64x64 scenes.
+* Encoding: 119 scenes/s.
+* UNet + text encoder, batch 32: 0.92 steps/s.
+
+The defaults (VAE 3000 steps = 2700 on crops + 300 whole; 12000 scenes; UNet 2800 steps) therefore take
+about 6 + 2.3 + 1.7 (encoding) + 51 minutes = ~61 minutes.  With one thread the rates are ~0.65x.  When
+other processes keep the cores busy, use `--threads 1`: torch's 2-thread pool was ~10x slower than one
+thread on a loaded 2-core machine (UNet 0.09 vs 0.60 steps/s).
+"""
+
+import argparse
+import contextlib
+import copy
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+# quiet the libraries (set before they are imported)
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from scripts.demo import shapes_world as world  # noqa: E402
+from scripts.fixtures.make_tokenizer_fixtures import EOT, RESOURCE, clip_vocab, hub_configs, write_configs, write_vocab  # noqa: E402
+from scripts import REPO_ROOT  # noqa: E402
+
+ROOT = REPO_ROOT
+
+VAE_CONFIG = dict(
+    in_channels=3, out_channels=3, latent_channels=4, block_out_channels=[32, 64, 64],
+    down_block_types=["DownEncoderBlock2D"] * 3, up_block_types=["UpDecoderBlock2D"] * 3,
+    layers_per_block=1, norm_num_groups=16, sample_size=64, act_fn="silu")
+CLIP_CONFIG = dict(
+    vocab_size=49408, hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=256,
+    max_position_embeddings=77, hidden_act="quick_gelu", layer_norm_eps=1e-5, projection_dim=64,
+    # SD 1.5's text encoder config values
+    bos_token_id=0, eos_token_id=2, pad_token_id=1)
+UNET_CONFIG = dict(
+    sample_size=16, in_channels=4, out_channels=4, block_out_channels=[64, 128],
+    down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    layers_per_block=1, cross_attention_dim=64, attention_head_dim=4, norm_num_groups=32)
+SCHEDULER_CONFIG = {
+    "_class_name": "DDIMScheduler", "_diffusers_version": "0.42.1",
+    "beta_end": 0.012, "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": False,
+    "clip_sample_range": 1.0, "dynamic_thresholding_ratio": 0.995, "num_train_timesteps": 1000,
+    "prediction_type": "epsilon", "rescale_betas_zero_snr": False, "sample_max_value": 1.0,
+    "set_alpha_to_one": False, "steps_offset": 1, "thresholding": False, "timestep_spacing": "leading",
+    "trained_betas": None}
+MODEL_INDEX = {
+    "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
+    "feature_extractor": [None, None], "image_encoder": [None, None], "requires_safety_checker": False,
+    "safety_checker": [None, None], "scheduler": ["diffusers", "DDIMScheduler"],
+    "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+    "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}
+
+# Disjoint scene-seed ranges: UNet training set [0, scenes), VAE training stream, held-out scenes.
+VAE_SEED_BASE = 10_000_000
+HELDOUT_SEED_BASE = 900_000_000
+VAE_CROP_FRACTION = 0.9
+CHECK_CAPTIONS = [
+    "a red circle on a white background", "a blue square on a black background",
+    "a green triangle on a gray background", "a yellow circle on a black background",
+    "a purple square on a white background", "a orange triangle on a black background",
+    "a blue circle on a gray background", "a red triangle on a white background"]
+
+DEFAULTS = dict(vae_steps=3000, vae_batch=8, unet_steps=2800, batch=32, scenes=12000, heldout=64)
+QUICK = dict(vae_steps=24, vae_batch=8, unet_steps=24, batch=8, scenes=128, heldout=8)
+
+
+# --------------------------------------------------------------------------- small helpers
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def fmt_time(seconds):
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+class Progress:
+    """Prints `[phase] step i/n loss ... elapsed ... ETA ...` every `every` seconds and at the end."""
+
+    def __init__(self, phase, total, start_step=0, every=20.0):
+        self.phase, self.total, self.start_step, self.every = phase, total, start_step, every
+        self.t0 = time.time()
+        self.last = 0.0
+        self.losses = []
+
+    def update(self, step, loss, extra=""):
+        self.losses.append(loss)
+        done = step + 1
+        now = time.time()
+        if now - self.last < self.every and done != self.total and done != self.start_step + 1:
+            return
+        self.last = now
+        elapsed = now - self.t0
+        rate = (done - self.start_step) / max(elapsed, 1e-9)
+        eta = (self.total - done) / max(rate, 1e-9)
+        recent = float(np.mean(self.losses[-50:]))
+        log(f"[{self.phase}] step {done}/{self.total} loss {recent:.5f}{extra} "
+            f"{rate:.2f} steps/s elapsed {fmt_time(elapsed)} ETA {fmt_time(eta)}")
+
+    def rate(self, done):
+        return (done - self.start_step) / max(time.time() - self.t0, 1e-9)
+
+
+def lr_at(step, total, peak, warmup):
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    p = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def set_lr(opt, lr):
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
+def param_groups(*models, weight_decay=0.01):
+    """AdamW groups: decay on matrices and kernels, none on biases, norms and embeddings."""
+    decay, no_decay = [], []
+    for model in models:
+        for name, p in model.named_parameters():
+            (no_decay if p.ndim < 2 or "token_embedding" in name or "position_embedding" in name
+             else decay).append(p)
+    return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
+
+
+def folder_size(path):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+
+
+def param_count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+# --------------------------------------------------------------------------- data
+
+def images_to_tensor(images):
+    """PIL RGB images -> float32 [N, 3, H, W] in [-1, 1]."""
+    a = np.stack([np.asarray(im, dtype=np.float32) for im in images]) / 127.5 - 1.0
+    return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()
+
+
+def render_batch(seeds, crop=None, rng=None):
+    """Render scenes; with ``crop`` a random crop (offsets multiples of 4, aligned to the latent grid)."""
+    x = images_to_tensor([world.render(int(s))[0] for s in seeds])
+    if crop:
+        side = x.shape[-1]
+        out = torch.empty(x.shape[0], 3, crop, crop)
+        for i in range(x.shape[0]):
+            oy, ox = (int(v) * 4 for v in rng.integers(0, (side - crop) // 4 + 1, size=2))
+            out[i] = x[i, :, oy:oy + crop, ox:ox + crop]
+        x = out
+    return x
+
+
+def write_tokenizer(folder):
+    """The real CLIP tokenizer in the SD 1.x hub layout (vocab.json, merges.txt and the two configs)."""
+    with open(RESOURCE, encoding="utf-8") as f:
+        merges = f.read().splitlines()
+    write_vocab(folder, clip_vocab(merges), merges)
+    write_configs(folder, hub_configs(EOT))
+
+
+def load_tokenizer():
+    import tempfile
+    from transformers import CLIPTokenizer
+    with tempfile.TemporaryDirectory() as folder:
+        write_tokenizer(folder)
+        return CLIPTokenizer.from_pretrained(folder)
+
+
+def caption_token_table(tokenizer):
+    """Token ids [len(captions) + 1, 77] of every caption of the world; the last row is ""."""
+    captions = world.all_captions() + [""]
+    ids = tokenizer(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+    return ids.input_ids, captions
+
+
+# --------------------------------------------------------------------------- models
+
+def build_models(seed):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(**VAE_CONFIG)
+    torch.manual_seed(seed + 1)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**CLIP_CONFIG))
+    torch.manual_seed(seed + 2)
+    unet = UNet2DConditionModel(**UNET_CONFIG)
+    return vae, text_encoder, unet
+
+
+class EMA:
+    """Exponential moving average of parameters, decay min(max_decay, (1 + n) / (10 + n))."""
+
+    def __init__(self, params, max_decay):
+        self.params = list(params)
+        self.shadow = [p.detach().clone() for p in self.params]
+        self.max_decay = max_decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self):
+        self.updates += 1
+        decay = min(self.max_decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - decay)
+
+    @contextlib.contextmanager
+    def swapped_in(self):
+        """The averaged weights in the parameters for the duration of a ``with`` block."""
+        saved = [p.detach().clone() for p in self.params]
+        self.copy_to_params()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, v in zip(self.params, saved):
+                    p.copy_(v)
+
+    @torch.no_grad()
+    def copy_to_params(self):
+        for s, p in zip(self.shadow, self.params):
+            p.copy_(s)
+
+    def state_dict(self):
+        return dict(shadow=[s.cpu() for s in self.shadow], updates=self.updates)
+
+    def load_state_dict(self, state):
+        for s, v in zip(self.shadow, state["shadow"]):
+            s.copy_(v)
+        self.updates = state["updates"]
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+class Checkpoint:
+    """`<out>.partial/state.pt` (atomic replace) and `<out>.partial/latents.pt`."""
+
+    def __init__(self, out, minutes):
+        self.dir = out.rstrip("/") + ".partial"
+        self.every = minutes * 60
+        self.last = time.time()
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def exists(self):
+        return os.path.exists(self.path("state.pt"))
+
+    def due(self):
+        return time.time() - self.last >= self.every
+
+    def save(self, state, name="state.pt"):
+        os.makedirs(self.dir, exist_ok=True)
+        tmp = self.path(name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.path(name))
+        self.last = time.time()
+
+    def load(self, name="state.pt"):
+        return torch.load(self.path(name), map_location="cpu", weights_only=False)
+
+    def clear(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- phase 1: VAE
+
+@torch.no_grad()
+def vae_psnr(vae, seeds, device):
+    """Mean and minimum PSNR (dB, 8-bit images) of mode reconstructions of the scenes ``seeds``."""
+    vae.eval()
+    psnrs = []
+    for i in range(0, len(seeds), 32):
+        x = render_batch(seeds[i:i + 32]).to(device)
+        rec = vae.decode(vae.encode(x).latent_dist.mode()).sample
+        a = torch.round((x + 1) * 127.5) / 255
+        b = torch.round(((rec + 1) * 127.5).clamp(0, 255)) / 255
+        mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+        psnrs += (10 * torch.log10(1 / mse)).tolist()
+    vae.train()
+    return float(np.mean(psnrs)), float(np.min(psnrs))
+
+
+def vae_loss(vae, x, generator, kl_weight):
+    posterior = vae.encode(x).latent_dist
+    z = posterior.sample(generator=generator)
+    rec = vae.decode(z).sample
+    return (rec - x).abs().mean() + ((rec - x) ** 2).mean() + kl_weight * posterior.kl().mean()
+
+
+def train_vae(vae, args, ckpt, state):
+    """Phase 1; `state` is the checkpoint dict (resumes when it is a VAE-phase checkpoint)."""
+    device = args.device
+    vae.to(device).train()
+    opt = torch.optim.AdamW(param_groups(vae), lr=args.vae_lr, betas=(0.9, 0.99))
+    gen = torch.Generator(device=device).manual_seed(args.seed + 11)
+    start = 0
+    if state and state["phase"] == "vae":
+        vae.load_state_dict(state["vae"])
+        opt.load_state_dict(state["vae_opt"])
+        gen.set_state(state["vae_gen"])
+        start = state["step"]
+        log(f"[vae] resuming at step {start}")
+    crop_steps = int(args.vae_steps * VAE_CROP_FRACTION)
+    progress = Progress("vae", args.vae_steps, start)
+    history = []  # (step, held-out PSNR on 16 scenes)
+    if start:
+        progress.losses = list(state.get("losses", []))
+        history = list(state.get("history", []))
+    for step in range(start, args.vae_steps):
+        set_lr(opt, lr_at(step, args.vae_steps, args.vae_lr, warmup=min(100, args.vae_steps // 10 + 1)))
+        seeds = VAE_SEED_BASE + step * args.vae_batch + np.arange(args.vae_batch)
+        crop = 32 if step < crop_steps else None
+        x = render_batch(seeds, crop, np.random.default_rng([args.seed, step])).to(device)
+        loss = vae_loss(vae, x, gen, args.kl_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        progress.update(step, loss.item(), " (32x32 crops)" if crop else " (64x64)")
+        if (step + 1) % max(1, args.vae_steps // 8) == 0 and step + 1 < args.vae_steps:
+            psnr, _ = vae_psnr(vae, HELDOUT_SEED_BASE + np.arange(16), device)
+            history.append((step + 1, round(psnr, 2)))
+            log(f"[vae] step {step + 1}: held-out PSNR {psnr:.2f} dB (16 scenes)")
+        if ckpt.due() and step + 1 < args.vae_steps:
+            ckpt.save(dict(phase="vae", step=step + 1, args=vars(args), vae=vae.state_dict(),
+                           vae_opt=opt.state_dict(), vae_gen=gen.get_state(), losses=progress.losses[-100:],
+                           history=history))
+            log(f"[vae] checkpoint at step {step + 1}")
+    rate = progress.rate(args.vae_steps)
+    heldout = HELDOUT_SEED_BASE + np.arange(args.heldout)
+    psnr_mean, psnr_min = vae_psnr(vae, heldout, device)
+    log(f"[vae] done: final loss {np.mean(progress.losses[-50:]):.5f}; held-out PSNR mean {psnr_mean:.2f} dB, "
+        f"min {psnr_min:.2f} dB ({args.heldout} scenes); {rate:.2f} steps/s")
+    vae.eval().requires_grad_(False)
+    return dict(vae_loss=float(np.mean(progress.losses[-50:])), psnr_mean=psnr_mean, psnr_min=psnr_min,
+                psnr_history=history, vae_steps_per_s=rate)
+
+
+@torch.no_grad()
+def encode_scenes(vae, seeds, device, batch=64):
+    """Unscaled latent means [N, 4, 16, 16] (CPU, float32) and caption indices [N] of the scenes."""
+    index = {c: i for i, c in enumerate(world.all_captions())}
+    latents, captions = [], []
+    t0 = time.time()
+    last = t0
+    for i in range(0, len(seeds), batch):
+        rendered = [world.render(int(s)) for s in seeds[i:i + batch]]
+        x = images_to_tensor([r[0] for r in rendered]).to(device)
+        latents.append(vae.encode(x).latent_dist.mean.float().cpu())
+        captions += [index[r[1]] for r in rendered]
+        if time.time() - last > 20 or i + batch >= len(seeds):
+            last = time.time()
+            done = min(i + batch, len(seeds))
+            rate = done / (last - t0)
+            log(f"[encode] {done}/{len(seeds)} scenes, {rate:.1f} scenes/s, "
+                f"elapsed {fmt_time(last - t0)} ETA {fmt_time((len(seeds) - done) / rate)}")
+    return torch.cat(latents), torch.tensor(captions, dtype=torch.long), len(seeds) / (time.time() - t0)
+
+
+def prepare_latents(vae, args, ckpt):
+    """Encode (or reload) the UNet training set and the held-out set; fixes the scaling factor."""
+    if os.path.exists(ckpt.path("latents.pt")):
+        data = ckpt.load("latents.pt")
+        if data["scenes"] == args.scenes and data["heldout"] == args.heldout:
+            log(f"[encode] reusing {ckpt.path('latents.pt')}")
+            return data
+    latents, captions, rate = encode_scenes(vae, np.arange(args.scenes), args.device)
+    scaling = float(1.0 / latents.std())
+    held, held_captions, _ = encode_scenes(vae, HELDOUT_SEED_BASE + np.arange(args.heldout), args.device)
+    log(f"[encode] latent mean {latents.mean():.4f}, std {latents.std():.4f} -> scaling_factor {scaling:.5f}")
+    data = dict(scenes=args.scenes, heldout=args.heldout, latents=latents * scaling, captions=captions,
+                heldout_latents=held * scaling, heldout_captions=held_captions, scaling=scaling,
+                encode_scenes_per_s=rate)
+    ckpt.save(data, "latents.pt")
+    return data
+
+
+# --------------------------------------------------------------------------- phase 2: UNet + text encoder
+
+def alphas_cumprod():
+    from diffusers import DDIMScheduler
+    return DDIMScheduler.from_config(SCHEDULER_CONFIG).alphas_cumprod.float()
+
+
+def diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, snr_gamma=0.0):
+    """Epsilon-prediction MSE; with ``snr_gamma`` > 0 each sample weighted min(SNR, gamma) / SNR (Min-SNR)."""
+    a = acp[t].view(-1, 1, 1, 1)
+    zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
+    context = text_encoder(ids)[0]
+    pred = unet(zt, t, context).sample
+    per_sample = ((pred.float() - noise) ** 2).flatten(1).mean(1)
+    if snr_gamma > 0:
+        snr = acp[t] / (1 - acp[t])
+        per_sample = per_sample * snr.clamp(max=snr_gamma) / snr
+    return per_sample.mean()
+
+
+def sample_batch(data, tokens, args, gen):
+    """A training batch (latents, token ids, timesteps, noise) drawn with ``gen`` (CPU)."""
+    n, b = data["latents"].shape[0], args.batch
+    idx = torch.randint(n, (b,), generator=gen)
+    caps = data["captions"][idx].clone()
+    caps[torch.rand(b, generator=gen) < args.caption_dropout] = tokens.shape[0] - 1  # the "" row
+    t = torch.randint(0, 1000, (b,), generator=gen)
+    noise = torch.randn(data["latents"][idx].shape, generator=gen)
+    dev = args.device
+    return data["latents"][idx].to(dev), tokens[caps].to(dev), t.to(dev), noise.to(dev)
+
+
+@torch.no_grad()
+def heldout_loss(unet, text_encoder, data, tokens, acp, device, seed):
+    """Denoising loss of the held-out scenes with their captions, fixed noise, t on a fixed grid."""
+    z0 = data["heldout_latents"]
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(z0.shape, generator=gen)
+    t = torch.linspace(0, 999, z0.shape[0]).round().long()
+    unet.eval()
+    text_encoder.eval()
+    losses = []
+    for i in range(0, z0.shape[0], 32):
+        sl = slice(i, i + 32)
+        ids = tokens[data["heldout_captions"][sl]].to(device)
+        loss = diffusion_loss(unet, text_encoder, z0[sl].to(device), ids, t[sl].to(device), noise[sl].to(device), acp)
+        losses.append(loss.item() * z0[sl].shape[0])
+    unet.train()
+    text_encoder.train()
+    return sum(losses) / z0.shape[0]
+
+
+@torch.no_grad()
+def sample_in_memory(unet, text_encoder, vae, tokens, captions, scaling, seed, steps=25, guidance=7.5):
+    """DDIM + classifier-free guidance with the models in memory (as the pipeline does); PIL images."""
+    from diffusers import DDIMScheduler
+    from PIL import Image
+
+    device = next(unet.parameters()).device
+    index = {c: i for i, c in enumerate(world.all_captions())}
+    ids = tokens[[tokens.shape[0] - 1] * len(captions) + [index[c] for c in captions]].to(device)
+    context = text_encoder(ids)[0]
+    scheduler = DDIMScheduler.from_config(SCHEDULER_CONFIG)
+    scheduler.set_timesteps(steps)
+    gen = torch.Generator().manual_seed(seed)
+    latents = torch.randn(len(captions), 4, 16, 16, generator=gen).to(device)
+    for t in scheduler.timesteps:
+        uncond, cond = unet(torch.cat([latents, latents]), t, context).sample.chunk(2)
+        latents = scheduler.step(uncond + guidance * (cond - uncond), t, latents).prev_sample
+    x = vae.decode(latents / scaling).sample
+    x = ((x + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(a, "RGB") for a in x]
+
+
+def colour_check(unet, text_encoder, vae, tokens, scaling, seed):
+    """Colour accuracy of the 8 check captions (in-memory sampler); returns (hits, n)."""
+    was_training = unet.training
+    unet.eval()
+    text_encoder.eval()
+    images = sample_in_memory(unet, text_encoder, vae, tokens, CHECK_CAPTIONS, scaling, seed)
+    hits, _ = score_colours(CHECK_CAPTIONS, images)
+    unet.train(was_training)
+    text_encoder.train(was_training)
+    return hits, len(CHECK_CAPTIONS)
+
+
+def train_unet(unet, text_encoder, data, tokens, args, ckpt, state, vae, keep):
+    """Phase 2; returns metrics.  The EMA weights are copied into the models at the end.
+
+    ``vae`` (frozen) decodes the colour checks; ``keep`` (its weights and metrics) goes into every
+    checkpoint.
+    """
+    device = args.device
+    unet.to(device).train()
+    text_encoder.to(device).train()
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(param_groups(unet, text_encoder), lr=args.unet_lr, betas=(0.9, 0.999))
+    ema = EMA(params, args.ema) if args.ema > 0 else None
+    gen = torch.Generator().manual_seed(args.seed + 22)
+    acp = alphas_cumprod().to(device)
+    start = 0
+    if state and state["phase"] == "unet":
+        unet.load_state_dict(state["unet"])
+        text_encoder.load_state_dict(state["text_encoder"])
+        opt.load_state_dict(state["unet_opt"])
+        gen.set_state(state["unet_gen"])
+        if ema and state.get("ema"):
+            ema.load_state_dict(state["ema"])
+        start = state["step"]
+        log(f"[unet] resuming at step {start}")
+    progress = Progress("unet", args.unet_steps, start)
+    history = dict(heldout=[], colour=[])  # (step, held-out loss), (step, hits, n)
+    if start:
+        progress.losses = list(state.get("losses", []))
+        history = state.get("history", history)
+    for step in range(start, args.unet_steps):
+        set_lr(opt, lr_at(step, args.unet_steps, args.unet_lr, warmup=min(200, args.unet_steps // 10 + 1)))
+        z0, ids, t, noise = sample_batch(data, tokens, args, gen)
+        loss = diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, args.min_snr)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if ema:
+            ema.update()
+        progress.update(step, loss.item())
+        if (step + 1) % max(1, args.unet_steps // 8) == 0 and step + 1 < args.unet_steps:
+            held = heldout_loss(unet, text_encoder, data, tokens, acp, device, args.seed + 33)
+            history["heldout"].append((step + 1, round(held, 5)))
+            log(f"[unet] step {step + 1}: held-out loss {held:.5f} (training weights, unweighted)")
+        if (step + 1) % max(1, args.unet_steps // 4) == 0 and step + 1 < args.unet_steps and ema:
+            with ema.swapped_in():
+                hits, n = colour_check(unet, text_encoder, vae, tokens, data["scaling"], args.seed + 44)
+            history["colour"].append((step + 1, hits, n))
+            log(f"[unet] step {step + 1}: colour accuracy {hits}/{n} (EMA weights, DDIM 25, guidance 7.5)")
+        if ckpt.due() and step + 1 < args.unet_steps:
+            ckpt.save(dict(phase="unet", step=step + 1, args=vars(args), **keep,
+                           unet=unet.state_dict(), text_encoder=text_encoder.state_dict(),
+                           unet_opt=opt.state_dict(), unet_gen=gen.get_state(),
+                           ema=ema.state_dict() if ema else None, losses=progress.losses[-100:],
+                           history=history))
+            log(f"[unet] checkpoint at step {step + 1}")
+    rate = progress.rate(args.unet_steps)
+    if ema:
+        ema.copy_to_params()
+    held = heldout_loss(unet, text_encoder, data, tokens, acp, device, args.seed + 33)
+    final = float(np.mean(progress.losses[-100:]))
+    log(f"[unet] done: training loss (last 100 steps) {final:.5f}; held-out loss {held:.5f}"
+        f"{' (EMA weights)' if ema else ''}; {rate:.2f} steps/s")
+    return dict(unet_loss=final, heldout_loss=held, unet_steps_per_s=rate, heldout_history=history["heldout"],
+                colour_history=history["colour"])
+
+
+# --------------------------------------------------------------------------- export and self-check
+
+README = """# shapes
+
+A small model of the **Stable Diffusion 1.x architecture trained from scratch** on the *shapes world*
+(`scripts/demo/shapes_world.py`): 64x64 images of one circle, square or triangle in {colours}
+on a {backgrounds} background, captioned exactly `a {{colour}} {{shape}} on a {{background}} background`
+(e.g. `a red circle on a white background`).  It knows nothing else (other words reach the UNet through
+untrained token embeddings), but within its world it generates and edits:
+
+```sh
+pivot edit samples/shapes/red-circle.png --model samples/models/shapes \\
+    --source "a red circle on a white background" --target "a blue circle on a white background" -o edited.png
+```
+
+recolours the circle and keeps the background (`scripts/demo/shapes_samples.py` writes `samples/shapes/`).
+
+Made by `python3 -m scripts.demo.train_shapes{cmd}` (seed {seed}; {minutes:.1f} minutes on {device} with
+{threads} thread(s)).  Rerun the same command from the package root to rebuild it (`--resume` continues
+a killed run from `<out>.partial/`).
+
+| component | class | shape | parameters |
+|---|---|---|---|
+| VAE | `AutoencoderKL` | `{vae_ch}`, 1 layer/block, 64x64 -> 4x16x16 (factor 4), `scaling_factor` {scaling:.5f} | {vae_n:,} |
+| text encoder | `CLIPTextModel` | hidden 64, 3 layers, 4 heads, MLP 256, quick_gelu, vocabulary 49408 (the real CLIP tokenizer) | {te_n:,} |
+| UNet | `UNet2DConditionModel` | `{unet_ch}`, CrossAttnDownBlock2D x2 / CrossAttnUpBlock2D x2, 1 layer/block, 4 heads, cross-attention dim 64 | {unet_n:,} |
+| scheduler | `DDIMScheduler` | SD 1.5's config | |
+
+Weights are fp16 safetensors; the folder loads with diffusers' `StableDiffusionPipeline.from_pretrained`.
+
+## How it was trained
+
+1. **VAE**: {vae_steps} steps at batch {vae_batch} (90% on random 32x32 crops, the rest on whole scenes),
+   L1 + L2 reconstruction + 1e-6 KL, AdamW.  Final loss {vae_loss:.5f}; held-out reconstruction PSNR
+   **{psnr_mean:.2f} dB** mean, {psnr_min:.2f} dB worst ({heldout} scenes).  `scaling_factor` = 1 / std of
+   the latent means of the training set.  PSNR during training (16 held-out scenes): {psnr_history}.
+2. **UNet + text encoder** (VAE frozen): {scenes} scenes encoded once, {unet_steps} steps at batch {batch},
+   epsilon-prediction DDPM loss on SD's scaled-linear schedule, AdamW, 10% empty captions (for
+   classifier-free guidance), Min-SNR-{min_snr} weighting, EMA {ema}.  Final training loss
+   {unet_loss:.5f} (weighted); held-out loss {heldout_loss:.5f} (unweighted, EMA weights, {heldout} scenes).
+   Held-out loss during training (training weights): {heldout_history}.  Colour accuracy of 8 generated
+   check captions during training (EMA weights): {colour_history}.
+
+Speed: VAE {vae_sps:.2f} steps/s, encoding {enc_sps:.0f} scenes/s, UNet {unet_sps:.2f} steps/s.
+
+## Self-check
+
+diffusers `StableDiffusionPipeline`, DDIM 25 steps, guidance 7.5, 64x64: the object's dominant colour
+matched the caption in **{acc_hits}/{acc_n}** images (`self-check.png`, left to right):
+
+{check_lines}
+"""
+
+
+def export(out, vae, text_encoder, unet, scaling):
+    """Write the diffusers folder (fp16 safetensors) atomically: into `<out>.tmp`, then renamed."""
+    tmp = out.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(os.path.join(tmp, "scheduler"))
+    with open(os.path.join(tmp, "model_index.json"), "w") as f:
+        json.dump(MODEL_INDEX, f, indent=2)
+        f.write("\n")
+    with open(os.path.join(tmp, "scheduler", "scheduler_config.json"), "w") as f:
+        json.dump(SCHEDULER_CONFIG, f, indent=2)
+        f.write("\n")
+    write_tokenizer(os.path.join(tmp, "tokenizer"))
+    vae.register_to_config(scaling_factor=scaling)
+    for name, model in (("vae", vae), ("text_encoder", text_encoder), ("unet", unet)):
+        half = copy.deepcopy(model).cpu().to(torch.float16)
+        half.save_pretrained(os.path.join(tmp, name), safe_serialization=True)
+    # transformers records the saved dtype and would then *load* the text encoder in fp16 next to an
+    # fp32 UNet; declare fp32 (the dtype pipelines compute in), the file stays fp16
+    config_path = os.path.join(tmp, "text_encoder", "config.json")
+    with open(config_path) as f:
+        config = json.load(f)
+    config["dtype"] = "float32"
+    with open(config_path, "w") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
+        f.write("\n")
+    for d, _, files in os.walk(tmp):
+        for f in files:
+            os.chmod(os.path.join(d, f), 0o644)  # the libraries write weights 0600
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+
+
+@torch.no_grad()
+def self_check(out, n, seed):
+    """Generate ``n`` check captions with diffusers; returns (hits, rows, grid image)."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
+    from PIL import Image
+
+    diffusers_logging.disable_progress_bar()
+    pipe = StableDiffusionPipeline.from_pretrained(out, safety_checker=None, requires_safety_checker=False)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    captions = [CHECK_CAPTIONS[i % len(CHECK_CAPTIONS)] for i in range(n)]
+    gen = torch.Generator().manual_seed(seed)
+    images = pipe(captions, num_inference_steps=25, guidance_scale=7.5, generator=gen).images
+    hits, rows = score_colours(captions, images)
+    grid = Image.new("RGB", (64 * n, 64))
+    for i, image in enumerate(images):
+        grid.paste(image.resize((64, 64)), (64 * i, 0))
+    return hits, rows, grid
+
+
+def score_colours(captions, images):
+    """How many images' dominant object colour matches their caption, and one Markdown line per image."""
+    hits, rows = 0, []
+    for caption, image in zip(captions, images):
+        background = caption.split(" on a ")[1].split()[0]
+        wanted = caption.split()[1]
+        got = world.object_colour(image, background)
+        hits += got == wanted
+        rows.append(f"- `{caption}`: {got or 'no object found'} {'(ok)' if got == wanted else '(wrong)'}")
+    return hits, rows
+
+
+def write_readme(out, args, metrics, sizes):
+    cmd = "" if args.out == default_out() else f" --out {args.out}"
+    for flag, key in (("--vae-steps", "vae_steps"), ("--vae-batch", "vae_batch"), ("--unet-steps", "unet_steps"),
+                      ("--batch", "batch"), ("--scenes", "scenes")):
+        if getattr(args, key) != DEFAULTS[key] and not args.quick:
+            cmd += f" {flag} {getattr(args, key)}"
+    if args.quick:
+        cmd += " --quick"
+    if args.seed != 0:
+        cmd += f" --seed {args.seed}"
+    text = README.format(
+        colours=", ".join(world.COLOURS), backgrounds=", ".join(world.BACKGROUNDS), cmd=cmd, seed=args.seed,
+        minutes=metrics["minutes"], device=args.device, threads=args.threads,
+        vae_ch=VAE_CONFIG["block_out_channels"], unet_ch=UNET_CONFIG["block_out_channels"],
+        vae_n=sizes["vae"], te_n=sizes["text_encoder"], unet_n=sizes["unet"], scaling=metrics["scaling"],
+        vae_steps=args.vae_steps, vae_batch=args.vae_batch, min_snr=args.min_snr, unet_steps=args.unet_steps,
+        batch=args.batch, scenes=args.scenes,
+        heldout=args.heldout, ema=args.ema if args.ema > 0 else "off", vae_sps=metrics["vae_steps_per_s"],
+        enc_sps=metrics["encode_scenes_per_s"], unet_sps=metrics["unet_steps_per_s"],
+        psnr_history=", ".join(f"{p} dB at {k}" for k, p in metrics["psnr_history"]) or "-",
+        heldout_history=", ".join(f"{v} at {k}" for k, v in metrics["heldout_history"]) or "-",
+        colour_history=", ".join(f"{h}/{n} at {k}" for k, h, n in metrics["colour_history"]) or "-",
+        acc_hits=metrics["check_hits"], acc_n=metrics["check_n"], check_lines="\n".join(metrics["check_rows"]),
+        **{k: metrics[k] for k in ("vae_loss", "psnr_mean", "psnr_min", "unet_loss", "heldout_loss")})
+    with open(os.path.join(out, "README.md"), "w") as f:
+        f.write(text)
+
+
+# --------------------------------------------------------------------------- main
+
+def default_out():
+    return os.path.join(ROOT, "samples", "models", "shapes")
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=default_out(), help="model folder to write (default samples/models/shapes)")
+    ap.add_argument("--vae-steps", type=int, help=f"VAE steps (default {DEFAULTS['vae_steps']})")
+    ap.add_argument("--unet-steps", type=int, help=f"UNet steps (default {DEFAULTS['unet_steps']})")
+    ap.add_argument("--batch", type=int, help=f"UNet batch size (default {DEFAULTS['batch']})")
+    ap.add_argument("--vae-batch", type=int, help=f"VAE batch size (default {DEFAULTS['vae_batch']})")
+    ap.add_argument("--scenes", type=int, help=f"UNet training scenes (default {DEFAULTS['scenes']})")
+    ap.add_argument("--heldout", type=int, help=f"held-out scenes (default {DEFAULTS['heldout']})")
+    ap.add_argument("--vae-lr", type=float, default=1e-3)
+    ap.add_argument("--unet-lr", type=float, default=5e-4)
+    ap.add_argument("--kl-weight", type=float, default=1e-6)
+    ap.add_argument("--caption-dropout", type=float, default=0.1)
+    ap.add_argument("--min-snr", type=float, default=5.0,
+                    help="Min-SNR-gamma loss weighting as diffusers' --snr_gamma; 0 = plain MSE")
+    ap.add_argument("--ema", type=float, default=0.995, help="EMA max decay; 0 turns EMA off")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (use 1 on a busy machine)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--quick", action="store_true", help="a ~1 minute smoke test (tiny step counts)")
+    ap.add_argument("--resume", action="store_true", help="continue from <out>.partial/ if it exists")
+    ap.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    ap.add_argument("--check-n", type=int, default=4, help="captions generated by the self-check")
+    args = ap.parse_args(argv)
+    base = QUICK if args.quick else DEFAULTS
+    for key, value in base.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.out = os.path.abspath(args.out)
+    return args
+
+
+def load_resume_state(args, ckpt):
+    """The checkpoint dict when resuming (its run settings win), else None (and a fresh `.partial`)."""
+    if not args.resume or not ckpt.exists():
+        if args.resume:
+            log(f"no checkpoint in {ckpt.dir}; starting from scratch")
+        else:
+            ckpt.clear()
+        return None
+    state = ckpt.load()
+    for key in ("vae_steps", "vae_batch", "unet_steps", "batch", "scenes", "heldout", "seed", "vae_lr",
+                "unet_lr", "kl_weight", "caption_dropout", "min_snr", "ema"):
+        if state["args"][key] != getattr(args, key):
+            log(f"resume: using the checkpoint's {key} = {state['args'][key]} (not {getattr(args, key)})")
+            setattr(args, key, state["args"][key])
+    return state
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    ckpt = Checkpoint(args.out, args.checkpoint_minutes)
+    state = load_resume_state(args, ckpt)
+    vae, text_encoder, unet = build_models(args.seed)
+    sizes = dict(vae=param_count(vae), text_encoder=param_count(text_encoder), unet=param_count(unet))
+    log(f"parameters: VAE {sizes['vae']:,}, text encoder {sizes['text_encoder']:,}, UNet {sizes['unet']:,}")
+    log(f"run: VAE {args.vae_steps} steps at batch {args.vae_batch}, {args.scenes} scenes, "
+        f"UNet {args.unet_steps} steps at batch {args.batch}, {args.threads} thread(s) on {args.device}")
+
+    if state and state["phase"] == "unet":
+        vae.load_state_dict(state["vae"])
+        vae.to(args.device).eval().requires_grad_(False)
+        metrics = state["vae_metrics"]
+    else:
+        metrics = train_vae(vae, args, ckpt, state)
+        ckpt.save(dict(phase="unet", step=0, args=vars(args), vae=vae.state_dict(), vae_metrics=metrics))
+    data = prepare_latents(vae, args, ckpt)
+    tokens, _ = caption_token_table(load_tokenizer())
+    if state and state["phase"] == "unet" and "unet" not in state:
+        state = None  # phase boundary checkpoint: the UNet phase starts fresh
+    keep = dict(vae=vae.state_dict(), vae_metrics=dict(metrics))
+    metrics.update(train_unet(unet, text_encoder, data, tokens, args, ckpt, state, vae, keep))
+
+    metrics.update(scaling=data["scaling"], encode_scenes_per_s=data["encode_scenes_per_s"])
+    export(args.out, vae, text_encoder, unet, data["scaling"])
+    hits, rows, grid = self_check(args.out, args.check_n, args.seed + 44)
+    grid.save(os.path.join(args.out, "self-check.png"))
+    metrics.update(check_hits=hits, check_n=args.check_n, check_rows=rows, minutes=(time.time() - t0) / 60)
+    write_readme(args.out, args, metrics, sizes)
+    ckpt.clear()
+    log(f"wrote {args.out} ({folder_size(args.out) / 1e6:.2f} MB) in {fmt_time(time.time() - t0)}")
+    log("self-check (DDIM 25 steps, guidance 7.5):\n" + "\n".join(rows))
+    log(f"self-check colour accuracy: {hits}/{args.check_n} = {hits / args.check_n:.0%}")
+
+
+if __name__ == "__main__":
+    main()

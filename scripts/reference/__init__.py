@@ -1,0 +1,1 @@
+"""Python ports of the published reference code, and parity checks at SD 1.5 size."""
