@@ -4,19 +4,24 @@ import PackageDescription
 let package = Package(
     name: "pivot",
     products: [
-        .library(name: "Pivot", targets: ["Pivot", "PivotBatch", "PivotLoading", "PivotModels", "PivotFormats", "PivotTensor",
-                                          "PivotImage", "PivotDiffusion", "PivotText", "PivotIO"]),
+        .library(
+            name: "Pivot",
+            targets: [
+                "Pivot", "PivotBatch", "PivotLoading", "PivotModels", "PivotFormats", "PivotTensor",
+                "PivotImage", "PivotDiffusion", "PivotText", "PivotIO",
+            ]),
         // The command-line tool: the target is PivotCLI (no two targets may differ only by case, or the package
         // cannot build on a case-insensitive file system), the binary is `pivot`.
         .executable(name: "pivot", targets: ["PivotCLI"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
     ],
     targets: [
         // C libraries from Debian packages (libopenblas-dev).
-        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS",
-                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(
+            name: "COpenBLAS", path: "Sources/COpenBLAS",
+            providers: [.apt(["libopenblas-dev"])]),
         // Image codecs from Debian packages (libpng-dev, libjpeg-dev, libtiff-dev).
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", providers: [.apt(["libjpeg-dev"])]),
@@ -46,30 +51,48 @@ let package = Package(
         .target(name: "PivotText", resources: [.copy("Resources")]),
         // Model loading: diffusers folders and single-file checkpoints (every key conversion in one table),
         // strict parameter stores, fingerprints, conversion to diffusers folders; ships built-in configs.
-        .target(name: "PivotLoading", dependencies: ["PivotModels", "PivotFormats", "PivotTensor", "PivotText",
-                                              "PivotDiffusion", "PivotIO"],
-                resources: [.copy("Resources")]),
+        .target(
+            name: "PivotLoading",
+            dependencies: [
+                "PivotModels", "PivotFormats", "PivotTensor", "PivotText",
+                "PivotDiffusion", "PivotIO",
+            ],
+            resources: [.copy("Resources")]),
         // Pipelines: the StableDiffusion facade, generate, invert (and its files and cache), edit (one
         // orchestration), textual-inversion tokens, precision plans, components and benchmarks.
-        .target(name: "Pivot", dependencies: ["PivotLoading", "PivotModels", "PivotFormats", "PivotTensor", "PivotImage",
-                                       "PivotDiffusion", "PivotText", "PivotIO"]),
+        .target(
+            name: "Pivot",
+            dependencies: [
+                "PivotLoading", "PivotModels", "PivotFormats", "PivotTensor", "PivotImage",
+                "PivotDiffusion", "PivotText", "PivotIO",
+            ]),
         // Batches: manifests, the resumable journal, shards; runs each row through Pivot's edit.
-        .target(name: "PivotBatch", dependencies: ["Pivot", "PivotLoading", "PivotDiffusion", "PivotFormats",
-                                            "PivotImage", "PivotIO"]),
+        .target(
+            name: "PivotBatch",
+            dependencies: [
+                "Pivot", "PivotLoading", "PivotDiffusion", "PivotFormats",
+                "PivotImage", "PivotIO",
+            ]),
         // The command line: argument parsing and progress only; maps flags to library settings.
-        .executableTarget(name: "PivotCLI", dependencies: [
-            "Pivot", "PivotBatch", "PivotLoading", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        .executableTarget(
+            name: "PivotCLI",
+            dependencies: [
+                "Pivot", "PivotBatch", "PivotLoading", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
         .testTarget(name: "PivotTensorTests", dependencies: ["PivotTensor"]),
         .testTarget(name: "PivotTextTests", dependencies: ["PivotText"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "PivotFormatsTests", dependencies: ["PivotFormats", "PivotIO"],
-                    resources: [.copy("Fixtures")]),
-        .testTarget(name: "PivotImageTests", dependencies: ["PivotImage", "PivotTensor"],
-                    resources: [.copy("Fixtures")]),
-        .testTarget(name: "PivotModelsTests", dependencies: ["Pivot", "PivotBatch", "PivotLoading"],
-                    resources: [.copy("Fixtures")]),
-        .testTarget(name: "PivotDiffusionTests", dependencies: ["PivotDiffusion"],
-                    resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "PivotFormatsTests", dependencies: ["PivotFormats", "PivotIO"],
+            resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "PivotImageTests", dependencies: ["PivotImage", "PivotTensor"],
+            resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "PivotModelsTests", dependencies: ["Pivot", "PivotBatch", "PivotLoading"],
+            resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "PivotDiffusionTests", dependencies: ["PivotDiffusion"],
+            resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -7,8 +7,10 @@ extension StableDiffusion {
     /// per token of `prompt` (start and end tokens included), the token's averaged map scaled to 0…255 by
     /// its own maximum, resized to `tile` × `tile` (bicubic), with the decoded token under it; tiles in rows
     /// of at most `columns`. Nil when no map was recorded.
-    public func attentionMapsImage(_ maps: CrossAttentionMaps, prompt: String, tile: Int = 256,
-                                   columns: Int = 8) -> RGBImage? {
+    public func attentionMapsImage(
+        _ maps: CrossAttentionMaps, prompt: String, tile: Int = 256,
+        columns: Int = 8
+    ) -> RGBImage? {
         guard let (side, values) = maps.averaged() else { return nil }
         let ids = [tokenizer.bos] + tokenizer.contentIds(prompt).prefix(tokenizer.maxLength - 2) + [tokenizer.eos]
         let tiles = ids.enumerated().compactMap { position, id -> RGBImage? in

@@ -26,14 +26,16 @@ public enum Benchmark {
 
     /// Runs `network` once to warm up, then `runs` times; reports the median and effective GFLOP/s
     /// (GEMM work only: convolutions, linear layers and attention).
-    public static func run(_ network: Component, networks: LoadedNetworks, size: Int, batch: Int, runs: Int,
-                           progress: (String) -> Void = { _ in }) throws -> Result {
+    public static func run(
+        _ network: Component, networks: LoadedNetworks, size: Int, batch: Int, runs: Int,
+        progress: (String) -> Void = { _ in }
+    ) throws -> Result {
         let work = try workload(network, networks: networks, size: size, batch: batch)
         progress("\(network.rawValue): warm-up")
         let f0 = BLAS.flops
         _ = try work()
         let flop = Double(BLAS.flops - f0)
-        if Profiler.enabled { _ = Profiler.report() }   // profiles show the timed runs, not one-time weight preparation
+        if Profiler.enabled { _ = Profiler.report() }  // profiles show the timed runs, not one-time weight preparation
         var times: [Double] = []
         for i in 0..<runs {
             let start = DispatchTime.now().uptimeNanoseconds
@@ -42,8 +44,9 @@ public enum Benchmark {
             progress("\(network.rawValue): run \(i + 1)/\(runs) \(String(format: "%.3f", times.last ?? 0)) s")
         }
         let median = times.sorted()[times.count / 2]
-        return Result(network: network.rawValue, medianSeconds: median, times: times, gflop: flop / 1e9,
-                      gflops: flop / 1e9 / median, size: size, batch: batch, runs: runs)
+        return Result(
+            network: network.rawValue, medianSeconds: median, times: times, gflop: flop / 1e9,
+            gflops: flop / 1e9 / median, size: size, batch: batch, runs: runs)
     }
 
     /// A closure running one forward pass on fixed random inputs.

@@ -29,8 +29,10 @@ public enum Component: String, CaseIterable, Sendable {
 public enum ComponentRunner {
     /// Reads `input`, runs `component` of `model`, writes `output` atomically.
     /// `precision` sets the networks' arithmetic (`unet-vjp` and `text-encoder-vjp` run in its gradient precision).
-    public static func run(_ component: Component, model: ModelFolder, input: String, output: String,
-                           precision: PrecisionPlan = .fp32) throws {
+    public static func run(
+        _ component: Component, model: ModelFolder, input: String, output: String,
+        precision: PrecisionPlan = .fp32
+    ) throws {
         let file = try SafeTensorsFile(path: input)
         var result: [(name: String, tensor: Tensor)]
         switch component {
@@ -54,8 +56,9 @@ public enum ComponentRunner {
             let unet = try model.loadUNet()
             unet.precision = precision.networks
             let (sample, steps, context) = try unetInputs(file)
-            let r = try unet.vjp(sample, timesteps: steps, context: context,
-                                 gradOut: try file.floatTensor(try present(file, "grad_out")))
+            let r = try unet.vjp(
+                sample, timesteps: steps, context: context,
+                gradOut: try file.floatTensor(try present(file, "grad_out")))
             result = [("out", r.out), ("grad_encoder_hidden_states", r.gradContext), ("grad_sample", r.gradSample)]
         case .vaeEncode:
             let vae = try model.loadVAE()
@@ -114,6 +117,8 @@ public enum ComponentError: Error, CustomStringConvertible {
     case badInput(file: String, String)
 
     public var description: String {
-        switch self { case .badInput(let f, let m): return "\(f): \(m)" }
+        switch self {
+        case .badInput(let f, let m): return "\(f): \(m)"
+        }
     }
 }

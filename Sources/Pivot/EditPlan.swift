@@ -37,7 +37,8 @@ public enum EditError: SettingsNamingError {
     public func description(naming: (String) -> String) -> String {
         switch self {
         case .wordNotFound(let w, let setting):
-            return setting == "blend" ? "\(naming(setting)): the word '\(w)' is in neither the source nor the target prompts"
+            return setting == "blend"
+                ? "\(naming(setting)): the word '\(w)' is in neither the source nor the target prompts"
                 : "\(naming(setting)): the word '\(w)' is in none of the target prompts"
         case .wordCountsDiffer(let s, let t):
             return "\(naming("mode")) replace needs the same number of words (source has \(s), target has \(t)); use \(naming("mode")) refine"
@@ -50,8 +51,10 @@ public enum EditError: SettingsNamingError {
 extension StableDiffusion {
     /// The Prompt-to-Prompt controller for `source` and `targets` over `steps` steps of a latent of side
     /// `latentSide` (self-attention injection at layers of at most (side/2)² tokens: 32×32 for SD's 64×64).
-    public func promptToPrompt(source: String, targets: [String], steps: Int, latentSide: Int,
-                               options o: EditOptions) throws -> PromptToPromptController {
+    public func promptToPrompt(
+        source: String, targets: [String], steps: Int, latentSide: Int,
+        options o: EditOptions
+    ) throws -> PromptToPromptController {
         let length = tokenizer.maxLength
         let src = try words(source)
         let tgts = try targets.map { try words($0) }
@@ -67,10 +70,11 @@ extension StableDiffusion {
         }
         let edit: CrossAttentionEdit
         if useReplace {
-            edit = .replace(mappers: tgts.map { t in
-                let swapped = (0..<t.words.count).filter { t.words[$0] != src.words[$0] }
-                return PromptAlignment.wordSwapMapper(source: src.positions, target: t.positions, swapped: swapped, length: length)
-            })
+            edit = .replace(
+                mappers: tgts.map { t in
+                    let swapped = (0..<t.words.count).filter { t.words[$0] != src.words[$0] }
+                    return PromptAlignment.wordSwapMapper(source: src.positions, target: t.positions, swapped: swapped, length: length)
+                })
         } else {
             let refs = tgts.map { PromptAlignment.refinement(source: src.ids, target: $0.ids, length: length) }
             edit = .refine(maps: refs.map(\.map), alphas: refs.map(\.alpha))
@@ -85,7 +89,8 @@ extension StableDiffusion {
             throw EditError.wordNotFound(w, setting: "blend")
         }
         guard (0...1).contains(o.crossReplace), (0...1).contains(o.blendThreshold), o.selfReplace.start >= 0, o.selfReplace.end <= 1,
-              o.selfReplace.start <= o.selfReplace.end else {
+            o.selfReplace.start <= o.selfReplace.end
+        else {
             throw SettingError("cross_replace", "self_replace", "blend_threshold", problem: "take fractions between 0 and 1")
         }
         let cross = tgts.map { t -> [[Float]] in
@@ -93,11 +98,14 @@ extension StableDiffusion {
             for (w, f) in o.crossReplaceWords { for p in t.positions(of: w) ?? [] { perToken[p] = f } }
             return PromptToPromptController.crossSchedule(fraction: o.crossReplace, steps: steps, tokens: length, perToken: perToken)
         }
-        let equalizer: [[Float]]? = o.reweight.isEmpty ? nil : tgts.map { t in
-            var scale = [Float](repeating: 1, count: length)
-            for (w, s) in o.reweight { for p in t.positions(of: w) ?? [] { scale[p] = s } }
-            return scale
-        }
+        let equalizer: [[Float]]? =
+            o.reweight.isEmpty
+            ? nil
+            : tgts.map { t in
+                var scale = [Float](repeating: 1, count: length)
+                for (w, s) in o.reweight { for p in t.positions(of: w) ?? [] { scale[p] = s } }
+                return scale
+            }
         let controller = PromptToPromptController(
             prompts: 1 + targets.count, edit: edit, crossReplace: cross, equalizer: equalizer,
             selfReplace: PromptToPromptController.selfSchedule(start: o.selfReplace.start, end: o.selfReplace.end, steps: steps),
@@ -108,8 +116,9 @@ extension StableDiffusion {
                 for w in o.blend { for p in prompt.positions(of: w) ?? [] { row[p] = 1 } }
                 return row
             }
-            controller.localBlend = LocalBlend(wordTokens: tokens, threshold: o.blendThreshold,
-                                               startStep: Int(0.2 * Double(steps)), latentSide: latentSide)
+            controller.localBlend = LocalBlend(
+                wordTokens: tokens, threshold: o.blendThreshold,
+                startStep: Int(0.2 * Double(steps)), latentSide: latentSide)
         }
         return controller
     }
@@ -135,7 +144,8 @@ extension StableDiffusion {
             throw EditError.badValue("the prompt \"\(prompt)\" has \(content.count) tokens; edits need at most \(tokenizer.maxLength - 2)")
         }
         guard counts.reduce(0, +) == content.count else { throw EditError.cannotSplitWords(prompt) }
-        return Words(words: words, positions: PromptAlignment.wordPositions(tokenCounts: counts),
-                     ids: [tokenizer.bos] + content + [tokenizer.eos])
+        return Words(
+            words: words, positions: PromptAlignment.wordPositions(tokenCounts: counts),
+            ids: [tokenizer.bos] + content + [tokenizer.eos])
     }
 }

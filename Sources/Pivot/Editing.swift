@@ -24,8 +24,10 @@ public struct EditRequest {
     /// Also record the source's cross-attention per token and draw it (`EditResult.attentionMaps`).
     public var attentionMaps = false
 
-    public init(input: EditInput, source: String, targets: [String], settings: EditSettings = EditSettings(),
-                cache: InversionCache? = InversionCache()) {
+    public init(
+        input: EditInput, source: String, targets: [String], settings: EditSettings = EditSettings(),
+        cache: InversionCache? = InversionCache()
+    ) {
         self.input = input
         self.source = source
         self.targets = targets
@@ -68,31 +70,38 @@ extension StableDiffusion {
     ///    target from the inversion's x_T under the guidance the inversion was made for.
     public func edit(_ request: EditRequest, onEvent: (EditEvent) -> Void = { _ in }) throws -> EditResult {
         let plan = { (steps: Int, side: Int) in
-            try self.promptToPrompt(source: request.source, targets: request.targets, steps: steps, latentSide: side,
-                                    options: request.settings.edit)
+            try self.promptToPrompt(
+                source: request.source, targets: request.targets, steps: steps, latentSide: side,
+                options: request.settings.edit)
         }
         let record: InversionRecord, cachedAt: String?, early: PromptToPromptController?
         switch request.input {
         case .photo(let photo, let photoHash):
             early = try plan(request.settings.inversion.steps, latentSide)
-            (record, cachedAt) = try inversion(photo: photo, prompt: request.source, settings: request.settings.inversion,
-                                               cache: request.cache, photoHash: photoHash,
-                                               onEvent: { onEvent(.inversion($0)) }, warn: { onEvent(.warning($0)) })
+            (record, cachedAt) = try inversion(
+                photo: photo, prompt: request.source, settings: request.settings.inversion,
+                cache: request.cache, photoHash: photoHash,
+                onEvent: { onEvent(.inversion($0)) }, warn: { onEvent(.warning($0)) })
         case .inversion(let r):
             (record, cachedAt, early) = (r, nil, nil)
         }
         let controller = try early ?? plan(record.steps, record.latents[0].dim(2))
         let guidance = Float(record.metadata["guidance"] ?? "") ?? request.settings.inversion.guidance
-        let maps = request.attentionMaps
+        let maps =
+            request.attentionMaps
             ? CrossAttentionMaps(prompts: 1 + request.targets.count, latentSide: record.latents[0].dim(2)) : nil
-        let images = try render(record, source: request.source, targets: request.targets, guidance: guidance,
-                                controller: maps.map { ControllerChain([$0, controller]) } ?? controller,
-                                blend: controller.localBlend) { onEvent(.step($0, total: $1)) }
-        let parameters = "source: \(request.source); targets: \(request.targets.joined(separator: " | ")); "
+        let images = try render(
+            record, source: request.source, targets: request.targets, guidance: guidance,
+            controller: maps.map { ControllerChain([$0, controller]) } ?? controller,
+            blend: controller.localBlend
+        ) { onEvent(.step($0, total: $1)) }
+        let parameters =
+            "source: \(request.source); targets: \(request.targets.joined(separator: " | ")); "
             + "method: \(record.method.rawValue); steps: \(record.steps)"
             + (embeddingsUsed.isEmpty ? "" : "; embeddings: " + embeddingsDescription) + "; pivot \(pivotVersion)"
-        return EditResult(images: images, record: record, cachedAt: cachedAt,
-                          attentionMaps: maps.flatMap { attentionMapsImage($0, prompt: request.source) }, parameters: parameters)
+        return EditResult(
+            images: images, record: record, cachedAt: cachedAt,
+            attentionMaps: maps.flatMap { attentionMapsImage($0, prompt: request.source) }, parameters: parameters)
     }
 
     /// The side of the latent a photo is inverted at (the native resolution over the VAE's factor).

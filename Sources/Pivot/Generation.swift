@@ -49,7 +49,8 @@ public final class StableDiffusion {
         vae = try model.loadVAE()
         scheduler = try DDIMScheduler(config: schedulerConfig ?? model.schedulerConfig())
         guard tokenizer.vocabularySize <= textEncoder.config.vocabSize else {
-            throw ModelError.invalidInput("\(model.display("tokenizer")): \(tokenizer.vocabularySize) tokens for a text encoder of \(textEncoder.config.vocabSize)")
+            throw ModelError.invalidInput(
+                "\(model.display("tokenizer")): \(tokenizer.vocabularySize) tokens for a text encoder of \(textEncoder.config.vocabSize)")
         }
     }
 

@@ -9,14 +9,18 @@ public struct InversionCache {
 
     public init(directory: String? = nil) {
         let env = ProcessInfo.processInfo.environment
-        self.directory = directory ?? env["PIVOT_CACHE_DIR"]
+        self.directory =
+            directory ?? env["PIVOT_CACHE_DIR"]
             ?? ((env["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")) + "/pivot/inversions")
     }
 
     /// The cache key: a SHA-256 of everything that shapes the inversion.
-    public static func key(photoHash: String, modelFingerprint: String, prompt: String, settings s: InversionSettings,
-                           embeddings: String = "", precisionTag: String? = nil) -> String {
-        let parts = [pivotVersion, photoHash, modelFingerprint, prompt, s.canonical, embeddings]
+    public static func key(
+        photoHash: String, modelFingerprint: String, prompt: String, settings s: InversionSettings,
+        embeddings: String = "", precisionTag: String? = nil
+    ) -> String {
+        let parts =
+            [pivotVersion, photoHash, modelFingerprint, prompt, s.canonical, embeddings]
             + (precisionTag.map { [$0] } ?? [])
         let text = parts.joined(separator: "\u{1F}")
         return SHA256.hex(SHA256.hash(Array(text.utf8)))
@@ -43,13 +47,16 @@ extension StableDiffusion {
     /// (by content), model, prompt, settings and embeddings, else computed (and stored there; a failure to
     /// store is passed to `warn`, not thrown); `photoHash`, when the caller has it, saves hashing the photo
     /// again. Returns the record and, when it came from the cache, its path.
-    public func inversion(photo: String, prompt: String, settings: InversionSettings, cache: InversionCache?,
-                          photoHash knownHash: String? = nil, onEvent: (InversionEvent) -> Void = { _ in },
-                          warn: (String) -> Void = { _ in }) throws -> (record: InversionRecord, cachedAt: String?) {
+    public func inversion(
+        photo: String, prompt: String, settings: InversionSettings, cache: InversionCache?,
+        photoHash knownHash: String? = nil, onEvent: (InversionEvent) -> Void = { _ in },
+        warn: (String) -> Void = { _ in }
+    ) throws -> (record: InversionRecord, cachedAt: String?) {
         let fingerprint = try modelFingerprint()
         let photoHash = try knownHash ?? SHA256.hexDigest(ofFile: photo)
-        let key = InversionCache.key(photoHash: photoHash, modelFingerprint: fingerprint, prompt: prompt, settings: settings,
-                                     embeddings: embeddingsDescription, precisionTag: precision.hashTag)
+        let key = InversionCache.key(
+            photoHash: photoHash, modelFingerprint: fingerprint, prompt: prompt, settings: settings,
+            embeddings: embeddingsDescription, precisionTag: precision.hashTag)
         // A cached record that does not fit this model (damaged, hand-edited) counts as absent.
         if let cache, let record = cache.load(key), (try? record.validate(against: inversionShape, file: cache.path(for: key))) != nil {
             return (record, cache.path(for: key))

@@ -36,8 +36,10 @@ extension InversionSettings {
         public var innerSteps: Int?
         public var crop: CropBox?
 
-        public init(method: InversionMethod? = nil, steps: Int? = nil, guidance: Float? = nil, innerSteps: Int? = nil,
-                    crop: CropBox? = nil) {
+        public init(
+            method: InversionMethod? = nil, steps: Int? = nil, guidance: Float? = nil, innerSteps: Int? = nil,
+            crop: CropBox? = nil
+        ) {
             (self.method, self.steps, self.guidance, self.innerSteps, self.crop) = (method, steps, guidance, innerSteps, crop)
         }
 
@@ -49,8 +51,11 @@ extension InversionSettings {
             s.guidance = guidance ?? s.guidance
             s.innerSteps = innerSteps ?? s.innerSteps
             s.crop = crop
-            let given: Set<String> = Set([method.map { _ in "method" }, steps.map { _ in "steps" }, guidance.map { _ in "guidance" },
-                                          innerSteps.map { _ in "inner_steps" }, crop.map { _ in "crop" }].compactMap { $0 })
+            let given: Set<String> = Set(
+                [
+                    method.map { _ in "method" }, steps.map { _ in "steps" }, guidance.map { _ in "guidance" },
+                    innerSteps.map { _ in "inner_steps" }, crop.map { _ in "crop" },
+                ].compactMap { $0 })
             return Dictionary(uniqueKeysWithValues: s.fields.filter { given.contains($0.key) }.map { ($0.key, $0.value) })
         }
     }
@@ -65,8 +70,11 @@ extension InversionRecord {
         let t = steps
         let latent = [shape.channels, shape.height, shape.width]
         guard (1...min(shape.maxSteps, Self.maxSteps)).contains(t) else {
-            throw InversionError.shape(file, tensor: "latents", found: [latents.count] + Array(latents[0].shape.dropFirst()),
-                                       expected: "[T+1, \(latent.map(String.init).joined(separator: ", "))] with T (the steps) between 1 and \(min(shape.maxSteps, Self.maxSteps))")
+            throw InversionError.shape(
+                file, tensor: "latents", found: [latents.count] + Array(latents[0].shape.dropFirst()),
+                expected:
+                    "[T+1, \(latent.map(String.init).joined(separator: ", "))] with T (the steps) between 1 and \(min(shape.maxSteps, Self.maxSteps))"
+            )
         }
         if let recorded = metadata["steps"], recorded != String(t) {
             throw InversionError.malformed(file, "the file records \(recorded) steps but holds latents for \(t)")
@@ -74,23 +82,26 @@ extension InversionRecord {
         func check(_ name: String, _ tensors: [Tensor], _ each: [Int], _ meaning: String) throws {
             let found = [tensors.count] + Array(tensors[0].shape.dropFirst())
             guard tensors.allSatisfy({ Array($0.shape.dropFirst()) == each }) else {
-                throw InversionError.shape(file, tensor: name, found: found,
-                                           expected: "\([tensors.count] + each) (\(meaning)) for this model")
+                throw InversionError.shape(
+                    file, tensor: name, found: found,
+                    expected: "\([tensors.count] + each) (\(meaning)) for this model")
             }
             guard tensors.allSatisfy(\.allFinite) else { throw InversionError.nonFinite(file, tensor: name) }
         }
         try check("latents", latents, latent, "steps + 1, latent channels, latent height, latent width")
         if let nullEmbeddings {
             guard nullEmbeddings.count == t else {
-                throw InversionError.shape(file, tensor: "null_embeddings", found: [nullEmbeddings.count] + Array(nullEmbeddings[0].shape.dropFirst()),
-                                           expected: "[\(t), \(shape.tokens), \(shape.textWidth)] (steps, tokens, text width)")
+                throw InversionError.shape(
+                    file, tensor: "null_embeddings", found: [nullEmbeddings.count] + Array(nullEmbeddings[0].shape.dropFirst()),
+                    expected: "[\(t), \(shape.tokens), \(shape.textWidth)] (steps, tokens, text width)")
             }
             try check("null_embeddings", nullEmbeddings, [shape.tokens, shape.textWidth], "steps, tokens, text width")
         }
         if let offsets {
             guard offsets.count == t else {
-                throw InversionError.shape(file, tensor: "offsets", found: [offsets.count] + Array(offsets[0].shape.dropFirst()),
-                                           expected: "\([t] + latent) (steps, latent channels, height, width)")
+                throw InversionError.shape(
+                    file, tensor: "offsets", found: [offsets.count] + Array(offsets[0].shape.dropFirst()),
+                    expected: "\([t] + latent) (steps, latent channels, height, width)")
             }
             try check("offsets", offsets, latent, "steps, latent channels, latent height, latent width")
         }
@@ -100,8 +111,9 @@ extension InversionRecord {
 extension StableDiffusion {
     /// The shapes this model needs of an inversion made at its native resolution.
     public var inversionShape: InversionShape {
-        InversionShape(channels: unet.config.inChannels, height: latentSide, width: latentSide, tokens: tokenizer.maxLength,
-                       textWidth: textEncoder.config.hiddenSize, maxSteps: scheduler.numTrainTimesteps)
+        InversionShape(
+            channels: unet.config.inChannels, height: latentSide, width: latentSide, tokens: tokenizer.maxLength,
+            textWidth: textEncoder.config.hiddenSize, maxSteps: scheduler.numTrainTimesteps)
     }
 
     /// Reads an inversion file for an edit and checks it before any work: its structure and shapes against
@@ -123,8 +135,11 @@ extension StableDiffusion {
             if let had, had != value { throw InversionError.settingConflict(path, setting: key, given: value, recorded: had) }
         }
         if let used = record.metadata["embeddings"], used != embeddingsDescription {
-            throw InversionError.mismatch(path, used.isEmpty ? "no textual-inversion embeddings, but this edit loads some"
-                : "other textual-inversion embeddings (\(used))")
+            throw InversionError.mismatch(
+                path,
+                used.isEmpty
+                    ? "no textual-inversion embeddings, but this edit loads some"
+                    : "other textual-inversion embeddings (\(used))")
         }
         if let p = record.metadata["prompt"], p != source {
             throw InversionError.mismatch(path, "the source prompt \"\(p)\", not \"\(source)\"")

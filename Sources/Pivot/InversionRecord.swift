@@ -15,8 +15,10 @@ public struct InversionRecord {
     public var offsets: [Tensor]?
     public var metadata: [String: String]
 
-    public init(method: InversionMethod, latents: [Tensor], nullEmbeddings: [Tensor]? = nil, offsets: [Tensor]? = nil,
-                metadata: [String: String]) {
+    public init(
+        method: InversionMethod, latents: [Tensor], nullEmbeddings: [Tensor]? = nil, offsets: [Tensor]? = nil,
+        metadata: [String: String]
+    ) {
         self.method = method
         self.latents = latents
         self.nullEmbeddings = nullEmbeddings
@@ -48,7 +50,8 @@ public struct InversionRecord {
     public init(path: String) throws {
         let file = try SafeTensorsFile(path: path)
         guard file.metadata["format"] == "pivot-inversion-1",
-              let method = file.metadata["method"].flatMap(InversionMethod.init(rawValue:)) else {
+            let method = file.metadata["method"].flatMap(InversionMethod.init(rawValue:))
+        else {
             throw InversionError.notAnInversion(path)
         }
         guard let latentInfo = file.info("latents") else { throw InversionError.malformed(path, "no 'latents' tensor") }
@@ -58,8 +61,9 @@ public struct InversionRecord {
         }
         let t = shape[0] - 1
         guard (1...Self.maxSteps).contains(t) else {
-            throw InversionError.shape(path, tensor: "latents", found: shape,
-                                       expected: "[T+1, C, h, w] with T (the steps) between 1 and \(Self.maxSteps)")
+            throw InversionError.shape(
+                path, tensor: "latents", found: shape,
+                expected: "[T+1, C, h, w] with T (the steps) between 1 and \(Self.maxSteps)")
         }
         let perStep = Array(shape.dropFirst())
         func checked(_ name: String, _ expected: (Int) -> Bool, _ meaning: String) throws -> [Tensor]? {
@@ -72,8 +76,9 @@ public struct InversionRecord {
         let nulls = try checked("null_embeddings", { $0 == 3 }, "[\(t), tokens, width] (steps, tokens, text width)")
         let offsets = try checked("offsets", { _ in true }, "[\(t)] + \(perStep) (steps, then the latent's shape)")
         if let o = offsets, o[0].shape != [1] + perStep {
-            throw InversionError.shape(path, tensor: "offsets", found: [t] + Array(o[0].shape.dropFirst()),
-                                       expected: "\([t] + perStep) (steps, then the latent's shape)")
+            throw InversionError.shape(
+                path, tensor: "offsets", found: [t] + Array(o[0].shape.dropFirst()),
+                expected: "\([t] + perStep) (steps, then the latent's shape)")
         }
         if method == .nullText && nulls == nil { throw InversionError.malformed(path, "null-text inversion needs null_embeddings [\(t), 77, D]") }
         if method == .direct && offsets == nil { throw InversionError.malformed(path, "direct inversion needs offsets [\(t), C, h, w]") }

@@ -20,17 +20,21 @@ public enum InversionEvent {
 extension StableDiffusion {
     /// Inverts a photo under its source prompt with the chosen method; the result records everything needed
     /// to check, later, that an edit uses the same model, photo and settings.
-    public func invert(photo: String, prompt: String, settings s: InversionSettings,
-                       onEvent: (InversionEvent) -> Void = { _ in }) throws -> InversionRecord {
+    public func invert(
+        photo: String, prompt: String, settings s: InversionSettings,
+        onEvent: (InversionEvent) -> Void = { _ in }
+    ) throws -> InversionRecord {
         try s.validate(trainTimesteps: scheduler.numTrainTimesteps)
         let z0 = try encodePhoto(photo, crop: s.crop)
         let cond = try encode(prompt).embedding
         let inversion = try PivotInversion(unet: unet, scheduler: scheduler, steps: s.steps, guidance: s.guidance)
         let latents = try inversion.trajectory(z0: z0, cond: cond) { onEvent(.trajectory(step: $0, total: $1)) }
-        var record = InversionRecord(method: s.method, latents: latents, metadata: [
-            "prompt": prompt, "embeddings": embeddingsDescription,
-            "scheduler": schedulerDescription, "model": model.path, "precision": precision.description,
-        ].merging(s.fields.map { ($0.key, $0.value) }) { $1 })
+        var record = InversionRecord(
+            method: s.method, latents: latents,
+            metadata: [
+                "prompt": prompt, "embeddings": embeddingsDescription,
+                "scheduler": schedulerDescription, "model": model.path, "precision": precision.description,
+            ].merging(s.fields.map { ($0.key, $0.value) }) { $1 })
         switch s.method {
         case .nullText:
             let uncond = try encode("").embedding
@@ -61,25 +65,32 @@ extension StableDiffusion {
 extension StableDiffusion {
     /// Renders `targets` (prompt 0 is the source) from an inversion, with the unconditional branch each
     /// method calls for; returns the decoded images, source first.
-    public func render(_ record: InversionRecord, source: String, targets: [String], guidance: Float,
-                       controller: AttentionController? = nil, blend: LocalBlend? = nil,
-                       onStep: (Int, Int) -> Void = { _, _ in }) throws -> [RGBImage] {
-        let z = try editLatents(record, source: source, targets: targets, guidance: guidance, controller: controller,
-                                blend: blend, onStep: onStep)
+    public func render(
+        _ record: InversionRecord, source: String, targets: [String], guidance: Float,
+        controller: AttentionController? = nil, blend: LocalBlend? = nil,
+        onStep: (Int, Int) -> Void = { _, _ in }
+    ) throws -> [RGBImage] {
+        let z = try editLatents(
+            record, source: source, targets: targets, guidance: guidance, controller: controller,
+            blend: blend, onStep: onStep)
         let images = try vae.decode(scale(z, Float(1 / vae.config.scalingFactor)))
         return (0..<images.dim(0)).map { fromTensor(images, index: $0) }
     }
 
     /// The final latents [1 + targets, C, h, w] of an edit, before decoding (see `render`).
-    public func editLatents(_ record: InversionRecord, source: String, targets: [String], guidance: Float,
-                            controller: AttentionController? = nil, blend: LocalBlend? = nil,
-                            onStep: (Int, Int) -> Void = { _, _ in }) throws -> Tensor {
+    public func editLatents(
+        _ record: InversionRecord, source: String, targets: [String], guidance: Float,
+        controller: AttentionController? = nil, blend: LocalBlend? = nil,
+        onStep: (Int, Int) -> Void = { _, _ in }
+    ) throws -> Tensor {
         let prompts = try ([source] + targets).map { try encode($0).embedding }
         let empty = try encode("").embedding
         let loop = try DenoisingLoop(unet: unet, scheduler: scheduler, steps: record.steps, guidance: guidance)
         let uncond = { (i: Int) in record.method.unconditional(step: i, nulls: record.nullEmbeddings, source: prompts[0], empty: empty) }
-        return try loop.run(start: record.latents[record.steps], prompts: prompts, uncond: uncond,
-                            offsets: record.method == .direct ? record.offsets : nil, controller: controller) { i, z in
+        return try loop.run(
+            start: record.latents[record.steps], prompts: prompts, uncond: uncond,
+            offsets: record.method == .direct ? record.offsets : nil, controller: controller
+        ) { i, z in
             blend?.apply(&z, afterStep: i - 1)
             onStep(i, record.steps)
         }

@@ -35,7 +35,9 @@ public struct ModelInfo: Codable, Sendable {
 
         enum CodingKeys: String, CodingKey {
             case choice, forward, gradient, reason, cpu
-            case nativeBF16 = "native_bf16", oneDNN = "onednn", bf16Kernel = "bf16_kernel"
+            case nativeBF16 = "native_bf16"
+            case oneDNN = "onednn"
+            case bf16Kernel = "bf16_kernel"
         }
 
         public init(_ plan: PrecisionPlan) {
@@ -52,7 +54,8 @@ public struct ModelInfo: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case model, architecture, networks, precision
-        case nativeResolution = "native_resolution", latentChannels = "latent_channels"
+        case nativeResolution = "native_resolution"
+        case latentChannels = "latent_channels"
         case predictionType = "prediction_type"
     }
 
@@ -66,7 +69,8 @@ public struct ModelInfo: Codable, Sendable {
         } else if ctx == 1024 && unet.blockOutChannels == [320, 640, 1280, 1280] {
             architecture = "Stable Diffusion 2.x (OpenCLIP ViT-H text encoder, \(te.hiddenAct))"
         } else {
-            architecture = "Stable Diffusion-style, custom size: UNet \(unet.blockOutChannels), context \(ctx), "
+            architecture =
+                "Stable Diffusion-style, custom size: UNet \(unet.blockOutChannels), context \(ctx), "
                 + "text encoder \(te.hiddenSize)×\(te.numHiddenLayers), VAE \(vae.blockOutChannels)"
         }
         nativeResolution = unet.sampleSize * vae.downsampleFactor
@@ -74,8 +78,9 @@ public struct ModelInfo: Codable, Sendable {
         predictionType = ModelInfo.predictionType(model)
         networks = try ["text_encoder", "unet", "vae"].map { name in
             let store = try model.weightStore(name)
-            return Network(name: name, parameters: store.parameterCount, dtypes: store.dtypeCounts,
-                           files: store.files.map { ($0 as NSString).lastPathComponent })
+            return Network(
+                name: name, parameters: store.parameterCount, dtypes: store.dtypeCounts,
+                files: store.files.map { ($0 as NSString).lastPathComponent })
         }
     }
 
@@ -84,15 +89,18 @@ public struct ModelInfo: Codable, Sendable {
         if model.single != nil { return try? model.schedulerConfig().predictionType.rawValue }
         let file = (model.path as NSString).appendingPathComponent("scheduler/scheduler_config.json")
         guard let d = FileManager.default.contents(atPath: file),
-              let obj = try? JSONSerialization.jsonObject(with: d) as? [String: Any] else { return nil }
+            let obj = try? JSONSerialization.jsonObject(with: d) as? [String: Any]
+        else { return nil }
         return obj["prediction_type"] as? String ?? "epsilon"
     }
 
     /// A human-readable report.
     public var text: String {
-        var lines = ["model: \(model)", "architecture: \(architecture)",
-                     "native resolution: \(nativeResolution)×\(nativeResolution)",
-                     "prediction type: \(predictionType ?? "unknown (no scheduler config)")"]
+        var lines = [
+            "model: \(model)", "architecture: \(architecture)",
+            "native resolution: \(nativeResolution)×\(nativeResolution)",
+            "prediction type: \(predictionType ?? "unknown (no scheduler config)")",
+        ]
         for n in networks {
             let dt = n.dtypes.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: ", ")
             let mb = Double(n.parameters) * 4 / 1_048_576

@@ -51,22 +51,27 @@ public struct PrecisionPlan: Sendable, Equatable, CustomStringConvertible {
             return .fp32
         case .bf16:
             guard usable else { throw PrecisionError.bf16Unavailable(cpu: cpu) }
-            return PrecisionPlan(choice: .bf16, networks: .all(.bf16),
-                                 reason: native ? "bf16 asked for; native bf16 (\(cpu))"
-                                     : "bf16 asked for; no native bf16 on this processor (\(cpu)): oneDNN emulates it, slower than fp32",
-                                 emulated: !native)
+            return PrecisionPlan(
+                choice: .bf16, networks: .all(.bf16),
+                reason: native
+                    ? "bf16 asked for; native bf16 (\(cpu))"
+                    : "bf16 asked for; no native bf16 on this processor (\(cpu)): oneDNN emulates it, slower than fp32",
+                emulated: !native)
         case .auto:
             guard native && usable else {
-                return PrecisionPlan(choice: .auto, networks: .all(.fp32),
-                                     reason: "auto: fp32, this processor has no native bf16 (\(cpu))", emulated: false)
+                return PrecisionPlan(
+                    choice: .auto, networks: .all(.fp32),
+                    reason: "auto: fp32, this processor has no native bf16 (\(cpu))", emulated: false)
             }
-            return PrecisionPlan(choice: .auto, networks: NetworkPrecision(forward: .bf16, gradient: .fp32),
-                                 reason: "auto: bf16 network passes, fp32 gradients (native bf16: \(cpu))", emulated: false)
+            return PrecisionPlan(
+                choice: .auto, networks: NetworkPrecision(forward: .bf16, gradient: .fp32),
+                reason: "auto: bf16 network passes, fp32 gradients (native bf16: \(cpu))", emulated: false)
         }
     }
 
     public var description: String {
-        networks.forward == networks.gradient ? networks.forward.rawValue
+        networks.forward == networks.gradient
+            ? networks.forward.rawValue
             : "\(networks.forward.rawValue) (gradients \(networks.gradient.rawValue))"
     }
 

@@ -18,8 +18,10 @@ public struct InversionSettings: Sendable, Equatable {
     /// what cache keys, batch hashes and the checks of an inversion file against given settings compare.
     /// A crop of none is "".
     public var fields: [(key: String, value: String)] {
-        [("method", method.rawValue), ("steps", String(steps)), ("guidance", String(guidance)),
-         ("inner_steps", String(innerSteps)), ("crop", crop?.text ?? "")]
+        [
+            ("method", method.rawValue), ("steps", String(steps)), ("guidance", String(guidance)),
+            ("inner_steps", String(innerSteps)), ("crop", crop?.text ?? ""),
+        ]
     }
 
     /// The keys of `fields`, in order.
@@ -49,8 +51,10 @@ public struct EditSettings: Sendable {
     public init() {}
 
     /// The keys `set` understands (manifest columns and their flags without `--`, with `_`).
-    public static let keys: Set<String> = ["cross_replace", "self_replace", "reweight", "blend", "blend_threshold", "mode",
-                                           "method", "steps", "guidance", "inner_steps", "crop", "seed"]
+    public static let keys: Set<String> = [
+        "cross_replace", "self_replace", "reweight", "blend", "blend_threshold", "mode",
+        "method", "steps", "guidance", "inner_steps", "crop", "seed",
+    ]
 
     /// Sets one setting from its string form: `cross_replace` "0.8" or "WORD=0.4" (several joined by `;`),
     /// `self_replace` "END" or "START,END", `reweight` "WORD=SCALE;…", `blend` "WORD WORD…", and plain values
@@ -62,15 +66,23 @@ public struct EditSettings: Sendable {
         case "cross_replace":
             for item in items {
                 let pair = item.split(separator: "=", maxSplits: 1).map(String.init)
-                if pair.count == 2, !pair[0].isEmpty, let f = Double(pair[1]), f.isFinite { edit.crossReplaceWords[pair[0]] = f }
-                else if let f = Double(item) { edit.crossReplace = f }
-                else { throw bad("a fraction or WORD=FRACTION") }
+                if pair.count == 2, !pair[0].isEmpty, let f = Double(pair[1]), f.isFinite {
+                    edit.crossReplaceWords[pair[0]] = f
+                } else if let f = Double(item) {
+                    edit.crossReplace = f
+                } else {
+                    throw bad("a fraction or WORD=FRACTION")
+                }
             }
         case "self_replace":
             let parts = value.split(separator: ",", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
             switch parts.count {
-            case 1: guard let e = parts[0] else { throw bad("END or START,END") }; edit.selfReplace = (0, e)
-            case 2: guard let s = parts[0], let e = parts[1] else { throw bad("END or START,END") }; edit.selfReplace = (s, e)
+            case 1:
+                guard let e = parts[0] else { throw bad("END or START,END") }
+                edit.selfReplace = (0, e)
+            case 2:
+                guard let s = parts[0], let e = parts[1] else { throw bad("END or START,END") }
+                edit.selfReplace = (s, e)
             default: throw bad("END or START,END")
             }
         case "reweight":
@@ -101,7 +113,7 @@ public struct EditSettings: Sendable {
             guard let c = CropBox(parsing: value) else { throw bad("L,T,R,B in pixels") }
             inversion.crop = c
         case "seed": seed = value
-        default: throw EditError.badValue("unknown setting '\(key)'")   // a manifest column; flags never reach here
+        default: throw EditError.badValue("unknown setting '\(key)'")  // a manifest column; flags never reach here
         }
     }
 
@@ -111,10 +123,12 @@ public struct EditSettings: Sendable {
         let e = edit
         let words = e.crossReplaceWords.keys.sorted().map { "\($0)=\(e.crossReplaceWords[$0] ?? 0)" }
         let weights = e.reweight.keys.sorted().map { "\($0)=\(e.reweight[$0] ?? 1)" }
-        return ["mode=\(e.mode.rawValue)", "cross=\(e.crossReplace)", "cross_words=\(words.joined(separator: ";"))",
-                "self=\(e.selfReplace.start),\(e.selfReplace.end)", "reweight=\(weights.joined(separator: ";"))",
-                "blend=\(e.blend.joined(separator: " "))", "blend_threshold=\(e.blendThreshold)",
-                inversion.canonical, "seed=\(seed ?? "-")"].joined(separator: "\u{1F}")
+        return [
+            "mode=\(e.mode.rawValue)", "cross=\(e.crossReplace)", "cross_words=\(words.joined(separator: ";"))",
+            "self=\(e.selfReplace.start),\(e.selfReplace.end)", "reweight=\(weights.joined(separator: ";"))",
+            "blend=\(e.blend.joined(separator: " "))", "blend_threshold=\(e.blendThreshold)",
+            inversion.canonical, "seed=\(seed ?? "-")",
+        ].joined(separator: "\u{1F}")
     }
 
     /// "word=2.0" → ("word", 2.0).

@@ -140,7 +140,7 @@ extension StableDiffusion {
         for e in embeddings {
             for (row, t) in e.tokens.enumerated() {
                 let id = try tokenizer.addToken(t)
-                let vector = batchSlice(e.vectors, row ..< row + 1)
+                let vector = batchSlice(e.vectors, row..<row + 1)
                 try textEncoder.setTokenEmbeddings(startingAt: id, vector)
             }
         }

@@ -3,7 +3,7 @@ import Pivot
 import PivotLoading
 import PivotFormats
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What became of one batch row, as a line of `pivot-batch.jsonl`.

@@ -12,8 +12,10 @@ public struct BatchRow: Sendable, Equatable {
     public var output: String?
     public var settings: [String: String]
 
-    public init(number: Int, image: String, source: String, target: String, output: String? = nil,
-                settings: [String: String] = [:]) {
+    public init(
+        number: Int, image: String, source: String, target: String, output: String? = nil,
+        settings: [String: String] = [:]
+    ) {
         self.number = number
         self.image = image
         self.source = source
@@ -93,11 +95,13 @@ public enum BatchManifest {
         }
         let settings = fields.filter { !rowKeys.contains($0.key) && !$0.value.isEmpty }
         for key in settings.keys where !EditSettings.keys.contains(key) {
-            throw ManifestError(path: path, why: "row \(number): unknown setting '\(key)' (known: \(EditSettings.keys.sorted().joined(separator: ", ")))")
+            throw ManifestError(
+                path: path, why: "row \(number): unknown setting '\(key)' (known: \(EditSettings.keys.sorted().joined(separator: ", ")))")
         }
         let output = fields["output"].flatMap { $0.isEmpty ? nil : $0 }
-        return BatchRow(number: number, image: fields["image"] ?? "", source: fields["source"] ?? "",
-                        target: fields["target"] ?? "", output: output, settings: settings)
+        return BatchRow(
+            number: number, image: fields["image"] ?? "", source: fields["source"] ?? "",
+            target: fields["target"] ?? "", output: output, settings: settings)
     }
 
     static func csv(_ text: String, _ path: String) throws -> [BatchRow] {
@@ -105,7 +109,8 @@ public enum BatchManifest {
         guard let header = records.first else { throw ManifestError(path: path, why: "the manifest is empty") }
         let names = header.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
         for name in names where !rowKeys.contains(name) && !EditSettings.keys.contains(name) {
-            throw ManifestError(path: path, why: "unknown column '\(name)' (known: \((rowKeys.union(EditSettings.keys)).sorted().joined(separator: ", ")))")
+            throw ManifestError(
+                path: path, why: "unknown column '\(name)' (known: \((rowKeys.union(EditSettings.keys)).sorted().joined(separator: ", ")))")
         }
         var rows: [BatchRow] = []
         for (i, record) in records.dropFirst().enumerated() where !(record.count == 1 && record[0].isEmpty) {
@@ -123,26 +128,56 @@ public enum BatchManifest {
         var quoted = false, atStart = true
         var it = Array(text.unicodeScalars.filter { $0 != "\u{FEFF}" }).makeIterator()
         var pending: Unicode.Scalar? = nil
-        func next() -> Unicode.Scalar? { if let p = pending { pending = nil; return p }; return it.next() }
+        func next() -> Unicode.Scalar? {
+            if let p = pending {
+                pending = nil
+                return p
+            }
+            return it.next()
+        }
         while let c = next() {
             if quoted {
                 if c == "\"" {
                     if let n = next() {
-                        if n == "\"" { field.unicodeScalars.append("\"") } else { quoted = false; pending = n }
-                    } else { quoted = false }
-                } else { field.unicodeScalars.append(c) }
+                        if n == "\"" {
+                            field.unicodeScalars.append("\"")
+                        } else {
+                            quoted = false
+                            pending = n
+                        }
+                    } else {
+                        quoted = false
+                    }
+                } else {
+                    field.unicodeScalars.append(c)
+                }
                 continue
             }
             switch c {
-            case "\"" where atStart && field.isEmpty: quoted = true; atStart = false
-            case ",": record.append(field); field = ""; atStart = true
+            case "\"" where atStart && field.isEmpty:
+                quoted = true
+                atStart = false
+            case ",":
+                record.append(field)
+                field = ""
+                atStart = true
             case "\r": break
-            case "\n": record.append(field); records.append(record); record = []; field = ""; atStart = true
-            default: field.unicodeScalars.append(c); atStart = false
+            case "\n":
+                record.append(field)
+                records.append(record)
+                record = []
+                field = ""
+                atStart = true
+            default:
+                field.unicodeScalars.append(c)
+                atStart = false
             }
         }
         if quoted { throw ManifestError(path: path, why: "a quoted field is not closed") }
-        if !field.isEmpty || !record.isEmpty { record.append(field); records.append(record) }
+        if !field.isEmpty || !record.isEmpty {
+            record.append(field)
+            records.append(record)
+        }
         return records
     }
 }

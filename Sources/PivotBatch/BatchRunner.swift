@@ -18,8 +18,10 @@ public struct BatchJob {
     /// Write the source reconstruction and the edit side by side (as `pivot edit --side-by-side`).
     public var sideBySide = false
 
-    public init(inputDirectory: String, outputDirectory: String, rows: [BatchRow], defaults: EditSettings = EditSettings(),
-                shard: BatchShard? = nil, cache: InversionCache? = InversionCache()) {
+    public init(
+        inputDirectory: String, outputDirectory: String, rows: [BatchRow], defaults: EditSettings = EditSettings(),
+        shard: BatchShard? = nil, cache: InversionCache? = InversionCache()
+    ) {
         self.inputDirectory = inputDirectory
         self.outputDirectory = outputDirectory
         self.rows = rows
@@ -65,14 +67,16 @@ extension StableDiffusion {
             do {
                 let plan = try prepare(row, job, inputs: inputs, claimed: &claimed)
                 if journal.isDone(output: plan.output, settings: plan.hash, in: job.outputDirectory) {
-                    outcomes[row.number] = BatchOutcome(row: row.number, image: row.image, output: plan.output, status: .skipped,
-                                                        seconds: 0, message: "already done", settings: plan.hash)
+                    outcomes[row.number] = BatchOutcome(
+                        row: row.number, image: row.image, output: plan.output, status: .skipped,
+                        seconds: 0, message: "already done", settings: plan.hash)
                 } else {
                     prepared.append((row, plan))
                 }
             } catch {
-                let o = BatchOutcome(row: row.number, image: row.image, output: row.output ?? "", status: .error, seconds: 0,
-                                     message: oneLineDescription(of: error), settings: "")
+                let o = BatchOutcome(
+                    row: row.number, image: row.image, output: row.output ?? "", status: .error, seconds: 0,
+                    message: oneLineDescription(of: error), settings: "")
                 outcomes[row.number] = o
                 try journal.append(o)
             }
@@ -93,13 +97,14 @@ extension StableDiffusion {
                     inversions = nil
                     input = .photo(plan.photo, photoHash: plan.photoHash)
                 }
-                let request = EditRequest(input: input, source: row.source, targets: [row.target], settings: plan.settings,
-                                          cache: job.cache)
+                let request = EditRequest(
+                    input: input, source: row.source, targets: [row.target], settings: plan.settings,
+                    cache: job.cache)
                 let result = try edit(request) { event in
                     switch event {
                     case .inversion(let e): onEvent(.inversion(e))
                     case .step(let step, let total): onEvent(.editStep(step: step, total: total))
-                    case .warning: break   // a cache that cannot be written costs time, not the row
+                    case .warning: break  // a cache that cannot be written costs time, not the row
                     }
                 }
                 inversions = (plan.inversionKey, result.record)
@@ -107,11 +112,13 @@ extension StableDiffusion {
                 try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
                 let image = job.sideBySide ? RGBImage.sideBySide(result.images) : result.images[1]
                 try image.write(path, protecting: [plan.photo], text: [("parameters", result.parameters)])
-                outcome = BatchOutcome(row: row.number, image: row.image, output: plan.output, status: .ok,
-                                       seconds: Date().timeIntervalSince(start), message: "", settings: plan.hash)
+                outcome = BatchOutcome(
+                    row: row.number, image: row.image, output: plan.output, status: .ok,
+                    seconds: Date().timeIntervalSince(start), message: "", settings: plan.hash)
             } catch {
-                outcome = BatchOutcome(row: row.number, image: row.image, output: plan.output, status: .error,
-                                       seconds: Date().timeIntervalSince(start), message: oneLineDescription(of: error), settings: plan.hash)
+                outcome = BatchOutcome(
+                    row: row.number, image: row.image, output: plan.output, status: .error,
+                    seconds: Date().timeIntervalSince(start), message: oneLineDescription(of: error), settings: plan.hash)
             }
             try journal.append(outcome)
             outcomes[row.number] = outcome
@@ -147,16 +154,21 @@ extension StableDiffusion {
         }
         if let other = claimed[output] { throw EditError.badValue("output \(output) is also row \(other)'s") }
         claimed[output] = row.number
-        _ = try promptToPrompt(source: row.source, targets: [row.target], steps: settings.inversion.steps,
-                               latentSide: latentSide, options: settings.edit)
+        _ = try promptToPrompt(
+            source: row.source, targets: [row.target], steps: settings.inversion.steps,
+            latentSide: latentSide, options: settings.edit)
         let photoHash = try SHA256.hexDigest(ofFile: photo)
-        let fields = [pivotVersion, photoHash, try modelFingerprint(), embeddingsDescription, row.source, row.target,
-                      settings.canonical, output] + (job.sideBySide ? ["side-by-side"] : [])
+        let fields =
+            [
+                pivotVersion, photoHash, try modelFingerprint(), embeddingsDescription, row.source, row.target,
+                settings.canonical, output,
+            ] + (job.sideBySide ? ["side-by-side"] : [])
             + (precision.hashTag.map { ["precision=\($0)"] } ?? [])
         let hash = SHA256.hex(SHA256.hash(Array(fields.joined(separator: "\u{1E}").utf8)))
-        let inversionKey = InversionCache.key(photoHash: photoHash, modelFingerprint: try modelFingerprint(), prompt: row.source,
-                                              settings: settings.inversion, embeddings: embeddingsDescription,
-                                              precisionTag: precision.hashTag)
+        let inversionKey = InversionCache.key(
+            photoHash: photoHash, modelFingerprint: try modelFingerprint(), prompt: row.source,
+            settings: settings.inversion, embeddings: embeddingsDescription,
+            precisionTag: precision.hashTag)
         return PreparedRow(settings: settings, photo: photo, photoHash: photoHash, output: output, hash: hash, inversionKey: inversionKey)
     }
 

@@ -11,18 +11,18 @@ struct BatchCommand: ParsableCommand {
         commandName: "batch",
         abstract: "Edit a whole folder: the same edit for every image, or one row per edit from a manifest.",
         discussion: """
-        Either --source/--target (with the edit flags) apply to every image directly in INPUT_DIR (written as \
-        NAME.png, or NAME-K.png for the K-th of several targets), or --manifest FILE lists the edits: CSV with a \
-        header, a JSON array or JSON lines, with columns image (relative to INPUT_DIR), source, target, optional \
-        output (relative to OUT_DIR; default IMAGE-ROW.png) and optional settings (cross_replace, self_replace, \
-        reweight, blend, blend_threshold, mode, method, steps, guidance, inner_steps, crop, seed) that override the \
-        flags. Several items in one CSV cell are separated by ';' (reweight "cat=2;hat=0.5").
+            Either --source/--target (with the edit flags) apply to every image directly in INPUT_DIR (written as \
+            NAME.png, or NAME-K.png for the K-th of several targets), or --manifest FILE lists the edits: CSV with a \
+            header, a JSON array or JSON lines, with columns image (relative to INPUT_DIR), source, target, optional \
+            output (relative to OUT_DIR; default IMAGE-ROW.png) and optional settings (cross_replace, self_replace, \
+            reweight, blend, blend_threshold, mode, method, steps, guidance, inner_steps, crop, seed) that override the \
+            flags. Several items in one CSV cell are separated by ';' (reweight "cat=2;hat=0.5").
 
-        Every output is written atomically and recorded in OUT_DIR/pivot-batch.jsonl; a rerun skips rows already \
-        done with the same settings, so a killed batch is resumed by running it again. A bad row is reported and \
-        skipped. --shard K/N runs the K-th of N deterministic parts (by image), for job arrays. Exit status 0 when \
-        every row succeeded, 1 when any failed.
-        """)
+            Every output is written atomically and recorded in OUT_DIR/pivot-batch.jsonl; a rerun skips rows already \
+            done with the same settings, so a killed batch is resumed by running it again. A bad row is reported and \
+            skipped. --shard K/N runs the K-th of N deterministic parts (by image), for job arrays. Exit status 0 when \
+            every row succeeded, 1 when any failed.
+            """)
 
     @Argument(help: "The folder of photos.")
     var inputDirectory: String
@@ -109,8 +109,10 @@ struct BatchCommand: ParsableCommand {
         for name in names {
             for (k, t) in target.enumerated() {
                 let stem = (name as NSString).deletingPathExtension
-                rows.append(BatchRow(number: rows.count + 1, image: name, source: source ?? "", target: t,
-                                     output: target.count == 1 ? stem + ".png" : "\(stem)-\(k + 1).png"))
+                rows.append(
+                    BatchRow(
+                        number: rows.count + 1, image: name, source: source ?? "", target: t,
+                        output: target.count == 1 ? stem + ".png" : "\(stem)-\(k + 1).png"))
             }
         }
         return rows
@@ -120,8 +122,9 @@ struct BatchCommand: ParsableCommand {
         let sd = try StableDiffusion(model: modelOptions.folder())
         sd.precision = try precisionOptions.plan()
         try embeddingOptions.apply(to: sd, quiet: quiet)
-        var job = BatchJob(inputDirectory: inputDirectory, outputDirectory: output, rows: try rows(), defaults: try defaults(),
-                           shard: shard.flatMap(BatchShard.init(parsing:)), cache: noCache ? nil : InversionCache())
+        var job = BatchJob(
+            inputDirectory: inputDirectory, outputDirectory: output, rows: try rows(), defaults: try defaults(),
+            shard: shard.flatMap(BatchShard.init(parsing:)), cache: noCache ? nil : InversionCache())
         job.sideBySide = sideBySide
         let progress = Progress("batch", quiet: quiet)
         var done = 0, total = 0, current = ""
@@ -136,14 +139,16 @@ struct BatchCommand: ParsableCommand {
                 progress.update(done, total, detail: current)
             case .inversion(let e):
                 if case .nullText(let step, let steps, let inner, let innerTotal, let loss, _) = e {
-                    progress.update(done, total, partial: 0.8 * Double(step) / Double(max(steps, 1)),
-                                    detail: "\(current): null-text \(step)/\(steps) inner \(inner)/\(innerTotal) loss \(String(format: "%.3g", loss))")
+                    progress.update(
+                        done, total, partial: 0.8 * Double(step) / Double(max(steps, 1)),
+                        detail: "\(current): null-text \(step)/\(steps) inner \(inner)/\(innerTotal) loss \(String(format: "%.3g", loss))")
                 } else if case .trajectory(let step, let steps) = e {
                     progress.update(done, total, detail: "\(current): DDIM inversion \(step)/\(steps)")
                 }
             case .editStep(let step, let steps):
-                progress.update(done, total, partial: 0.8 + 0.2 * Double(step) / Double(max(steps, 1)),
-                                detail: "\(current): edit \(step)/\(steps)")
+                progress.update(
+                    done, total, partial: 0.8 + 0.2 * Double(step) / Double(max(steps, 1)),
+                    detail: "\(current): edit \(step)/\(steps)")
             case .rowFinished(_, _, let outcome):
                 done += 1
                 progress.update(done, total, detail: current)
@@ -158,9 +163,14 @@ struct BatchCommand: ParsableCommand {
         let failed = outcomes.filter { $0.status == .error }.count
         let ok = outcomes.filter { $0.status == .ok }.count, skipped = outcomes.filter { $0.status == .skipped }.count
         if json {
-            struct Summary: Encodable { var rows, ok, skipped, failed: Int; var journal: String }
-            try printJSON(Summary(rows: outcomes.count, ok: ok, skipped: skipped, failed: failed,
-                                  journal: (output as NSString).appendingPathComponent(BatchJournal.fileName)))
+            struct Summary: Encodable {
+                var rows, ok, skipped, failed: Int
+                var journal: String
+            }
+            try printJSON(
+                Summary(
+                    rows: outcomes.count, ok: ok, skipped: skipped, failed: failed,
+                    journal: (output as NSString).appendingPathComponent(BatchJournal.fileName)))
         } else {
             print(Self.table(outcomes))
             print("\(outcomes.count) rows: \(ok) written, \(skipped) already done, \(failed) failed")

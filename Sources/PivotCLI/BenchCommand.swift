@@ -13,8 +13,9 @@ struct BenchCommand: ParsableCommand {
     @OptionGroup var precisionOptions: PrecisionOptions
     var model: String { modelOptions.model }
 
-    @Option(name: .long, parsing: .upToNextOption,
-            help: "Networks to time: unet, unet-vjp, text-encoder, text-encoder-vjp, vae-encode, vae-decode or all (repeatable).")
+    @Option(
+        name: .long, parsing: .upToNextOption,
+        help: "Networks to time: unet, unet-vjp, text-encoder, text-encoder-vjp, vae-encode, vae-decode or all (repeatable).")
     var network: [String] = ["unet"]
 
     @Option(name: .long, help: "Image side in pixels (latent side = size / 8 for SD).")
@@ -39,7 +40,9 @@ struct BenchCommand: ParsableCommand {
     }
 
     func run() throws {
-        let components = network.contains("all") ? [.textEncoder, .unet, .vaeEncode, .vaeDecode]
+        let components =
+            network.contains("all")
+            ? [.textEncoder, .unet, .vaeEncode, .vaeDecode]
             : network.compactMap { Component(rawValue: $0) }
         let folder = try modelOptions.folder()
         let info = try ModelInfo(model: folder)
@@ -54,20 +57,27 @@ struct BenchCommand: ParsableCommand {
         let loaded = ProcessMemory.residentBytes - rss0
         let fp32 = info.networks.filter { n in Set(components.map(\.folder)).contains(n.name) }
             .reduce(0) { $0 + $1.parameters * 4 }
-        note(String(format: "loaded in %.1f s: resident +%.0f MiB for %.0f MiB of fp32 weights (%.2f×)", loadSeconds,
-                    Double(loaded) / 1_048_576, Double(fp32) / 1_048_576, Double(loaded) / Double(max(fp32, 1))))
+        note(
+            String(
+                format: "loaded in %.1f s: resident +%.0f MiB for %.0f MiB of fp32 weights (%.2f×)", loadSeconds,
+                Double(loaded) / 1_048_576, Double(fp32) / 1_048_576, Double(loaded) / Double(max(fp32, 1))))
         for c in components {
-            var r = try Benchmark.run(c, networks: nets, size: side, batch: batch, runs: runs,
-                                      progress: { if !json { note($0) } })
+            var r = try Benchmark.run(
+                c, networks: nets, size: side, batch: batch, runs: runs,
+                progress: { if !json { note($0) } })
             r.size = side
             if Profiler.enabled { note(Profiler.report()) }
             if json {
-                try printJSON(BenchLine(result: r, precision: plan, residentBytes: ProcessMemory.residentBytes,
-                                        peakResidentBytes: ProcessMemory.peakResidentBytes,
-                                        weightsResidentBytes: loaded, weightsFP32Bytes: fp32))
+                try printJSON(
+                    BenchLine(
+                        result: r, precision: plan, residentBytes: ProcessMemory.residentBytes,
+                        peakResidentBytes: ProcessMemory.peakResidentBytes,
+                        weightsResidentBytes: loaded, weightsFP32Bytes: fp32))
             } else {
-                print(String(format: "%@: median %.3f s over %d runs, %.1f GFLOP, %.1f GFLOP/s",
-                             r.network, r.medianSeconds, r.runs, r.gflop, r.gflops))
+                print(
+                    String(
+                        format: "%@: median %.3f s over %d runs, %.1f GFLOP, %.1f GFLOP/s",
+                        r.network, r.medianSeconds, r.runs, r.gflop, r.gflops))
             }
         }
         if !json {
@@ -86,9 +96,13 @@ struct BenchLine: Encodable {
     var weightsFP32Bytes: Int
 
     enum CodingKeys: String, CodingKey {
-        case residentBytes = "rss_bytes", peakResidentBytes = "peak_rss_bytes"
-        case weightsResidentBytes = "weights_rss_bytes", weightsFP32Bytes = "weights_fp32_bytes"
-        case precision, precisionReason = "precision_reason", cpu
+        case residentBytes = "rss_bytes"
+        case peakResidentBytes = "peak_rss_bytes"
+        case weightsResidentBytes = "weights_rss_bytes"
+        case weightsFP32Bytes = "weights_fp32_bytes"
+        case precision
+        case precisionReason = "precision_reason"
+        case cpu
     }
 
     func encode(to encoder: Encoder) throws {

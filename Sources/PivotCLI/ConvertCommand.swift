@@ -9,10 +9,10 @@ struct ConvertCommand: ParsableCommand {
         commandName: "convert",
         abstract: "Write a single-file checkpoint (.safetensors or .ckpt) as a diffusers folder.",
         discussion: """
-        Every network is loaded strictly first (a missing, unexpected or mis-shaped tensor is an error). The \
-        folder gets the configs, scheduler and tokenizer in use (pivot's SD 1.x/2.x defaults unless --config, \
-        --tokenizer or --prediction-type say otherwise) and is renamed into place when complete.
-        """)
+            Every network is loaded strictly first (a missing, unexpected or mis-shaped tensor is an error). The \
+            folder gets the configs, scheduler and tokenizer in use (pivot's SD 1.x/2.x defaults unless --config, \
+            --tokenizer or --prediction-type say otherwise) and is renamed into place when complete.
+            """)
 
     enum Precision: String, ExpressibleByArgument { case fp16, fp32 }
 
@@ -31,8 +31,9 @@ struct ConvertCommand: ParsableCommand {
     var quiet = false
 
     func run() throws {
-        let folder = try ModelFolder(path: file, config: singleFile.config, tokenizer: singleFile.tokenizer,
-                                     predictionType: singleFile.predictionType)
+        let folder = try ModelFolder(
+            path: file, config: singleFile.config, tokenizer: singleFile.tokenizer,
+            predictionType: singleFile.predictionType)
         guard folder.single != nil else { throw ValidationError("\(file) is a folder; pivot convert reads single-file checkpoints") }
         try folder.convert(to: output, dtype: dtype == .fp16 ? .F16 : .F32) { component in
             if !quiet { note("convert: \(component)") }

@@ -14,11 +14,11 @@ struct EditCommand: ParsableCommand {
         commandName: "edit",
         abstract: "Edit a photo (or an inversion) with Prompt-to-Prompt: only what the words changed changes.",
         discussion: """
-        A photo is inverted first (null-text by default) and the inversion is cached, keyed by photo, model, \
-        prompt and settings, in $PIVOT_CACHE_DIR or ~/.cache/pivot/inversions, so the next edit of the same \
-        photo starts at once. Several --target prompts render in one run. --mode auto picks a word swap when the \
-        word counts match and a refinement otherwise.
-        """)
+            A photo is inverted first (null-text by default) and the inversion is cached, keyed by photo, model, \
+            prompt and settings, in $PIVOT_CACHE_DIR or ~/.cache/pivot/inversions, so the next edit of the same \
+            photo starts at once. Several --target prompts render in one run. --mode auto picks a word swap when the \
+            word counts match and a refinement otherwise.
+            """)
 
     @Argument(help: "A photo (PNG, JPEG, TIFF) or an inversion file from `pivot invert` (.safetensors).")
     var input: String
@@ -113,8 +113,9 @@ struct EditCommand: ParsableCommand {
         sd.precision = try precisionOptions.plan()
         try embeddingOptions.apply(to: sd, quiet: quiet)
         let source: EditInput = input.lowercased().hasSuffix(".safetensors") ? .inversion(try readInversionFile(sd)) : .photo(input)
-        var request = EditRequest(input: source, source: self.source, targets: target, settings: try settings(),
-                                  cache: noCache ? nil : InversionCache())
+        var request = EditRequest(
+            input: source, source: self.source, targets: target, settings: try settings(),
+            cache: noCache ? nil : InversionCache())
         request.attentionMaps = attentionMaps != nil
         var inverting: InversionProgress?
         let progress = Progress("edit", quiet: quiet)
@@ -122,10 +123,15 @@ struct EditCommand: ParsableCommand {
         let result = try sd.edit(request) { event in
             switch event {
             case .inversion(let e):
-                if inverting == nil { inverting = InversionProgress("edit: inverting (\(self.inversion.settings.method.rawValue))", quiet: self.quiet) }
+                if inverting == nil {
+                    inverting = InversionProgress("edit: inverting (\(self.inversion.settings.method.rawValue))", quiet: self.quiet)
+                }
                 inverting?.show(e)
             case .step(let step, let total):
-                if !rendering { rendering = true; progress.begin() }
+                if !rendering {
+                    rendering = true
+                    progress.begin()
+                }
                 progress.update(step, total)
             case .warning(let w): note("warning: \(w)")
             }

@@ -5,9 +5,11 @@ import PivotLoading
 
 /// The textual-inversion flags of `generate`, `invert`, `edit` and `encode`.
 struct EmbeddingOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp(
-        "A textual-inversion embedding (diffusers, Automatic1111 or kohya; .safetensors, .pt or .bin), optionally with the token to use (repeatable).",
-        valueName: "FILE[=TOKEN]"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "A textual-inversion embedding (diffusers, Automatic1111 or kohya; .safetensors, .pt or .bin), optionally with the token to use (repeatable).",
+            valueName: "FILE[=TOKEN]"))
     var embedding: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("Every embedding file in a directory, each under its own token.", valueName: "DIR"))

@@ -10,10 +10,10 @@ struct EncodeCommand: ParsableCommand {
         commandName: "encode",
         abstract: "Write the text encoder's conditioning for prompts: last_hidden_state [B, 77, D], as the UNet sees it.",
         discussion: """
-        Textual-inversion tokens given with --embedding/--embeddings work inside the prompts; a multi-vector \
-        token expands to all its vectors as diffusers does. The file (safetensors, written atomically) holds \
-        last_hidden_state and input_ids (int64 [B, 77]), with the prompts and embeddings as metadata.
-        """)
+            Textual-inversion tokens given with --embedding/--embeddings work inside the prompts; a multi-vector \
+            token expands to all its vectors as diffusers does. The file (safetensors, written atomically) holds \
+            last_hidden_state and input_ids (int64 [B, 77]), with the prompts and embeddings as metadata.
+            """)
 
     @Argument(help: "Prompts (one batch entry each).")
     var prompts: [String]
@@ -47,11 +47,14 @@ struct EncodeCommand: ParsableCommand {
             ids += tokens.ids.map(Int64.init)
         }
         let d = states[0].dim(2), t = states[0].dim(1)
-        let stacked = concatBatch(states)   // [prompts, T, D]
-        try SafeTensorsWriter.write([("last_hidden_state", stacked)], int64: [("input_ids", [states.count, t], ids)],
-                                    metadata: ["prompts": prompts.joined(separator: "\n"), "embeddings": sd.embeddingsDescription,
-                                               "model": model, "pivot_version": pivotVersion],
-                                    to: out)
+        let stacked = concatBatch(states)  // [prompts, T, D]
+        try SafeTensorsWriter.write(
+            [("last_hidden_state", stacked)], int64: [("input_ids", [states.count, t], ids)],
+            metadata: [
+                "prompts": prompts.joined(separator: "\n"), "embeddings": sd.embeddingsDescription,
+                "model": model, "pivot_version": pivotVersion,
+            ],
+            to: out)
         if !quiet { note("wrote \(out): last_hidden_state [\(states.count), \(t), \(d)]") }
     }
 }

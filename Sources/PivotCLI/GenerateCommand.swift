@@ -54,7 +54,10 @@ struct GenerateCommand: ParsableCommand {
         request.steps = steps
         request.guidance = guidance
         request.seed = seed
-        if let size, let (w, h) = parseSize(size) { request.width = w; request.height = h }
+        if let size, let (w, h) = parseSize(size) {
+            request.width = w
+            request.height = h
+        }
         let loadStart = Date()
         let sd = try StableDiffusion(model: modelOptions.folder())
         sd.precision = try precisionOptions.plan()
@@ -75,10 +78,13 @@ struct GenerateCommand: ParsableCommand {
             let total = Date().timeIntervalSince(start)
             let report = Profiler.report()
             note(report)
-            let network = report.split(separator: "\n").first { $0.hasPrefix("network ") }
+            let network =
+                report.split(separator: "\n").first { $0.hasPrefix("network ") }
                 .flatMap { Double($0.split(separator: " ", omittingEmptySubsequences: true)[1]) } ?? 0
-            note(String(format: "total %.3f s, networks %.3f s, outside the networks %.3f s (%.2f %%)",
-                        total, network, total - network, 100 * (total - network) / max(total, 1e-9)))
+            note(
+                String(
+                    format: "total %.3f s, networks %.3f s, outside the networks %.3f s (%.2f %%)",
+                    total, network, total - network, 100 * (total - network) / max(total, 1e-9)))
         }
         if !quiet { note("wrote \(output)") }
     }

@@ -60,8 +60,9 @@ final class InversionProgress {
         case .trajectory(let step, let total):
             progress.update(step, total, detail: "DDIM inversion")
         case .nullText(let step, let total, let inner, let innerTotal, let loss, let last):
-            progress.update(last ? step : step - 1, total,
-                            detail: String(format: "null-text inner %d/%d loss %.3g", inner, innerTotal, loss))
+            progress.update(
+                last ? step : step - 1, total,
+                detail: String(format: "null-text inner %d/%d loss %.3g", inner, innerTotal, loss))
         case .offsets(let step, let total):
             progress.update(step, total, detail: "offsets")
         }

@@ -10,11 +10,11 @@ struct InvertCommand: ParsableCommand {
         commandName: "invert",
         abstract: "Invert a photo: its DDIM pivot trajectory and, by default, per-step null-text embeddings.",
         discussion: """
-        Methods: null-text (default; Mokady et al. 2022), negative-prompt (the source prompt as the \
-        unconditional embedding, no optimisation), direct (offsets that keep the source branch on the pivot), \
-        ddim (plain inversion, the baseline). The output is a safetensors file readable from Python: latents \
-        [T+1, 4, h, w], null_embeddings [T, 77, D] or offsets [T, 4, h, w], and metadata.
-        """)
+            Methods: null-text (default; Mokady et al. 2022), negative-prompt (the source prompt as the \
+            unconditional embedding, no optimisation), direct (offsets that keep the source branch on the pivot), \
+            ddim (plain inversion, the baseline). The output is a safetensors file readable from Python: latents \
+            [T+1, 4, h, w], null_embeddings [T, 77, D] or offsets [T, 4, h, w], and metadata.
+            """)
 
     @Argument(help: "The photo (PNG, JPEG or TIFF).")
     var photo: String

@@ -32,7 +32,7 @@ final class Progress {
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
             var line = "\r\(label) \(bar) \(done)/\(total)  \(Progress.clock(elapsed)) elapsed, ETA \(Progress.clock(eta))"
             if !detail.isEmpty { line += "  " + detail }
-            line += "\u{1B}[K"   // clear the rest of the line
+            line += "\u{1B}[K"  // clear the rest of the line
             if done == total { line += "\n" }
             FileHandle.standardError.write(Data(line.utf8))
         } else {
@@ -40,8 +40,9 @@ final class Progress {
             guard done != lastDone || Date().timeIntervalSince(lastDraw) >= 5 else { return }
             lastDone = done
             lastDraw = Date()
-            note("\(label): step \(done)/\(total), \(Progress.clock(elapsed)) elapsed, ETA \(Progress.clock(eta))"
-                 + (detail.isEmpty ? "" : ", " + detail))
+            note(
+                "\(label): step \(done)/\(total), \(Progress.clock(elapsed)) elapsed, ETA \(Progress.clock(eta))"
+                    + (detail.isEmpty ? "" : ", " + detail))
         }
     }
 

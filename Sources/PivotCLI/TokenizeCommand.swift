@@ -36,8 +36,10 @@ struct TokenizeCommand: ParsableCommand {
                 note("warning: prompt truncated to \(tokenizer.maxLength) tokens; dropped: \"\(result.droppedText)\"")
             }
             if json {
-                try printJSON(TokenizedJSON(prompt: prompt, ids: result.ids, tokens: result.tokens,
-                                            truncated: result.truncated, dropped: result.droppedText))
+                try printJSON(
+                    TokenizedJSON(
+                        prompt: prompt, ids: result.ids, tokens: result.tokens,
+                        truncated: result.truncated, dropped: result.droppedText))
             } else {
                 print("prompt: \(prompt.debugDescription)")
                 print("tokens: \(result.tokens.joined(separator: " ")) (\(result.tokens.count) of \(tokenizer.maxLength))")

@@ -18,22 +18,24 @@ struct PivotCommand: ParsableCommand {
         commandName: "pivot",
         abstract: "Edit real photos with Stable Diffusion through inversion, on the CPU.",
         version: pivotVersion,
-        subcommands: [InfoCommand.self, GenerateCommand.self, InvertCommand.self, EditCommand.self, BatchCommand.self, TokenizeCommand.self,
-                      EncodeCommand.self, ConvertCommand.self,
-                      ComponentCommand.self,
-                      BenchCommand.self])
+        subcommands: [
+            InfoCommand.self, GenerateCommand.self, InvertCommand.self, EditCommand.self, BatchCommand.self, TokenizeCommand.self,
+            EncodeCommand.self, ConvertCommand.self,
+            ComponentCommand.self,
+            BenchCommand.self,
+        ])
 }
 
 var command: ParsableCommand
 do {
     command = try PivotCommand.parseAsRoot()
 } catch {
-    PivotCommand.exit(withError: error)   // usage errors, --help and --version
+    PivotCommand.exit(withError: error)  // usage errors, --help and --version
 }
 do {
     try command.run()
 } catch let error where String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") {
-    PivotCommand.exit(withError: error)   // help, usage errors and exit codes raised while running
+    PivotCommand.exit(withError: error)  // help, usage errors and exit codes raised while running
 } catch {
     FileHandle.standardError.write(Data("pivot: error: \(oneLineDescription(of: error, naming: flagName))\n".utf8))
     exit(1)

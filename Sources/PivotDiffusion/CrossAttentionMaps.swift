@@ -24,7 +24,7 @@ public final class CrossAttentionMaps {
         guard site.isCross, site.place != .mid, p.dim(0) == 2 * prompts else { return }
         let heads = p.dim(1), n = p.dim(2), m = p.dim(3)
         var sum = sums[n] ?? [Float](repeating: 0, count: n * m)
-        let planes = p.planes(of: n * m)   // [2B · heads] planes of N × M
+        let planes = p.planes(of: n * m)  // [2B · heads] planes of N × M
         sum.withUnsafeMutableBufferPointer { s in
             for h in 0..<heads {
                 let src = planes[(prompts + prompt) * heads + h]
@@ -39,7 +39,8 @@ public final class CrossAttentionMaps {
     /// or nil before any cross-attention was seen.
     public func averaged() -> (side: Int, values: [[Float]])? {
         guard let n = sums[preferredTokens] != nil ? preferredTokens : sums.keys.min(), let sum = sums[n],
-              let count = counts[n], count > 0 else { return nil }
+            let count = counts[n], count > 0
+        else { return nil }
         let m = sum.count / n, side = Int(Double(n).squareRoot())
         let values = (0..<m).map { t in (0..<n).map { sum[$0 * m + t] / Float(count) } }
         return (side, values)

@@ -44,9 +44,11 @@ public struct DDIMScheduler: Scheduler {
     ///
     /// `timestep` must lie in 0..<N (not the −1 that "trailing" spacing can list) and `steps` in 1…N; `varianceNoise` (same shape as `sample`) is required
     /// when `eta > 0`. Returns the previous sample and the (clipped) predicted x0.
-    public func step(modelOutput: Tensor, timestep: Int, sample: Tensor, steps: Int, eta: Float = 0,
-                     useClippedModelOutput: Bool = false,
-                     varianceNoise: Tensor? = nil) -> (prevSample: Tensor, predictedOriginal: Tensor) {
+    public func step(
+        modelOutput: Tensor, timestep: Int, sample: Tensor, steps: Int, eta: Float = 0,
+        useClippedModelOutput: Bool = false,
+        varianceNoise: Tensor? = nil
+    ) -> (prevSample: Tensor, predictedOriginal: Tensor) {
         precondition((0..<numTrainTimesteps).contains(timestep), "DDIM step: timestep \(timestep) out of range")
         precondition((1...numTrainTimesteps).contains(steps), "DDIM step: \(steps) steps")
         precondition(eta <= 0 || varianceNoise?.shape == sample.shape, "DDIM step: η > 0 needs variance noise of the sample's shape")

@@ -35,13 +35,16 @@ public struct DenoisingLoop {
 
     /// The final latents [B, C, h, w] for `prompts` (each [1, M, D]) from `start` [1, C, h, w].
     /// `offsets` (one [1, C, h, w] per step) are added to branch 0 after each step.
-    public func run(start: Tensor, prompts: [Tensor], uncond: (Int) -> Tensor, offsets: [Tensor]? = nil,
-                    controller: AttentionController? = nil,
-                    afterStep: (_ step: Int, _ latents: inout Tensor) -> Void = { _, _ in }) throws -> Tensor {
+    public func run(
+        start: Tensor, prompts: [Tensor], uncond: (Int) -> Tensor, offsets: [Tensor]? = nil,
+        controller: AttentionController? = nil,
+        afterStep: (_ step: Int, _ latents: inout Tensor) -> Void = { _, _ in }
+    ) throws -> Tensor {
         let b = prompts.count
         precondition(b >= 1 && start.rank == 4 && start.dim(0) == 1, "DenoisingLoop: \(b) prompts from \(start.shape)")
-        precondition(offsets.map { $0.count == steps && $0.allSatisfy { $0.shape == start.shape } } ?? true,
-                     "DenoisingLoop: offsets must be one \(start.shape) per step")
+        precondition(
+            offsets.map { $0.count == steps && $0.allSatisfy { $0.shape == start.shape } } ?? true,
+            "DenoisingLoop: offsets must be one \(start.shape) per step")
         var z = repeatBatch(start, b)
         let cond = concatBatch(prompts)
         let timesteps = scheduler.timesteps(steps: steps).filter { $0 >= 0 }

@@ -61,8 +61,10 @@ public struct PivotInversion {
     /// `innerSteps` iterations so that one guided DDIM step from the running latent lands on z*_{T−i−1};
     /// it stops early when the loss falls below `epsilon` + i·2e-5. The gradient flows through every
     /// cross-attention K/V projection of the UNet.
-    public func nullText(latents: [Tensor], cond: Tensor, uncond: Tensor, innerSteps: Int = 10, epsilon: Float = 1e-5,
-                         onInner: NullTextProgress = { _, _, _, _ in }) throws -> NullText {
+    public func nullText(
+        latents: [Tensor], cond: Tensor, uncond: Tensor, innerSteps: Int = 10, epsilon: Float = 1e-5,
+        onInner: NullTextProgress = { _, _, _, _ in }
+    ) throws -> NullText {
         precondition(latents.count == steps + 1, "nullText: \(latents.count) latents for \(steps) steps")
         var result = NullText(embeddings: [], iterations: [], losses: [])
         var z = latents[steps]
@@ -74,7 +76,8 @@ public struct PivotInversion {
             let epsCond = try unet(z, timesteps: [Float(t)], context: cond)
             // prev(ε) = √a_p·(z − √(1−a)·ε)/√a + √(1−a_p)·ε is affine in ε with slope c.
             // ε is affine in the network output too (slope 1 for ε-, √a for v-prediction).
-            let c = ((1 - aPrev).squareRoot() - aPrev.squareRoot() * (1 - a).squareRoot() / a.squareRoot())
+            let c =
+                ((1 - aPrev).squareRoot() - aPrev.squareRoot() * (1 - a).squareRoot() / a.squareRoot())
                 * scheduler.epsilonSlope(alphaProd: a)
             var losses: [Float] = []
             for j in 0..<innerSteps {
@@ -83,7 +86,7 @@ public struct PivotInversion {
                     let prev = self.guidedStep(z, uncond: epsUncond, cond: epsCond, from: a, to: aPrev)
                     let n = Float(prev.count), w = guidance
                     loss = Float(sumOfSquaredDifferences(prev, target) / Double(prev.count))
-                    return zipMap(prev, target) { p, q in 2 * (p - q) / n * c * (1 - w) }   // ∂loss/∂ε_u
+                    return zipMap(prev, target) { p, q in 2 * (p - q) / n * c * (1 - w) }  // ∂loss/∂ε_u
                 }
                 adam.update(u, gradient: grad)
                 losses.append(loss)
@@ -111,8 +114,10 @@ extension PivotInversion {
     /// Direct inversion's offsets (Ju et al. 2024): for each step, z*_{t−1} − prev(guided ε at z*_t), with the
     /// empty prompt as the unconditional branch; adding them after each source-branch step keeps it on the
     /// pivot.
-    public func directOffsets(latents: [Tensor], cond: Tensor, uncond: Tensor,
-                              onStep: (Int, Int) -> Void = { _, _ in }) throws -> [Tensor] {
+    public func directOffsets(
+        latents: [Tensor], cond: Tensor, uncond: Tensor,
+        onStep: (Int, Int) -> Void = { _, _ in }
+    ) throws -> [Tensor] {
         var offsets: [Tensor] = []
         for (i, t) in timesteps.enumerated() {
             let z = latents[steps - i]

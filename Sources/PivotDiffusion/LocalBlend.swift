@@ -29,7 +29,7 @@ public final class LocalBlend {
         let b = wordTokens.count, heads = p.dim(1), n = p.dim(2), m = p.dim(3)
         guard p.dim(0) == 2 * b else { return }
         var sum = sums[n] ?? Array(repeating: Array(repeating: 0, count: n * m), count: b)
-        let planes = p.planes(of: n * m)   // [2B · heads] planes of N × M
+        let planes = p.planes(of: n * m)  // [2B · heads] planes of N × M
         for prompt in 0..<b {
             for h in 0..<heads {
                 let src = planes[(b + prompt) * heads + h]
@@ -42,7 +42,8 @@ public final class LocalBlend {
     /// Applies the blend to latents [B, C, h, w] after step `step` (0-based).
     public func apply(_ z: inout Tensor, afterStep step: Int) {
         guard step + 1 > startStep, let n = sums[preferredTokens] != nil ? preferredTokens : sums.keys.min(),
-              let sum = sums[n] else { return }
+            let sum = sums[n]
+        else { return }
         let side = Int(Double(n).squareRoot()), b = wordTokens.count, m = sum[0].count / n
         let (c, h, w) = (z.dim(1), z.dim(2), z.dim(3))
         var masks: [[Bool]] = []
@@ -65,7 +66,7 @@ public final class LocalBlend {
             let top = up.max() ?? 0
             masks.append(up.map { top > 0 && $0 / top > threshold })
         }
-        let planes = z.planes(of: h * w)   // [B · C] planes of h × w
+        let planes = z.planes(of: h * w)  // [B · C] planes of h × w
         for prompt in 1..<b {
             for ch in 0..<c {
                 let source = planes[ch], target = planes[prompt * c + ch]

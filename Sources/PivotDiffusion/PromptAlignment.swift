@@ -70,17 +70,27 @@ public enum PromptAlignment {
         while i > 0 && j > 0 {
             switch move[i][j] {
             case 3:
-                if j - 1 < length { map[j - 1] = i - 1; alpha[j - 1] = 1 }
-                i -= 1; j -= 1
+                if j - 1 < length {
+                    map[j - 1] = i - 1
+                    alpha[j - 1] = 1
+                }
+                i -= 1
+                j -= 1
             case 1:
-                if j - 1 < length { map[j - 1] = 0; alpha[j - 1] = 0 }
+                if j - 1 < length {
+                    map[j - 1] = 0
+                    alpha[j - 1] = 0
+                }
                 j -= 1
             default:
                 i -= 1
             }
         }
         while j > 0 {
-            if j - 1 < length { map[j - 1] = 0; alpha[j - 1] = 0 }
+            if j - 1 < length {
+                map[j - 1] = 0
+                alpha[j - 1] = 0
+            }
             j -= 1
         }
         return (map, alpha)

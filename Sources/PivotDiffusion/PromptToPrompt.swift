@@ -34,8 +34,10 @@ public final class PromptToPromptController: AttentionController {
     /// The non-zero entries of each word-swap mapper (a mapper is nearly a permutation).
     private let mapperEntries: [[(from: Int, to: Int, weight: Float)]]
 
-    public init(prompts: Int, edit: CrossAttentionEdit, crossReplace: [[[Float]]], equalizer: [[Float]]?,
-                selfReplace: Range<Int>, selfReplaceMaxTokens: Int) {
+    public init(
+        prompts: Int, edit: CrossAttentionEdit, crossReplace: [[[Float]]], equalizer: [[Float]]?,
+        selfReplace: Range<Int>, selfReplaceMaxTokens: Int
+    ) {
         self.prompts = prompts
         self.edit = edit
         self.crossReplace = crossReplace
@@ -75,8 +77,8 @@ public final class PromptToPromptController: AttentionController {
     public func edit(_ p: Tensor, at site: AttentionSite) {
         let b = prompts, heads = p.dim(1), n = p.dim(2), m = p.dim(3)
         guard p.dim(0) == 2 * b, b > 1 else { return }
-        let planes = p.planes(of: heads * n * m)   // one plane per prompt and half: [2B] × heads·N·M
-        let base = planes[b]   // the source's conditional probabilities
+        let planes = p.planes(of: heads * n * m)  // one plane per prompt and half: [2B] × heads·N·M
+        let base = planes[b]  // the source's conditional probabilities
         if !site.isCross {
             for t in 1..<b { _ = planes[b + t].update(fromContentsOf: base) }
             return
@@ -96,8 +98,10 @@ public final class PromptToPromptController: AttentionController {
 
     /// The source's probabilities moved onto target `index`'s tokens (rows × m): the mapper product for a
     /// word swap, base[:, map]·α + target·(1 − α) for a refinement, the source itself otherwise.
-    func editedBase(_ base: UnsafeMutableBufferPointer<Float>, target: UnsafeMutableBufferPointer<Float>, index t: Int,
-                    rows: Int, m: Int) -> [Float] {
+    func editedBase(
+        _ base: UnsafeMutableBufferPointer<Float>, target: UnsafeMutableBufferPointer<Float>, index t: Int,
+        rows: Int, m: Int
+    ) -> [Float] {
         var out = [Float](repeating: 0, count: rows * m)
         switch edit {
         case .replace:

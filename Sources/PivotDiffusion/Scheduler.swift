@@ -60,8 +60,10 @@ extension Scheduler {
         case .epsilon:
             return (modelOutput, zipMap(sample, modelOutput) { x, e in (x - sb * e) / sa })
         case .vPrediction:
-            return (zipMap(modelOutput, sample) { v, x in sa * v + sb * x },
-                    zipMap(sample, modelOutput) { x, v in sa * x - sb * v })
+            return (
+                zipMap(modelOutput, sample) { v, x in sa * v + sb * x },
+                zipMap(sample, modelOutput) { x, v in sa * x - sb * v }
+            )
         case .sample:
             return (epsilonFromOriginal(modelOutput, sample: sample, alphaProd: alphaProd), modelOutput)
         }

@@ -125,9 +125,11 @@ public struct SchedulerConfig: Codable, Sendable, Equatable {
     }
 
     /// This configuration with some values replaced (nil keeps the current one).
-    public func overriding(stepsOffset: Int? = nil, predictionType: PredictionType? = nil,
-                           timestepSpacing: TimestepSpacing? = nil, setAlphaToOne: Bool? = nil,
-                           clipSample: Bool? = nil) -> SchedulerConfig {
+    public func overriding(
+        stepsOffset: Int? = nil, predictionType: PredictionType? = nil,
+        timestepSpacing: TimestepSpacing? = nil, setAlphaToOne: Bool? = nil,
+        clipSample: Bool? = nil
+    ) -> SchedulerConfig {
         var c = self
         if let v = stepsOffset { c.stepsOffset = v }
         if let v = predictionType { c.predictionType = v }

@@ -58,7 +58,8 @@ public enum SafeTensorsError: Error, CustomStringConvertible, Equatable, Sendabl
             if length > SafeTensorsLimits.maxHeaderLength {
                 return "\(oneLine(file)): header length \(length) exceeds the \(SafeTensorsLimits.maxHeaderLength)-byte limit"
             }
-            return "\(oneLine(file)): header length \(length) exceeds the \(max(size - 8, 0)) bytes after the length prefix (file is \(size) bytes; truncated?)"
+            return
+                "\(oneLine(file)): header length \(length) exceeds the \(max(size - 8, 0)) bytes after the length prefix (file is \(size) bytes; truncated?)"
         case let .invalidHeader(file, reason):
             return "\(oneLine(file)): invalid header: \(oneLine(reason))"
         case let .invalidMetadata(file, reason):

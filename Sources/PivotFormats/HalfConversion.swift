@@ -1,5 +1,5 @@
 #if _endian(big)
-#error("PivotFormats assumes a little-endian host (safetensors data is little-endian)")
+    #error("PivotFormats assumes a little-endian host (safetensors data is little-endian)")
 #endif
 
 /// Conversions between 16-bit floating-point formats (IEEE fp16, bfloat16) and fp32.
@@ -71,8 +71,10 @@ public enum HalfConversion {
     // MARK: Bulk
 
     /// Converts `count` little-endian fp16 values at `source` (any alignment) to fp32 at `destination`.
-    public static func convertFloat16ToFloat32(_ source: UnsafeRawPointer, _ destination: UnsafeMutablePointer<Float>,
-                                               count: Int) {
+    public static func convertFloat16ToFloat32(
+        _ source: UnsafeRawPointer, _ destination: UnsafeMutablePointer<Float>,
+        count: Int
+    ) {
         var i = 0
         while i < count {
             let h = UInt32(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: i &* 2, as: UInt16.self)))
@@ -82,8 +84,10 @@ public enum HalfConversion {
     }
 
     /// Converts `count` little-endian bf16 values at `source` (any alignment) to fp32 at `destination`.
-    public static func convertBFloat16ToFloat32(_ source: UnsafeRawPointer, _ destination: UnsafeMutablePointer<Float>,
-                                                count: Int) {
+    public static func convertBFloat16ToFloat32(
+        _ source: UnsafeRawPointer, _ destination: UnsafeMutablePointer<Float>,
+        count: Int
+    ) {
         var i = 0
         while i < count {
             let h = UInt32(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: i &* 2, as: UInt16.self)))
@@ -93,8 +97,10 @@ public enum HalfConversion {
     }
 
     /// Converts `count` fp32 values to little-endian fp16 at `destination` (any alignment), rounding to nearest even.
-    public static func convertFloat32ToFloat16(_ source: UnsafePointer<Float>, _ destination: UnsafeMutableRawPointer,
-                                               count: Int) {
+    public static func convertFloat32ToFloat16(
+        _ source: UnsafePointer<Float>, _ destination: UnsafeMutableRawPointer,
+        count: Int
+    ) {
         var i = 0
         while i < count {
             destination.storeBytes(of: float16Bits(from: source[i]).littleEndian, toByteOffset: i &* 2, as: UInt16.self)
@@ -103,8 +109,10 @@ public enum HalfConversion {
     }
 
     /// Converts `count` fp32 values to little-endian bf16 at `destination` (any alignment), rounding to nearest even.
-    public static func convertFloat32ToBFloat16(_ source: UnsafePointer<Float>, _ destination: UnsafeMutableRawPointer,
-                                                count: Int) {
+    public static func convertFloat32ToBFloat16(
+        _ source: UnsafePointer<Float>, _ destination: UnsafeMutableRawPointer,
+        count: Int
+    ) {
         var i = 0
         while i < count {
             destination.storeBytes(of: bfloat16Bits(from: source[i]).littleEndian, toByteOffset: i &* 2, as: UInt16.self)

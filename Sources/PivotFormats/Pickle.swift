@@ -1,6 +1,9 @@
 /// A mutable container on the unpickler's stack or memo (pickles mutate containers after creating them).
 private final class PickleBox {
-    enum Kind { case list, tuple, dict, object(module: String, name: String) }
+    enum Kind {
+        case list, tuple, dict
+        case object(module: String, name: String)
+    }
     let kind: Kind
     /// Elements (list, tuple), values (dict) or constructor arguments (object).
     var items: [PickleItem]
@@ -41,7 +44,10 @@ private final class PickleBox {
     /// Python's `d[key] = value`: a key seen before keeps its place and takes the new value.
     func set(_ key: PickleItem, _ value: PickleItem) {
         if let hashKey = PickleKey(key) {
-            if let slot = keyIndex[hashKey] { items[slot] = value; return }
+            if let slot = keyIndex[hashKey] {
+                items[slot] = value
+                return
+            }
             keyIndex[hashKey] = items.count
         }
         keys.append(key)
@@ -58,7 +64,11 @@ private enum PickleItem {
 
 /// The identity of a hashable dict key (Python's `1 == 1.0 == True`).
 private enum PickleKey: Hashable {
-    case none, int(Int), float(UInt64), string(String), bytes([UInt8])
+    case none
+    case int(Int)
+    case float(UInt64)
+    case string(String)
+    case bytes([UInt8])
 
     init?(_ item: PickleItem) {
         guard case let .value(value) = item else { return nil }
@@ -107,8 +117,10 @@ final class Unpickler {
     ///
     /// Returns the value and the offset just past STOP. Throws `TorchFileError` (`malformed`,
     /// `forbiddenGlobal`, `forbiddenOpcode`, `limitExceeded`) and whatever `policy` throws.
-    static func load(_ bytes: UnsafeRawBufferPointer, range: Range<Int>, file: String, policy: PicklePolicy,
-                     limits: PickleLimits = PickleLimits()) throws -> (value: PickleValue, end: Int) {
+    static func load(
+        _ bytes: UnsafeRawBufferPointer, range: Range<Int>, file: String, policy: PicklePolicy,
+        limits: PickleLimits = PickleLimits()
+    ) throws -> (value: PickleValue, end: Int) {
         let machine = Unpickler(bytes, range: range, file: file, policy: policy, limits: limits)
         let value = try machine.run()
         return (value, machine.position)
@@ -130,35 +142,35 @@ final class Unpickler {
             opcodeStart = position
             let opcode = try byte()
             switch opcode {
-            case 0x80: // PROTO
+            case 0x80:  // PROTO
                 let version = try byte()
                 guard version <= 5 else { throw fail("unsupported pickle protocol \(version)") }
             case 0x95: _ = try length(integer(UInt64.self))  // FRAME: announces how many bytes follow
             case 0x2e: return try convert(try pop(), depth: 0)  // STOP
-            case 0x28: // MARK
+            case 0x28:  // MARK
                 guard stack.count + marks.count < limits.maxStack else { throw limit("more than \(limits.maxStack) stack entries") }
                 marks.append(stack.count)
-            case 0x30: // POP
+            case 0x30:  // POP
                 if let mark = marks.last, mark == stack.count { _ = try popMark() } else { _ = try pop() }
             case 0x31: _ = try popMark()  // POP_MARK
             case 0x32: try push(try top())  // DUP
             case 0x4e: try push(.value(.none))
             case 0x88: try push(.value(.bool(true)))
             case 0x89: try push(.value(.bool(false)))
-            case 0x49: // INT
+            case 0x49:  // INT
                 let text = try lineText()
                 if text == "00" || text == "01" { try push(.value(.bool(text == "01"))) } else { try push(.value(.int(try decimal(text)))) }
             case 0x4a: try push(.value(.int(Int(try integer(Int32.self)))))  // BININT
             case 0x4b: try push(.value(.int(Int(try byte()))))  // BININT1
             case 0x4d: try push(.value(.int(Int(try integer(UInt16.self)))))  // BININT2
-            case 0x4c: // LONG
+            case 0x4c:  // LONG
                 var text = try lineText()
                 if text.hasSuffix("L") { text.removeLast() }
                 try push(.value(.int(try decimal(text))))
             case 0x8a: try push(.value(.int(try long(take(Int(try byte()))))))  // LONG1
             case 0x8b: try push(.value(.int(try long(take(try length(integer(Int32.self)))))))  // LONG4
             case 0x47: try push(.value(.float(Double(bitPattern: try take(8).reduce(0) { $0 << 8 | UInt64($1) }))))  // BINFLOAT, big-endian
-            case 0x46: // FLOAT
+            case 0x46:  // FLOAT
                 guard let number = Double(try lineText()) else { throw fail("FLOAT is not a number") }
                 try push(.value(.float(number)))
             case 0x53: try push(.value(byteString(try quoted(try line()))))  // STRING
@@ -172,30 +184,30 @@ final class Unpickler {
             case 0x43: try push(.value(.bytes(try data(take(Int(try byte()))))))  // SHORT_BINBYTES
             case 0x8e, 0x96: try push(.value(.bytes(try data(take(try length(integer(UInt64.self)))))))  // BINBYTES8, BYTEARRAY8
             case 0x5d, 0x8f: try push(.box(PickleBox(.list)))  // EMPTY_LIST, EMPTY_SET
-            case 0x61: // APPEND
+            case 0x61:  // APPEND
                 let item = try pop()
                 try container(.list).items.append(item)
-            case 0x65, 0x90: // APPENDS, ADDITEMS
+            case 0x65, 0x90:  // APPENDS, ADDITEMS
                 let items = try popMark()
                 try container(.list).items.append(contentsOf: items)
             case 0x6c, 0x91: try push(.box(PickleBox(.list, try popMark())))  // LIST, FROZENSET
             case 0x29: try push(.box(PickleBox(.tuple)))  // EMPTY_TUPLE
             case 0x74: try push(.box(PickleBox(.tuple, try popMark())))  // TUPLE
-            case 0x85, 0x86, 0x87: // TUPLE1-3
+            case 0x85, 0x86, 0x87:  // TUPLE1-3
                 let count = Int(opcode - 0x84)
                 guard stack.count - (marks.last ?? 0) >= count else { throw fail("stack underflow") }
                 let items = Array(stack.suffix(count))
                 stack.removeLast(count)
                 try push(.box(PickleBox(.tuple, items)))
             case 0x7d: try push(.box(PickleBox(.dict)))  // EMPTY_DICT
-            case 0x64: // DICT
+            case 0x64:  // DICT
                 let box = PickleBox(.dict)
                 try setItems(box, try popMark())
                 try push(.box(box))
-            case 0x73: // SETITEM
+            case 0x73:  // SETITEM
                 let value = try pop(), key = try pop()
                 try container(.dict).set(key, value)
-            case 0x75: // SETITEMS
+            case 0x75:  // SETITEMS
                 let items = try popMark()
                 try setItems(try container(.dict), items)
             case 0x70: try memoize(try decimal(try lineText()))  // PUT
@@ -205,19 +217,19 @@ final class Unpickler {
             case 0x67: try recall(try decimal(try lineText()))  // GET
             case 0x68: try recall(Int(try byte()))  // BINGET
             case 0x6a: try recall(Int(try integer(UInt32.self)))  // LONG_BINGET
-            case 0x63: // GLOBAL
+            case 0x63:  // GLOBAL
                 let module = try utf8(try line()), name = try utf8(try line())
                 try pushGlobal(module, name)
-            case 0x93: // STACK_GLOBAL
+            case 0x93:  // STACK_GLOBAL
                 let name = try pop(), module = try pop()
                 guard case let .value(.string(moduleText)) = module, case let .value(.string(nameText)) = name else {
                     throw fail("STACK_GLOBAL needs two strings")
                 }
                 try pushGlobal(moduleText, nameText)
-            case 0x52, 0x81: // REDUCE, NEWOBJ
+            case 0x52, 0x81:  // REDUCE, NEWOBJ
                 let arguments = try pop(), callable = try pop()
                 try push(try apply(callable, arguments))
-            case 0x62: // BUILD
+            case 0x62:  // BUILD
                 let state = try pop()
                 switch try top() {
                 case let .box(box):
@@ -462,7 +474,10 @@ final class Unpickler {
         while i < body.count {
             let c = body[i]
             i += 1
-            guard c == 0x5c, i < body.count else { out.append(c); continue }
+            guard c == 0x5c, i < body.count else {
+                out.append(c)
+                continue
+            }
             let e = body[i]
             i += 1
             switch e {
@@ -474,13 +489,13 @@ final class Unpickler {
             case 0x66: out.append(0x0c)  // \f
             case 0x76: out.append(0x0b)  // \v
             case 0x0a: break  // line continuation
-            case 0x78: // \xHH
+            case 0x78:  // \xHH
                 guard i + 2 <= body.count, let v = UInt8(String(decoding: body[i..<(i + 2)], as: UTF8.self), radix: 16) else {
                     throw fail("bad \\x escape in STRING")
                 }
                 out.append(v)
                 i += 2
-            case 0x30...0x37: // up to three octal digits
+            case 0x30...0x37:  // up to three octal digits
                 var v = Int(e - 0x30)
                 var digits = 1
                 while digits < 3, i < body.count, (0x30...0x37).contains(body[i]) {
@@ -506,8 +521,8 @@ final class Unpickler {
             if c == 0x5c, i + 1 < raw.count, raw[i + 1] == 0x75 || raw[i + 1] == 0x55 {
                 let digits = raw[i + 1] == 0x75 ? 4 : 8
                 guard i + 2 + digits <= raw.count,
-                      let code = UInt32(String(decoding: raw[(i + 2)..<(i + 2 + digits)], as: UTF8.self), radix: 16),
-                      let scalar = Unicode.Scalar(code)
+                    let code = UInt32(String(decoding: raw[(i + 2)..<(i + 2 + digits)], as: UTF8.self), radix: 16),
+                    let scalar = Unicode.Scalar(code)
                 else { throw fail("bad \\u escape in UNICODE") }
                 scalars.append(scalar)
                 i += 2 + digits

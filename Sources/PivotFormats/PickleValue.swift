@@ -76,4 +76,3 @@ struct PicklePolicy {
     /// The value a persistent id stands for.
     var persistentLoad: (_ pid: PickleValue) throws -> PickleValue
 }
-

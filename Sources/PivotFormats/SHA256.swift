@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 import Foundation
 
@@ -89,14 +89,17 @@ public struct SHA256: Sendable {
     public mutating func finalize() -> [UInt8] {
         let bitLength = length &* 8
         // 0x80, then zeros up to 56 mod 64, then the 64-bit big-endian bit length.
-        var tail: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
-                   UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var tail:
+            (
+                UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+                UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64
+            ) =
+                (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         let padLength = pending < 56 ? 56 - pending : 120 - pending
         withUnsafeMutableBytes(of: &tail) { buffer in
             buffer[0] = 0x80
             buffer.storeBytes(of: bitLength.bigEndian, toByteOffset: padLength, as: UInt64.self)
-            update(UnsafeRawBufferPointer(rebasing: buffer[0 ..< padLength + 8]))
+            update(UnsafeRawBufferPointer(rebasing: buffer[0..<padLength + 8]))
         }
         precondition(pending == 0, "SHA256: padding did not end on a block boundary")
 
@@ -171,11 +174,11 @@ public struct SHA256: Sendable {
             SHA256.roundConstants.withUnsafeBufferPointer { kBuffer in
                 let k = kBuffer.baseAddress!
                 var p = source
-                for _ in 0 ..< blocks {
-                    for t in 0 ..< 16 {
+                for _ in 0..<blocks {
+                    for t in 0..<16 {
                         w[t] = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 4 * t, as: UInt32.self))
                     }
-                    for t in 16 ..< 64 {
+                    for t in 16..<64 {
                         let w15 = w[t - 15], w2 = w[t - 2]
                         let sigma0 = rotr(w15, 7) ^ rotr(w15, 18) ^ (w15 >> 3)
                         let sigma1 = rotr(w2, 17) ^ rotr(w2, 19) ^ (w2 >> 10)
@@ -195,12 +198,26 @@ public struct SHA256: Sendable {
                         round(b, c, d, &e, f, g, h, &a, k[t + 7] &+ w[t + 7])
                         t += 8
                     }
-                    s0 &+= a; s1 &+= b; s2 &+= c; s3 &+= d; s4 &+= e; s5 &+= f; s6 &+= g; s7 &+= h
+                    s0 &+= a
+                    s1 &+= b
+                    s2 &+= c
+                    s3 &+= d
+                    s4 &+= e
+                    s5 &+= f
+                    s6 &+= g
+                    s7 &+= h
                     p += 64
                 }
             }
         }
-        h0 = s0; h1 = s1; h2 = s2; h3 = s3; h4 = s4; h5 = s5; h6 = s6; h7 = s7
+        h0 = s0
+        h1 = s1
+        h2 = s2
+        h3 = s3
+        h4 = s4
+        h5 = s5
+        h6 = s6
+        h7 = s7
     }
 
     /// The 64 round constants K0...K63: the first 32 bits of the fractional parts of the cube roots of the
@@ -220,8 +237,10 @@ public struct SHA256: Sendable {
 /// One SHA-256 round with the working variables renamed instead of shifted: `d` becomes the new `e` and
 /// `h` the new `a`; `kw` is K[t] + W[t].
 @inline(__always)
-private func round(_ a: UInt32, _ b: UInt32, _ c: UInt32, _ d: inout UInt32,
-                   _ e: UInt32, _ f: UInt32, _ g: UInt32, _ h: inout UInt32, _ kw: UInt32) {
+private func round(
+    _ a: UInt32, _ b: UInt32, _ c: UInt32, _ d: inout UInt32,
+    _ e: UInt32, _ f: UInt32, _ g: UInt32, _ h: inout UInt32, _ kw: UInt32
+) {
     let t1 = h &+ (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) &+ ((e & f) ^ (~e & g)) &+ kw
     let t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) &+ ((a & b) ^ (a & c) ^ (b & c))
     d &+= t1

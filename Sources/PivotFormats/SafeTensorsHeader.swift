@@ -120,8 +120,9 @@ struct SafeTensorsHeader {
         var elements = 1
         for (axis, item) in shapeArray.enumerated() {
             guard let dim = jsonNonNegativeInt(item) else {
-                throw SafeTensorsError.invalidShape(file: file, tensor: name,
-                                                    reason: "dimension \(axis) is \(jsonDescription(item)), not a non-negative integer")
+                throw SafeTensorsError.invalidShape(
+                    file: file, tensor: name,
+                    reason: "dimension \(axis) is \(jsonDescription(item)), not a non-negative integer")
             }
             let (product, overflow) = elements.multipliedReportingOverflow(by: dim)
             guard !overflow else {
@@ -138,23 +139,27 @@ struct SafeTensorsHeader {
             throw SafeTensorsError.invalidTensorEntry(file: file, tensor: name, reason: "has no 'data_offsets'")
         }
         guard let offsets = offsetsValue as? [Any], offsets.count == 2 else {
-            throw SafeTensorsError.invalidTensorEntry(file: file, tensor: name,
-                                                      reason: "has 'data_offsets' \(jsonDescription(offsetsValue)), not an array of two integers")
+            throw SafeTensorsError.invalidTensorEntry(
+                file: file, tensor: name,
+                reason: "has 'data_offsets' \(jsonDescription(offsetsValue)), not an array of two integers")
         }
         guard let start = jsonNonNegativeInt(offsets[0]), let end = jsonNonNegativeInt(offsets[1]) else {
-            throw SafeTensorsError.invalidOffsets(file: file, tensor: name,
-                                                  reason: "has data_offsets \(jsonDescription(offsetsValue)), which are not two non-negative integers")
+            throw SafeTensorsError.invalidOffsets(
+                file: file, tensor: name,
+                reason: "has data_offsets \(jsonDescription(offsetsValue)), which are not two non-negative integers")
         }
         guard end >= start else {
             throw SafeTensorsError.invalidOffsets(file: file, tensor: name, reason: "has data_offsets [\(start), \(end)] that end before they start")
         }
         guard end - start == byteCount else {
-            throw SafeTensorsError.byteCountMismatch(file: file, tensor: name, start: start, end: end,
-                                                    dtype: dtype, shape: shape, expected: byteCount)
+            throw SafeTensorsError.byteCountMismatch(
+                file: file, tensor: name, start: start, end: end,
+                dtype: dtype, shape: shape, expected: byteCount)
         }
         guard end <= dataSize else {
-            throw SafeTensorsError.invalidOffsets(file: file, tensor: name,
-                                                  reason: "has data_offsets [\(start), \(end)] past the end of the \(dataSize)-byte data section")
+            throw SafeTensorsError.invalidOffsets(
+                file: file, tensor: name,
+                reason: "has data_offsets [\(start), \(end)] past the end of the \(dataSize)-byte data section")
         }
         // dataStart + end is at most the file size, so this cannot overflow.
         return TensorInfo(name: name, dtype: dtype, shape: shape, byteOffset: start, byteCount: byteCount, fileOffset: dataStart + start)
@@ -170,13 +175,15 @@ struct SafeTensorsHeader {
         for info in ordered {
             let end = info.byteOffset + info.byteCount  // the header's own `end`, at most `dataSize`
             if info.byteOffset < expected, let previous {
-                throw SafeTensorsError.invalidOffsets(file: file, tensor: info.name,
-                                                      reason: "has data_offsets [\(info.byteOffset), \(end)] overlapping tensor '\(previous)', which ends at \(expected)")
+                throw SafeTensorsError.invalidOffsets(
+                    file: file, tensor: info.name,
+                    reason: "has data_offsets [\(info.byteOffset), \(end)] overlapping tensor '\(previous)', which ends at \(expected)")
             }
             if info.byteOffset > expected {
                 let after = previous.map { "tensor '\($0)' ends" } ?? "the data section starts"
-                throw SafeTensorsError.invalidOffsets(file: file, tensor: info.name,
-                                                      reason: "has data_offsets [\(info.byteOffset), \(end)] leaving a gap: \(after) at \(expected)")
+                throw SafeTensorsError.invalidOffsets(
+                    file: file, tensor: info.name,
+                    reason: "has data_offsets [\(info.byteOffset), \(end)] leaving a gap: \(after) at \(expected)")
             }
             expected = end
             previous = info.name

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 import PivotIO
 import PivotTensor
@@ -20,11 +20,13 @@ public enum SafeTensorsWriter {
     /// Throws `SafeTensorsError.invalidArgument` for duplicate names, the reserved name `__metadata__`,
     /// a negative dimension, an int64 value count that differs from its shape, or another `dtype`; and
     /// `SafeTensorsError.writeFailed` when the file cannot be created, written, synced or renamed.
-    public static func write(_ tensors: [(name: String, tensor: Tensor)],
-                             int64: [(name: String, shape: [Int], values: [Int64])] = [],
-                             metadata: [String: String] = [:],
-                             dtype: DType = .F32,
-                             to path: String) throws {
+    public static func write(
+        _ tensors: [(name: String, tensor: Tensor)],
+        int64: [(name: String, shape: [Int], values: [Int64])] = [],
+        metadata: [String: String] = [:],
+        dtype: DType = .F32,
+        to path: String
+    ) throws {
         guard !path.isEmpty else { throw SafeTensorsError.emptyPath }
         guard dtype == .F32 || dtype == .F16 || dtype == .BF16 else {
             throw SafeTensorsError.invalidArgument(file: path, reason: "float tensors can be written as F32, F16 or BF16, not \(dtype.rawValue)")
@@ -44,9 +46,11 @@ public enum SafeTensorsWriter {
     // MARK: Header
 
     /// The padded header bytes, including the 8-byte length prefix, after validating every input.
-    static func makeHeader(_ tensors: [(name: String, tensor: Tensor)],
-                           int64: [(name: String, shape: [Int], values: [Int64])],
-                           metadata: [String: String], dtype: DType, path: String) throws -> [UInt8] {
+    static func makeHeader(
+        _ tensors: [(name: String, tensor: Tensor)],
+        int64: [(name: String, shape: [Int], values: [Int64])],
+        metadata: [String: String], dtype: DType, path: String
+    ) throws -> [UInt8] {
         var seen = Set<String>()
         var entries: [(name: String, dtype: DType, shape: [Int], bytes: Int)] = []
         func add(_ name: String, _ dtype: DType, _ shape: [Int], elements: Int) throws {
@@ -193,8 +197,8 @@ public enum SafeTensorsWriter {
 /// `write(2)`, named so that it does not clash with `SafeTensorsWriter.write`.
 private func systemWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
     #if canImport(Glibc)
-    return Glibc.write(fd, buffer, count)
+        return Glibc.write(fd, buffer, count)
     #else
-    return Darwin.write(fd, buffer, count)
+        return Darwin.write(fd, buffer, count)
     #endif
 }

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 import PivotTensor
 
@@ -202,7 +202,9 @@ public final class TorchFile: @unchecked Sendable {
             let prefix = String(pickle.name.dropLast("data.pkl".count))
             if let order = archive.entry(named: prefix + "byteorder") {
                 let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[try archive.dataRange(of: order)]), as: UTF8.self)
-                guard text == "little" else { throw TorchFileError.malformed(file: file, "byte order '\(text.prefix(20))' (only little-endian files are supported)") }
+                guard text == "little" else {
+                    throw TorchFileError.malformed(file: file, "byte order '\(text.prefix(20))' (only little-endian files are supported)")
+                }
             }
             root = try Unpickler.load(bytes, range: try archive.dataRange(of: pickle), file: file, policy: policy).value
             for (key, (dtype, count)) in table.storages {
@@ -212,7 +214,8 @@ public final class TorchFile: @unchecked Sendable {
                 let range = try archive.dataRange(of: entry)
                 let (needed, overflow) = count.multipliedReportingOverflow(by: dtype.byteSize)
                 guard !overflow, needed <= range.count else {
-                    throw TorchFileError.malformed(file: file, "the storage '\(key)' needs \(count) \(dtype.rawValue) elements but its entry has \(range.count) bytes")
+                    throw TorchFileError.malformed(
+                        file: file, "the storage '\(key)' needs \(count) \(dtype.rawValue) elements but its entry has \(range.count) bytes")
                 }
                 storages[key] = Storage(dtype: dtype, start: range.lowerBound, byteCount: needed)
             }
@@ -235,11 +238,12 @@ public final class TorchFile: @unchecked Sendable {
             }
             for item in keys {
                 guard let key = item.stringValue, case let (dtype, minimum)? = table.storages[key], storages[key] == nil,
-                      let count64 = ZipArchive.read(UInt64.self, bytes, at: position), let count = Int(exactly: count64)
+                    let count64 = ZipArchive.read(UInt64.self, bytes, at: position), let count = Int(exactly: count64)
                 else { throw TorchFileError.malformed(file: file, "legacy format: bad storage list or data; truncated?") }
                 let (byteCount, overflow) = count.multipliedReportingOverflow(by: dtype.byteSize)
                 guard !overflow, count >= minimum, byteCount <= bytes.count - position - 8 else {
-                    throw TorchFileError.malformed(file: file, "legacy format: the storage '\(key)' (\(count) elements) runs past the end; truncated?")
+                    throw TorchFileError.malformed(
+                        file: file, "legacy format: the storage '\(key)' (\(count) elements) runs past the end; truncated?")
                 }
                 storages[key] = Storage(dtype: dtype, start: position + 8, byteCount: byteCount)
                 position += 8 + byteCount
@@ -274,7 +278,8 @@ public final class TorchFile: @unchecked Sendable {
         if bytes.count > position, bytes[position] == 0x95 { position += 9 }  // FRAME
         let expected = [0x8a, 0x0a] + magic + [0x2e]
         guard bytes.count >= position + expected.count,
-              bytes[position..<(position + expected.count)].elementsEqual(expected) else { return nil }
+            bytes[position..<(position + expected.count)].elementsEqual(expected)
+        else { return nil }
         return position + expected.count
     }
 
@@ -285,9 +290,11 @@ public final class TorchFile: @unchecked Sendable {
         guard let storage = storages[ref.storageKey] else {
             throw TorchFileError.malformed(file: file, "no storage '\(ref.storageKey)'")
         }
-        let bad = TorchFileError.malformed(file: file, "shape \(ref.shape), strides \(ref.strides) and offset \(ref.offset) do not fit a storage of \(storage.byteCount) bytes")
+        let bad = TorchFileError.malformed(
+            file: file, "shape \(ref.shape), strides \(ref.strides) and offset \(ref.offset) do not fit a storage of \(storage.byteCount) bytes")
         guard ref.shape.count == ref.strides.count, ref.shape.count <= 64, ref.offset >= 0,
-              ref.shape.allSatisfy({ $0 >= 0 }), ref.strides.allSatisfy({ $0 >= 0 }) else { throw bad }
+            ref.shape.allSatisfy({ $0 >= 0 }), ref.strides.allSatisfy({ $0 >= 0 })
+        else { throw bad }
         var count = 1
         var last = ref.offset
         for (dimension, stride) in zip(ref.shape, ref.strides) {
@@ -424,13 +431,17 @@ enum TorchGlobals {
     private static func persistentLoad(_ pid: PickleValue, table: StorageTable, file: String) throws -> PickleValue {
         let bad = TorchFileError.malformed(file: file, "unsupported persistent id (expected ('storage', type, key, location, size))")
         guard case let .tuple(items) = pid, items.count == 5 || items.count == 6, items[0].stringValue == "storage",
-              let dtype = storageDType(items[1]), let key = items[2].stringValue, items[3].stringValue != nil,
-              let count = items[4].intValue, count >= 0 else { throw bad }
+            let dtype = storageDType(items[1]), let key = items[2].stringValue, items[3].stringValue != nil,
+            let count = items[4].intValue, count >= 0
+        else { throw bad }
         var view = (offset: 0, count: count)
         if items.count == 6, case let .tuple(meta) = items[5] {  // legacy storage view: (view_key, offset, size)
             guard meta.count == 3, let offset = meta[1].intValue, let size = meta[2].intValue, offset >= 0, size >= 0 else { throw bad }
             view = (offset, size)
-        } else if items.count == 6, case .none = items[5] {} else if items.count == 6 { throw bad }
+        } else if items.count == 6, case .none = items[5] {
+        } else if items.count == 6 {
+            throw bad
+        }
         try table.record(key, dtype, count)
         return .tensor(TorchTensorRef(storageKey: key, dtype: dtype, shape: [view.count], strides: [1], offset: view.offset))
     }
@@ -451,10 +462,11 @@ enum TorchGlobals {
         switch module + "." + name {
         case "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor":
             guard name.hasSuffix("v2") ? (args.count == 6 || args.count == 7) : args.count == 4,
-                  case let .tensor(storage) = args[0], let offset = args[1].intValue,
-                  let shape = integers(args[2]), let strides = integers(args[3]), offset >= 0,
-                  shape.count == strides.count, shape.count <= 64,
-                  shape.allSatisfy({ $0 >= 0 }), strides.allSatisfy({ $0 >= 0 }) else { throw bad }
+                case let .tensor(storage) = args[0], let offset = args[1].intValue,
+                let shape = integers(args[2]), let strides = integers(args[3]), offset >= 0,
+                shape.count == strides.count, shape.count <= 64,
+                shape.allSatisfy({ $0 >= 0 }), strides.allSatisfy({ $0 >= 0 })
+            else { throw bad }
             let (start, overflow) = storage.offset.addingReportingOverflow(offset)
             guard !overflow else { throw bad }
             return .tensor(TorchTensorRef(storageKey: storage.storageKey, dtype: storage.dtype, shape: shape, strides: strides, offset: start))
@@ -467,20 +479,22 @@ enum TorchGlobals {
             switch source {
             case let .dict(pairs): return .dict(pairs)
             case let .list(items), let .tuple(items):
-                return .dict(try items.map { item in
-                    guard case let .tuple(pair) = item, pair.count == 2 else { throw bad }
-                    return (key: pair[0], value: pair[1])
-                })
+                return .dict(
+                    try items.map { item in
+                        guard case let .tuple(pair) = item, pair.count == 2 else { throw bad }
+                        return (key: pair[0], value: pair[1])
+                    })
             default: throw bad
             }
         case "_codecs.encode":
             guard args.count == 1 || args.count == 2, case let .string(text) = args[0] else { throw bad }
             switch args.count == 2 ? args[1].stringValue?.lowercased() : "utf-8" {
             case "latin1", "latin-1", "iso-8859-1", "iso8859-1", "l1":
-                return .bytes(try text.unicodeScalars.map { scalar in
-                    guard scalar.value < 256 else { throw bad }
-                    return UInt8(scalar.value)
-                })
+                return .bytes(
+                    try text.unicodeScalars.map { scalar in
+                        guard scalar.value < 256 else { throw bad }
+                        return UInt8(scalar.value)
+                    })
             case "utf-8", "utf8": return .bytes(Array(text.utf8))
             default: throw bad
             }
@@ -505,7 +519,8 @@ enum TorchGlobals {
     /// The number held by a numpy scalar of a plain int, float or bool dtype; nil for other dtypes.
     private static func numpyScalar(_ args: [PickleValue], file: String) throws -> PickleValue? {
         guard args.count == 2, case let .object(module: "numpy", name: "dtype", args: dtypeArgs, state: state) = args[0],
-              let code = dtypeArgs.first?.stringValue else { return nil }
+            let code = dtypeArgs.first?.stringValue
+        else { return nil }
         var raw: [UInt8]
         switch args[1] {
         case let .bytes(data): raw = data

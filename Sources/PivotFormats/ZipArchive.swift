@@ -57,13 +57,13 @@ struct ZipArchive {
         var directoryOffset = UInt64(Self.read(UInt32.self, bytes, at: end + 16) ?? 0)
         if end >= 20, Self.read(UInt32.self, bytes, at: end - 20) == Signature.zip64Locator {
             guard let recordOffset = Self.read(UInt64.self, bytes, at: end - 12),
-                  let record = Int(exactly: recordOffset),
-                  Self.read(UInt32.self, bytes, at: record) == Signature.zip64End,
-                  let recordDisk = Self.read(UInt32.self, bytes, at: record + 16),
-                  let recordDirectoryDisk = Self.read(UInt32.self, bytes, at: record + 20),
-                  let total = Self.read(UInt64.self, bytes, at: record + 32),
-                  let size = Self.read(UInt64.self, bytes, at: record + 40),
-                  let offset = Self.read(UInt64.self, bytes, at: record + 48)
+                let record = Int(exactly: recordOffset),
+                Self.read(UInt32.self, bytes, at: record) == Signature.zip64End,
+                let recordDisk = Self.read(UInt32.self, bytes, at: record + 16),
+                let recordDirectoryDisk = Self.read(UInt32.self, bytes, at: record + 20),
+                let total = Self.read(UInt64.self, bytes, at: record + 32),
+                let size = Self.read(UInt64.self, bytes, at: record + 40),
+                let offset = Self.read(UInt64.self, bytes, at: record + 48)
             else { throw TorchFileError.malformed(file: file, "zip: the ZIP64 end of central directory record is missing or cut short") }
             (disk, directoryDisk, count, directorySize, directoryOffset) =
                 (UInt64(recordDisk), UInt64(recordDirectoryDisk), total, size, offset)
@@ -73,7 +73,9 @@ struct ZipArchive {
         }
         let (directoryEnd, overflow) = directoryOffset.addingReportingOverflow(directorySize)
         guard !overflow, directoryEnd <= UInt64(bytes.count) else {
-            throw TorchFileError.malformed(file: file, "zip: the central directory (offset \(directoryOffset), \(directorySize) bytes) lies outside the \(bytes.count)-byte file")
+            throw TorchFileError.malformed(
+                file: file, "zip: the central directory (offset \(directoryOffset), \(directorySize) bytes) lies outside the \(bytes.count)-byte file"
+            )
         }
         guard count <= directorySize / 46, count <= UInt64(Self.maxEntries) else {
             throw TorchFileError.malformed(file: file, "zip: \(count) entries cannot fit a \(directorySize)-byte central directory")
@@ -113,26 +115,30 @@ struct ZipArchive {
             throw TorchFileError.malformed(file: file, "zip: the stored entry '\(entry.name)' has different stored and original sizes")
         }
         guard let header = Int(exactly: entry.localHeaderOffset),
-              Self.read(UInt32.self, bytes, at: header) == Signature.localHeader,
-              let nameLength = Self.read(UInt16.self, bytes, at: header + 26),
-              let extraLength = Self.read(UInt16.self, bytes, at: header + 28)
+            Self.read(UInt32.self, bytes, at: header) == Signature.localHeader,
+            let nameLength = Self.read(UInt16.self, bytes, at: header + 26),
+            let extraLength = Self.read(UInt16.self, bytes, at: header + 28)
         else { throw TorchFileError.malformed(file: file, "zip: the local header of '\(entry.name)' is missing or cut short") }
         let start = header + 30 + Int(nameLength) + Int(extraLength)  // header < count, so this cannot overflow
         guard let size = Int(exactly: entry.compressedSize), start <= bytes.count, size <= bytes.count - start else {
-            throw TorchFileError.malformed(file: file, "zip: the data of '\(entry.name)' (\(entry.compressedSize) bytes) runs past the end of the file; truncated?")
+            throw TorchFileError.malformed(
+                file: file, "zip: the data of '\(entry.name)' (\(entry.compressedSize) bytes) runs past the end of the file; truncated?")
         }
         return start..<(start + size)
     }
 
     /// The offset of the End Of Central Directory record, searched backwards over the last 64 KiB.
     private static func findEndOfCentralDirectory(_ bytes: UnsafeRawBufferPointer, file: String) throws -> Int {
-        guard bytes.count >= 22 else { throw TorchFileError.malformed(file: file, "zip: the file is too short for an end of central directory record; truncated?") }
+        guard bytes.count >= 22 else {
+            throw TorchFileError.malformed(file: file, "zip: the file is too short for an end of central directory record; truncated?")
+        }
         let lowest = max(0, bytes.count - 22 - 0xFFFF)
         var offset = bytes.count - 22
         while offset >= lowest {
             if read(UInt32.self, bytes, at: offset) == Signature.endOfCentralDirectory,
-               let commentLength = read(UInt16.self, bytes, at: offset + 20),
-               offset + 22 + Int(commentLength) <= bytes.count {
+                let commentLength = read(UInt16.self, bytes, at: offset + 20),
+                offset + 22 + Int(commentLength) <= bytes.count
+            {
                 return offset
             }
             offset -= 1
@@ -141,23 +147,27 @@ struct ZipArchive {
     }
 
     /// Reads the central directory entry at `position` (advancing it), which must end by `limit`.
-    private static func centralEntry(_ bytes: UnsafeRawBufferPointer, at position: inout Int, limit: Int,
-                                     file: String) throws -> Entry {
+    private static func centralEntry(
+        _ bytes: UnsafeRawBufferPointer, at position: inout Int, limit: Int,
+        file: String
+    ) throws -> Entry {
         let start = position
         guard start <= limit - 46, read(UInt32.self, bytes, at: start) == Signature.centralHeader,
-              let flags = read(UInt16.self, bytes, at: start + 8),
-              let method = read(UInt16.self, bytes, at: start + 10),
-              let compressed32 = read(UInt32.self, bytes, at: start + 20),
-              let uncompressed32 = read(UInt32.self, bytes, at: start + 24),
-              let nameLength = read(UInt16.self, bytes, at: start + 28).map(Int.init),
-              let extraLength = read(UInt16.self, bytes, at: start + 30).map(Int.init),
-              let commentLength = read(UInt16.self, bytes, at: start + 32).map(Int.init),
-              let offset32 = read(UInt32.self, bytes, at: start + 42)
+            let flags = read(UInt16.self, bytes, at: start + 8),
+            let method = read(UInt16.self, bytes, at: start + 10),
+            let compressed32 = read(UInt32.self, bytes, at: start + 20),
+            let uncompressed32 = read(UInt32.self, bytes, at: start + 24),
+            let nameLength = read(UInt16.self, bytes, at: start + 28).map(Int.init),
+            let extraLength = read(UInt16.self, bytes, at: start + 30).map(Int.init),
+            let commentLength = read(UInt16.self, bytes, at: start + 32).map(Int.init),
+            let offset32 = read(UInt32.self, bytes, at: start + 42)
         else { throw TorchFileError.malformed(file: file, "zip: bad central directory entry at byte \(start)") }
         let nameStart = start + 46
         let extraStart = nameStart + nameLength
         let next = extraStart + extraLength + commentLength
-        guard next <= limit else { throw TorchFileError.malformed(file: file, "zip: central directory entry at byte \(start) runs past the directory") }
+        guard next <= limit else {
+            throw TorchFileError.malformed(file: file, "zip: central directory entry at byte \(start) runs past the directory")
+        }
         let name = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[nameStart..<extraStart]), as: UTF8.self)
         var uncompressed = UInt64(uncompressed32)
         var compressed = UInt64(compressed32)
@@ -179,8 +189,9 @@ struct ZipArchive {
             if offset32 == .max { offset = try next64() }
         }
         position = next
-        return Entry(name: name, flags: flags, method: method, compressedSize: compressed,
-                     uncompressedSize: uncompressed, localHeaderOffset: offset)
+        return Entry(
+            name: name, flags: flags, method: method, compressedSize: compressed,
+            uncompressedSize: uncompressed, localHeaderOffset: offset)
     }
 
     /// The data range of the ZIP64 extra field (id 1) among the extra fields in `start..<end`.
@@ -188,7 +199,8 @@ struct ZipArchive {
         var position = start
         while position + 4 <= end {
             guard let id = read(UInt16.self, bytes, at: position),
-                  let size = read(UInt16.self, bytes, at: position + 2) else { return nil }
+                let size = read(UInt16.self, bytes, at: position + 2)
+            else { return nil }
             let dataEnd = position + 4 + Int(size)
             guard dataEnd <= end else { return nil }
             if id == 1 { return (position + 4)..<dataEnd }

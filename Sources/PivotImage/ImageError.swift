@@ -51,4 +51,3 @@ public struct ImageError: Error, CustomStringConvertible, Equatable, Sendable {
         return escapedForOneLine(path) + ": " + escapedForOneLine(reason)
     }
 }
-

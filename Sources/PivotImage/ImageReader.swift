@@ -1,8 +1,8 @@
 import CPivotImageShim
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The file formats pivot reads and writes.
@@ -33,7 +33,8 @@ public enum ImageFormat: String, Sendable, CaseIterable {
         if head.starts(with: [0xFF, 0xD8, 0xFF]) { return .jpeg }
         // Classic TIFF (42) and BigTIFF (43), little- and big-endian.
         if head.starts(with: [0x49, 0x49, 0x2A, 0x00]) || head.starts(with: [0x4D, 0x4D, 0x00, 0x2A])
-            || head.starts(with: [0x49, 0x49, 0x2B, 0x00]) || head.starts(with: [0x4D, 0x4D, 0x00, 0x2B]) {
+            || head.starts(with: [0x49, 0x49, 0x2B, 0x00]) || head.starts(with: [0x4D, 0x4D, 0x00, 0x2B])
+        {
             return .tiff
         }
         let supported = "pivot reads PNG, JPEG and TIFF"
@@ -86,7 +87,7 @@ public func readPNGText(_ path: String, limits: ImageLimits = .default) throws -
     var decoded = try decode(path, format: .png, limits: limits, wantText: true)
     defer { pv_image_free(&decoded) }
     var result: [(key: String, value: String)] = []
-    for i in 0 ..< Int(decoded.text_count) {
+    for i in 0..<Int(decoded.text_count) {
         guard let key = decoded.text_keys[i], let value = decoded.text_values[i] else { continue }
         result.append((decodeText(key), decodeText(value)))
     }
@@ -125,7 +126,7 @@ private func decode(_ path: String, format: ImageFormat, limits: ImageLimits, wa
 private func composite(_ image: pv_image, path: String) throws -> RGBImage {
     let width = Int(image.width), height = Int(image.height), channels = Int(image.channels)
     let depth = Int(image.depth)
-    guard width > 0, height > 0, (1 ... 4).contains(channels), depth == 8 || depth == 16, let data = image.data else {
+    guard width > 0, height > 0, (1...4).contains(channels), depth == 8 || depth == 16, let data = image.data else {
         throw ImageError(.corrupt, path: path, "decoder returned an invalid image")
     }
     let count = width * height
@@ -137,14 +138,15 @@ private func composite(_ image: pv_image, path: String) throws -> RGBImage {
     var out = [Float](repeating: 0, count: count * 3)
     out.withUnsafeMutableBufferPointer { dst in
         let raw = UnsafeRawPointer(data)
-        for p in 0 ..< count {
+        for p in 0..<count {
             @inline(__always) func sample(_ c: Int) -> Int {
                 let i = p * channels + c
-                return depth == 8 ? Int(raw.load(fromByteOffset: i, as: UInt8.self))
+                return depth == 8
+                    ? Int(raw.load(fromByteOffset: i, as: UInt8.self))
                     : Int(raw.load(fromByteOffset: i * 2, as: UInt16.self))
             }
             let alpha = hasAlpha ? sample(channels - 1) : maxValue
-            for c in 0 ..< 3 {
+            for c in 0..<3 {
                 var v = sample(colours == 1 ? 0 : c)
                 if alpha != maxValue {
                     if premultiplied {
@@ -175,11 +177,11 @@ func exifOrientation(_ exif: [UInt8]) -> Int? {
         return little ? a | b << 16 : a << 16 | b
     }
     guard u16(2) == 42, let ifd = u32(4), let entries = u16(ifd) else { return nil }
-    for i in 0 ..< entries {
+    for i in 0..<entries {
         let entry = ifd + 2 + i * 12
         guard let tag = u16(entry), let type = u16(entry + 2) else { return nil }
         if tag == 0x0112 {
-            guard type == 3, let value = u16(entry + 8), (1 ... 8).contains(value) else { return nil }
+            guard type == 3, let value = u16(entry + 8), (1...8).contains(value) else { return nil }
             return value
         }
     }
@@ -219,7 +221,7 @@ private func readHead(_ path: String) throws -> [UInt8] {
 private func otherFormatName(_ head: [UInt8]) -> String? {
     func at(_ offset: Int, _ text: String) -> Bool {
         let bytes = Array(text.utf8)
-        return head.count >= offset + bytes.count && Array(head[offset ..< offset + bytes.count]) == bytes
+        return head.count >= offset + bytes.count && Array(head[offset..<offset + bytes.count]) == bytes
     }
     if at(0, "GIF8") { return "GIF" }
     if at(0, "BM") { return "BMP" }

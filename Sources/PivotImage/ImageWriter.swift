@@ -1,9 +1,9 @@
 import PivotIO
 import CPivotImageShim
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Writing. Every write is atomic: the file is written to a temporary file in the destination's directory,
@@ -15,8 +15,10 @@ extension RGBImage {
     /// Writes in the format the extension names (.png, .jpg, .jpeg, .tif, .tiff, any case); an unknown
     /// extension is an `ImageError` of kind `.unknownFormat`. `text` goes into PNG text chunks and is not
     /// written to JPEG or TIFF files; `jpegQuality` (1...100) applies to JPEG only.
-    public func write(_ path: String, protecting inputs: [String] = [], text: [(String, String)] = [],
-                      jpegQuality: Int = 95) throws {
+    public func write(
+        _ path: String, protecting inputs: [String] = [], text: [(String, String)] = [],
+        jpegQuality: Int = 95
+    ) throws {
         guard let format = ImageFormat(pathExtension: path) else {
             throw ImageError(.unknownFormat, path: path, "unknown image file extension; use .png, .jpg, .jpeg, .tif or .tiff")
         }
@@ -43,7 +45,7 @@ extension RGBImage {
     /// Writes a baseline JPEG whatever the extension. `quality` is 1...100; `fullChroma` keeps colour at full
     /// resolution (4:4:4) instead of libjpeg's 4:2:0. Huffman tables are optimised.
     public func writeJPEG(_ path: String, quality: Int = 95, fullChroma: Bool = true, protecting inputs: [String] = []) throws {
-        guard (1 ... 100).contains(quality) else {
+        guard (1...100).contains(quality) else {
             throw ImageError(.invalidArgument, path: path, "JPEG quality \(quality) is outside 1...100")
         }
         let bytes = quantized()
@@ -72,10 +74,12 @@ private struct TextChunk {
 private func validatedText(_ text: [(String, String)], path: String) throws -> [TextChunk] {
     try text.map { key, value in
         let scalars = Array(key.unicodeScalars)
-        guard (1 ... 79).contains(scalars.count), scalars.allSatisfy({ (0x20 ... 0x7E).contains($0.value) }),
-              scalars.first != " ", scalars.last != " ", !key.contains("  ") else {
-            throw ImageError(.invalidArgument, path: path,
-                             "PNG text keyword '\(key)' must be 1...79 printable ASCII characters without leading, trailing or double spaces")
+        guard (1...79).contains(scalars.count), scalars.allSatisfy({ (0x20...0x7E).contains($0.value) }),
+            scalars.first != " ", scalars.last != " ", !key.contains("  ")
+        else {
+            throw ImageError(
+                .invalidArgument, path: path,
+                "PNG text keyword '\(key)' must be 1...79 printable ASCII characters without leading, trailing or double spaces")
         }
         guard !value.unicodeScalars.contains("\0") else {
             throw ImageError(.invalidArgument, path: path, "PNG text for '\(key)' contains a NUL character")
@@ -104,8 +108,10 @@ private func withCStrings(_ chunks: [TextChunk], _ body: (UnsafeBufferPointer<pv
 
 /// `AtomicFile.write` around a C encoder (`encode(fd, message, capacity)` returns a `PV_*` status and fills
 /// `message` on failure); every failure becomes an `ImageError` naming `path`.
-private func atomicallyWrite(_ path: String, protecting inputs: [String],
-                             _ encode: (Int32, UnsafeMutablePointer<CChar>, Int) -> Int32) throws {
+private func atomicallyWrite(
+    _ path: String, protecting inputs: [String],
+    _ encode: (Int32, UnsafeMutablePointer<CChar>, Int) -> Int32
+) throws {
     do {
         try AtomicFile.write(to: path, protecting: inputs) { fd in
             var message = [CChar](repeating: 0, count: 512)

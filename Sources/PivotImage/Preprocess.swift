@@ -29,20 +29,22 @@ extension RGBImage {
     /// outside the image.
     public func cropped(to box: CropBox) throws -> RGBImage {
         guard box.left < box.right, box.top < box.bottom else {
-            throw ImageError(.invalidArgument, path: nil,
-                             "crop box \(box) (left, top, right, bottom) is empty: right must exceed left and bottom must exceed top")
+            throw ImageError(
+                .invalidArgument, path: nil,
+                "crop box \(box) (left, top, right, bottom) is empty: right must exceed left and bottom must exceed top")
         }
         guard box.left >= 0, box.top >= 0, box.right <= width, box.bottom <= height else {
-            throw ImageError(.invalidArgument, path: nil,
-                             "crop box \(box) (left, top, right, bottom) reaches outside the \(width)x\(height) image")
+            throw ImageError(
+                .invalidArgument, path: nil,
+                "crop box \(box) (left, top, right, bottom) reaches outside the \(width)x\(height) image")
         }
         if box == CropBox(left: 0, top: 0, right: width, bottom: height) { return self }
         let w = box.right - box.left
         var out = [Float]()
         out.reserveCapacity(w * (box.bottom - box.top) * 3)
-        for y in box.top ..< box.bottom {
+        for y in box.top..<box.bottom {
             let start = (y * width + box.left) * 3
-            out.append(contentsOf: pixels[start ..< start + w * 3])
+            out.append(contentsOf: pixels[start..<start + w * 3])
         }
         return RGBImage(width: w, height: box.bottom - box.top, pixels: out, bitDepth: bitDepth)
     }
@@ -98,8 +100,8 @@ public func toTensor(_ image: RGBImage) -> Tensor {
     let tensor = Tensor(uninitialized: [1, 3, h, w])
     let out = tensor.data
     image.pixels.withUnsafeBufferPointer { src in
-        for p in 0 ..< plane {
-            for c in 0 ..< 3 {
+        for p in 0..<plane {
+            for c in 0..<3 {
                 let v = src[p * 3 + c]
                 out[c * plane + p] = image.bitDepth == 8 ? Float((v * 255).rounded()) / 127.5 - 1 : 2 * v - 1
             }
@@ -111,15 +113,16 @@ public func toTensor(_ image: RGBImage) -> Tensor {
 /// Image `index` of an `[N, 3, H, W]` tensor in [-1, 1], mapped as diffusers does: `(x / 2 + 0.5)` clamped to
 /// 0...1 (NaN becomes 0). The result has `bitDepth` 32; `quantized()` gives diffusers' `numpy_to_pil` bytes.
 public func fromTensor(_ tensor: Tensor, index: Int = 0) -> RGBImage {
-    precondition(tensor.rank == 4 && tensor.shape[1] == 3 && tensor.shape[2] > 0 && tensor.shape[3] > 0,
-                 "fromTensor: expected [N, 3, H, W], got \(tensor.shape)")
+    precondition(
+        tensor.rank == 4 && tensor.shape[1] == 3 && tensor.shape[2] > 0 && tensor.shape[3] > 0,
+        "fromTensor: expected [N, 3, H, W], got \(tensor.shape)")
     precondition(index >= 0 && index < tensor.shape[0], "fromTensor: index \(index) outside batch of \(tensor.shape[0])")
     let h = tensor.shape[2], w = tensor.shape[3], plane = h * w
     let src = tensor.data + index * 3 * plane
     var pixels = [Float](repeating: 0, count: plane * 3)
     pixels.withUnsafeMutableBufferPointer { dst in
-        for c in 0 ..< 3 {
-            for p in 0 ..< plane {
+        for c in 0..<3 {
+            for p in 0..<plane {
                 let v = src[c * plane + p] / 2 + 0.5
                 dst[p * 3 + c] = v.isNaN ? 0 : min(max(v, 0), 1)
             }

@@ -57,7 +57,7 @@ public struct RGBImage: Equatable, Sendable {
     /// 2 mirror horizontally, 3 rotate 180°, 4 mirror vertically, 5 transpose, 6 rotate 90° clockwise,
     /// 7 transverse, 8 rotate 90° counter-clockwise — what Pillow's `ImageOps.exif_transpose` does.
     public func oriented(_ orientation: Int) -> RGBImage {
-        guard (2 ... 8).contains(orientation) else { return self }
+        guard (2...8).contains(orientation) else { return self }
         let w = width, h = height
         let swaps = orientation >= 5
         let outW = swaps ? h : w, outH = swaps ? w : h
@@ -75,8 +75,8 @@ public struct RGBImage: Equatable, Sendable {
         var out = [Float](repeating: 0, count: pixels.count)
         pixels.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
-                for y in 0 ..< outH {
-                    for x in 0 ..< outW {
+                for y in 0..<outH {
+                    for x in 0..<outW {
                         let (sx, sy) = source(x, y)
                         let s = (sy * w + sx) * 3, d = (y * outW + x) * 3
                         dst[d] = src[s]

@@ -41,20 +41,20 @@ private struct Coefficients {
         weights = [Double](repeating: 0, count: outSize * kernelSize)
         first = [Int](repeating: 0, count: outSize)
         count = [Int](repeating: 0, count: outSize)
-        for xx in 0 ..< outSize {
+        for xx in 0..<outSize {
             let center = (Double(xx) + 0.5) * scale
             let ss = 1.0 / filterScale
             let xmin = max(Int(center - support + 0.5), 0)
             let xmax = min(Int(center + support + 0.5), inSize) - xmin
             var total = 0.0
             let base = xx * kernelSize
-            for x in 0 ..< max(xmax, 0) {
+            for x in 0..<max(xmax, 0) {
                 let w = bicubic((Double(x + xmin) - center + 0.5) * ss)
                 weights[base + x] = w
                 total += w
             }
             if total != 0 {
-                for x in 0 ..< max(xmax, 0) { weights[base + x] /= total }
+                for x in 0..<max(xmax, 0) { weights[base + x] /= total }
             }
             first[xx] = xmin
             count[xx] = max(xmax, 0)
@@ -87,22 +87,26 @@ extension RGBImage {
             var samples = quantized()
             var w = width, h = height
             if verticalFirst {
-                samples = pass8(samples, lineCount: w, lineOffset: 0, inWidth: w, outSize: outHeight,
-                                coefficients: vertical, horizontal: false)
-                samples = pass8(samples, lineCount: outHeight, lineOffset: 0, inWidth: w, outSize: outWidth,
-                                coefficients: horizontal, horizontal: true)
+                samples = pass8(
+                    samples, lineCount: w, lineOffset: 0, inWidth: w, outSize: outHeight,
+                    coefficients: vertical, horizontal: false)
+                samples = pass8(
+                    samples, lineCount: outHeight, lineOffset: 0, inWidth: w, outSize: outWidth,
+                    coefficients: horizontal, horizontal: true)
                 return RGBImage(width: outWidth, height: outHeight, bytes: samples)
             }
             if needHorizontal {
-                samples = pass8(samples, lineCount: lastRow - firstRow, lineOffset: firstRow, inWidth: w,
-                                outSize: outWidth, coefficients: horizontal, horizontal: true)
+                samples = pass8(
+                    samples, lineCount: lastRow - firstRow, lineOffset: firstRow, inWidth: w,
+                    outSize: outWidth, coefficients: horizontal, horizontal: true)
                 w = outWidth
                 h = lastRow - firstRow
-                for i in 0 ..< outHeight { vertical.first[i] -= firstRow }
+                for i in 0..<outHeight { vertical.first[i] -= firstRow }
             }
             if needVertical {
-                samples = pass8(samples, lineCount: w, lineOffset: 0, inWidth: w, outSize: outHeight,
-                                coefficients: vertical, horizontal: false)
+                samples = pass8(
+                    samples, lineCount: w, lineOffset: 0, inWidth: w, outSize: outHeight,
+                    coefficients: vertical, horizontal: false)
                 h = outHeight
             }
             return RGBImage(width: w, height: h, bytes: samples)
@@ -110,22 +114,26 @@ extension RGBImage {
         var samples = pixels
         var w = width, h = height
         if verticalFirst {
-            samples = passFloat(samples, lineCount: w, lineOffset: 0, inWidth: w, outSize: outHeight,
-                                coefficients: vertical, horizontal: false)
-            samples = passFloat(samples, lineCount: outHeight, lineOffset: 0, inWidth: w, outSize: outWidth,
-                                coefficients: horizontal, horizontal: true)
+            samples = passFloat(
+                samples, lineCount: w, lineOffset: 0, inWidth: w, outSize: outHeight,
+                coefficients: vertical, horizontal: false)
+            samples = passFloat(
+                samples, lineCount: outHeight, lineOffset: 0, inWidth: w, outSize: outWidth,
+                coefficients: horizontal, horizontal: true)
             return RGBImage(width: outWidth, height: outHeight, pixels: samples, bitDepth: 32)
         }
         if needHorizontal {
-            samples = passFloat(samples, lineCount: lastRow - firstRow, lineOffset: firstRow, inWidth: w,
-                                outSize: outWidth, coefficients: horizontal, horizontal: true)
+            samples = passFloat(
+                samples, lineCount: lastRow - firstRow, lineOffset: firstRow, inWidth: w,
+                outSize: outWidth, coefficients: horizontal, horizontal: true)
             w = outWidth
             h = lastRow - firstRow
-            for i in 0 ..< outHeight { vertical.first[i] -= firstRow }
+            for i in 0..<outHeight { vertical.first[i] -= firstRow }
         }
         if needVertical {
-            samples = passFloat(samples, lineCount: w, lineOffset: 0, inWidth: w, outSize: outHeight,
-                                coefficients: vertical, horizontal: false)
+            samples = passFloat(
+                samples, lineCount: w, lineOffset: 0, inWidth: w, outSize: outHeight,
+                coefficients: vertical, horizontal: false)
             h = outHeight
         }
         return RGBImage(width: w, height: h, pixels: samples, bitDepth: 32)
@@ -134,8 +142,10 @@ extension RGBImage {
 
 /// One 8-bit pass. Horizontal: `lineCount` output rows from source rows `lineOffset...`, `outSize` columns.
 /// Vertical: `outSize` output rows of `inWidth` (= `lineCount`) columns.
-private func pass8(_ input: [UInt8], lineCount: Int, lineOffset: Int, inWidth: Int, outSize: Int,
-                   coefficients: Coefficients, horizontal: Bool) -> [UInt8] {
+private func pass8(
+    _ input: [UInt8], lineCount: Int, lineOffset: Int, inWidth: Int, outSize: Int,
+    coefficients: Coefficients, horizontal: Bool
+) -> [UInt8] {
     let kernel = coefficients.fixedPoint
     let k = coefficients.kernelSize
     let outWidth = horizontal ? outSize : inWidth
@@ -149,12 +159,12 @@ private func pass8(_ input: [UInt8], lineCount: Int, lineOffset: Int, inWidth: I
     input.withUnsafeBufferPointer { src in
         output.withUnsafeMutableBufferPointer { dst in
             kernel.withUnsafeBufferPointer { kk in
-                for yy in 0 ..< outHeight {
-                    for xx in 0 ..< outWidth {
+                for yy in 0..<outHeight {
+                    for xx in 0..<outWidth {
                         let o = horizontal ? xx : yy
                         let start = coefficients.first[o], n = coefficients.count[o], base = o * k
                         var s0 = half, s1 = half, s2 = half
-                        for i in 0 ..< n {
+                        for i in 0..<n {
                             let p = horizontal ? ((yy + lineOffset) * inWidth + start + i) * 3 : ((start + i) * inWidth + xx) * 3
                             let w = kk[base + i]
                             s0 &+= Int32(src[p]) &* w
@@ -174,8 +184,10 @@ private func pass8(_ input: [UInt8], lineCount: Int, lineOffset: Int, inWidth: I
 }
 
 /// One float pass (same geometry as `pass8`), with double sums and clamping to 0...1.
-private func passFloat(_ input: [Float], lineCount: Int, lineOffset: Int, inWidth: Int, outSize: Int,
-                       coefficients: Coefficients, horizontal: Bool) -> [Float] {
+private func passFloat(
+    _ input: [Float], lineCount: Int, lineOffset: Int, inWidth: Int, outSize: Int,
+    coefficients: Coefficients, horizontal: Bool
+) -> [Float] {
     let k = coefficients.kernelSize
     let outWidth = horizontal ? outSize : inWidth
     let outHeight = horizontal ? lineCount : outSize
@@ -183,12 +195,12 @@ private func passFloat(_ input: [Float], lineCount: Int, lineOffset: Int, inWidt
     input.withUnsafeBufferPointer { src in
         output.withUnsafeMutableBufferPointer { dst in
             coefficients.weights.withUnsafeBufferPointer { kk in
-                for yy in 0 ..< outHeight {
-                    for xx in 0 ..< outWidth {
+                for yy in 0..<outHeight {
+                    for xx in 0..<outWidth {
                         let o = horizontal ? xx : yy
                         let start = coefficients.first[o], n = coefficients.count[o], base = o * k
                         var s0 = 0.0, s1 = 0.0, s2 = 0.0
-                        for i in 0 ..< n {
+                        for i in 0..<n {
                             let p = horizontal ? ((yy + lineOffset) * inWidth + start + i) * 3 : ((start + i) * inWidth + xx) * 3
                             let w = kk[base + i]
                             s0 += Double(src[p]) * w

@@ -41,8 +41,10 @@ extension ModelFolder {
         let partial = directory + ".partial-\(getpid())"
         try? FileManager.default.removeItem(atPath: partial)
         do {
-            for (component, file) in [("text_encoder", "model.safetensors"), ("unet", "diffusion_pytorch_model.safetensors"),
-                                      ("vae", "diffusion_pytorch_model.safetensors")] {
+            for (component, file) in [
+                ("text_encoder", "model.safetensors"), ("unet", "diffusion_pytorch_model.safetensors"),
+                ("vae", "diffusion_pytorch_model.safetensors"),
+            ] {
                 onComponent(component)
                 switch component {
                 case "unet": _ = try loadUNet()
@@ -54,9 +56,13 @@ extension ModelFolder {
                 if component == "text_encoder" { tensors = tensors.map { ("text_model." + $0.name, $0.tensor) } }
                 let dir = (partial as NSString).appendingPathComponent(component)
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-                try SafeTensorsWriter.write(tensors, metadata: ["format": "pt", "converted_by": "pivot \(pivotVersion)",
-                                                                "source": (path as NSString).lastPathComponent],
-                                            dtype: dtype, to: (dir as NSString).appendingPathComponent(file))
+                try SafeTensorsWriter.write(
+                    tensors,
+                    metadata: [
+                        "format": "pt", "converted_by": "pivot \(pivotVersion)",
+                        "source": (path as NSString).lastPathComponent,
+                    ],
+                    dtype: dtype, to: (dir as NSString).appendingPathComponent(file))
                 try configData(component).write(to: URL(fileURLWithPath: (dir as NSString).appendingPathComponent("config.json")))
             }
             let schedulerDir = (partial as NSString).appendingPathComponent("scheduler")
@@ -67,7 +73,8 @@ extension ModelFolder {
                 .write(to: URL(fileURLWithPath: (schedulerDir as NSString).appendingPathComponent("scheduler_config.json")))
             let tokenizerDir = (partial as NSString).appendingPathComponent("tokenizer")
             if let source = tokenizerDirectory ?? configDirectory.map({ ($0 as NSString).appendingPathComponent("tokenizer") }),
-               FileManager.default.fileExists(atPath: source) {
+                FileManager.default.fileExists(atPath: source)
+            {
                 try FileManager.default.copyItem(atPath: source, toPath: tokenizerDir)
             } else {
                 try CLIPTokenizer.writeBuiltin(to: tokenizerDir, padToken: single.family == .sd2 ? "!" : "<|endoftext|>")

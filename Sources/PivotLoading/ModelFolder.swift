@@ -21,8 +21,10 @@ public struct ModelFolder {
 
     /// Checks that `path` is a directory or a checkpoint file (whose header is read now); networks are
     /// loaded on demand.
-    public init(path: String, config: String? = nil, tokenizer: String? = nil,
-                predictionType: SchedulerConfig.PredictionType? = nil) throws {
+    public init(
+        path: String, config: String? = nil, tokenizer: String? = nil,
+        predictionType: SchedulerConfig.PredictionType? = nil
+    ) throws {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw LoadError.missingFile(path) }
         let lower = path.lowercased()
@@ -49,7 +51,8 @@ public struct ModelFolder {
             let data = try builtinConfig(component, family: single.family)
             // SD 2.x with ε-prediction is the 512² base model: sample size 64, not the 768-v model's 96.
             if single.family == .sd2, predictionType == .epsilon, component == "unet",
-               var json = try JSONSerialization.jsonObject(with: data) as? [String: Any] {
+                var json = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+            {
                 json["sample_size"] = 64
                 return try JSONSerialization.data(withJSONObject: json)
             }
@@ -100,7 +103,9 @@ public struct ModelFolder {
         case "unet": (map, unmapped) = SingleFileKeys.unet(names, config: try unetConfig())
         case "vae": (map, unmapped) = SingleFileKeys.vae(names, config: try vaeConfig())
         default:
-            (map, unmapped) = single.family == .sd1 ? SingleFileKeys.clip(names)
+            (map, unmapped) =
+                single.family == .sd1
+                ? SingleFileKeys.clip(names)
                 : SingleFileKeys.openClip(names, layers: try textEncoderConfig().numHiddenLayers)
         }
         return SingleFileStore(single, map: map, unmapped: unmapped)
@@ -109,9 +114,10 @@ public struct ModelFolder {
     private func folderStore(_ component: String) throws -> WeightStore {
         let files = try weightFiles(component)
         if component == "text_encoder" {
-            return try WeightStore(files: files,
-                                   rename: { $0.hasPrefix("text_model.") ? String($0.dropFirst("text_model.".count)) : $0 },
-                                   ignore: { $0 == "embeddings.position_ids" })
+            return try WeightStore(
+                files: files,
+                rename: { $0.hasPrefix("text_model.") ? String($0.dropFirst("text_model.".count)) : $0 },
+                ignore: { $0 == "embeddings.position_ids" })
         }
         return try WeightStore(files: files)
     }
@@ -169,7 +175,8 @@ extension SingleFileStore: StrictStore {}
 func builtinConfig(_ component: String, family: SingleFileCheckpoint.Family) throws -> Data {
     let name = component == "scheduler" ? "scheduler" : component
     guard let url = Bundle.module.url(forResource: name, withExtension: "json", subdirectory: "Resources/\(family.rawValue)"),
-          let data = try? Data(contentsOf: url) else {
+        let data = try? Data(contentsOf: url)
+    else {
         throw LoadError.missingFile("pivot's built-in \(family.rawValue) \(component) config (the installation is incomplete)")
     }
     return data

@@ -9,8 +9,9 @@ extension ModelFolder {
             if let configDirectory {
                 config = try ModelFolder(path: configDirectory).schedulerConfig()
             } else {
-                config = try SchedulerConfig(json: builtinConfig("scheduler", family: single.family),
-                                             file: "pivot's built-in \(single.family.rawValue) scheduler config")
+                config = try SchedulerConfig(
+                    json: builtinConfig("scheduler", family: single.family),
+                    file: "pivot's built-in \(single.family.rawValue) scheduler config")
             }
             if let predictionType { config = config.overriding(predictionType: predictionType) }
             return config

@@ -45,7 +45,11 @@ public final class SingleFileCheckpoint {
         } else if !names.contains(where: { $0.hasPrefix(SingleFileKeys.unetPrefix) }) {
             throw LoadError.unreadable(path, reason: "not a Stable Diffusion checkpoint (no model.diffusion_model.* tensors)")
         } else {
-            throw LoadError.unreadable(path, reason: "a Stable Diffusion checkpoint without a known text encoder (cond_stage_model.transformer.* or cond_stage_model.model.*); SD 1.x and 2.x are supported")
+            throw LoadError.unreadable(
+                path,
+                reason:
+                    "a Stable Diffusion checkpoint without a known text encoder (cond_stage_model.transformer.* or cond_stage_model.model.*); SD 1.x and 2.x are supported"
+            )
         }
     }
 
@@ -105,7 +109,7 @@ public final class SingleFileStore: ParameterStore {
         case .none, .squeeze:
             return t.reshaped(shape)
         case .rows(let index, _):
-            return batchSlice(t, index * shape[0] ..< (index + 1) * shape[0]).reshaped(shape)   // rows of a fused tensor
+            return batchSlice(t, index * shape[0]..<(index + 1) * shape[0]).reshaped(shape)  // rows of a fused tensor
         }
     }
 

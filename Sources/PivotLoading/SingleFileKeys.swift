@@ -73,7 +73,10 @@ public enum SingleFileKeys {
         let prefixes = unetPrefixes(config).sorted { $0.original.count > $1.original.count }
         var map: [String: SingleFileSource] = [:], unmapped: [String] = []
         for name in names where name.hasPrefix(unetPrefix) && !isIgnorable(name) {
-            guard let p = prefixes.first(where: { name.hasPrefix($0.original) }) else { unmapped.append(name); continue }
+            guard let p = prefixes.first(where: { name.hasPrefix($0.original) }) else {
+                unmapped.append(name)
+                continue
+            }
             var rest = String(name.dropFirst(p.original.count))
             if p.resnet, let r = unetResnet.first(where: { rest.hasPrefix($0.0) }) { rest = r.1 + rest.dropFirst(r.0.count) }
             map[p.diffusers + rest] = SingleFileSource(original: name, transform: .none)
@@ -85,8 +88,10 @@ public enum SingleFileKeys {
     public static func vae(_ names: [String], config: VAEConfig) -> (map: [String: SingleFileSource], unmapped: [String]) {
         let levels = config.blockOutChannels.count
         var map: [String: SingleFileSource] = [:], unmapped: [String] = []
-        let attention: [(String, String)] = [("norm.", "group_norm."), ("q.", "to_q."), ("k.", "to_k."), ("v.", "to_v."),
-                                             ("proj_out.", "to_out.0.")]
+        let attention: [(String, String)] = [
+            ("norm.", "group_norm."), ("q.", "to_q."), ("k.", "to_k."), ("v.", "to_v."),
+            ("proj_out.", "to_out.0."),
+        ]
         for name in names where name.hasPrefix(vaePrefix) && !isIgnorable(name) {
             var rest = String(name.dropFirst(vaePrefix.count))
             var transform = SingleFileSource.Transform.none
@@ -111,7 +116,9 @@ public enum SingleFileKeys {
                 }
             } else if parts.count > 2, parts[1] == "mid" {
                 let coder = parts[0]
-                if !(replace("\(coder).mid.block_1.", "\(coder).mid_block.resnets.0.") || replace("\(coder).mid.block_2.", "\(coder).mid_block.resnets.1.")) {
+                if !(replace("\(coder).mid.block_1.", "\(coder).mid_block.resnets.0.")
+                    || replace("\(coder).mid.block_2.", "\(coder).mid_block.resnets.1."))
+                {
                     for (o, d) in attention where replace("\(coder).mid.attn_1.\(o)", "\(coder).mid_block.attentions.0.\(d)") {
                         if o != "norm." && rest.hasSuffix(".weight") { transform = .squeeze }
                         break
@@ -121,7 +128,8 @@ public enum SingleFileKeys {
                 rest = "\(parts[0]).conv_norm_out." + parts.dropFirst(2).joined(separator: ".")
             }
             rest = rest.replacingOccurrences(of: ".nin_shortcut.", with: ".conv_shortcut.")
-            let known = rest.hasPrefix("quant_conv.") || rest.hasPrefix("post_quant_conv.")
+            let known =
+                rest.hasPrefix("quant_conv.") || rest.hasPrefix("post_quant_conv.")
                 || rest.contains("_blocks.") || rest.contains("mid_block.") || rest.contains("conv_in.")
                 || rest.contains("conv_out.") || rest.contains("conv_norm_out.")
             if known { map[rest] = SingleFileSource(original: name, transform: transform) } else { unmapped.append(name) }
@@ -142,14 +150,21 @@ public enum SingleFileKeys {
     /// (SD 2 conditions on the penultimate layer: the last resblock is not part of the diffusers model).
     public static func openClip(_ names: [String], layers: Int) -> (map: [String: SingleFileSource], unmapped: [String]) {
         var map: [String: SingleFileSource] = [:], unmapped: [String] = []
-        let direct: [(String, String)] = [("token_embedding.weight", "embeddings.token_embedding.weight"),
-                                          ("positional_embedding", "embeddings.position_embedding.weight"),
-                                          ("ln_final.weight", "final_layer_norm.weight"), ("ln_final.bias", "final_layer_norm.bias")]
-        let inner: [(String, String)] = [("ln_1.", "layer_norm1."), ("ln_2.", "layer_norm2."), ("attn.out_proj.", "self_attn.out_proj."),
-                                         ("mlp.c_fc.", "mlp.fc1."), ("mlp.c_proj.", "mlp.fc2.")]
+        let direct: [(String, String)] = [
+            ("token_embedding.weight", "embeddings.token_embedding.weight"),
+            ("positional_embedding", "embeddings.position_embedding.weight"),
+            ("ln_final.weight", "final_layer_norm.weight"), ("ln_final.bias", "final_layer_norm.bias"),
+        ]
+        let inner: [(String, String)] = [
+            ("ln_1.", "layer_norm1."), ("ln_2.", "layer_norm2."), ("attn.out_proj.", "self_attn.out_proj."),
+            ("mlp.c_fc.", "mlp.fc1."), ("mlp.c_proj.", "mlp.fc2."),
+        ]
         for name in names where name.hasPrefix(openClipPrefix) {
             let rest = String(name.dropFirst(openClipPrefix.count))
-            if let d = direct.first(where: { $0.0 == rest }) { map[d.1] = SingleFileSource(original: name, transform: .none); continue }
+            if let d = direct.first(where: { $0.0 == rest }) {
+                map[d.1] = SingleFileSource(original: name, transform: .none)
+                continue
+            }
             if rest == "text_projection" || rest == "logit_scale" { continue }
             let parts = rest.split(separator: ".", maxSplits: 3).map(String.init)
             guard parts.count == 4, parts[0] == "transformer", parts[1] == "resblocks", let i = Int(parts[2]) else {
@@ -176,10 +191,12 @@ public enum SingleFileKeys {
     /// CLIP's position ids, OpenCLIP's projection and the deeper layers SD 2 does not use.
     public static func isIgnorable(_ name: String) -> Bool {
         if name.hasPrefix("model_ema.") || name.hasSuffix("position_ids") { return true }
-        let schedule = ["betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
-                        "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",
-                        "posterior_variance", "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2",
-                        "logvar", "lvlb_weights"]
+        let schedule = [
+            "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
+            "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",
+            "posterior_variance", "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2",
+            "logvar", "lvlb_weights",
+        ]
         return schedule.contains(name)
     }
 }

@@ -22,7 +22,10 @@ public final class WeightStore: ParameterStore {
             let file = try SafeTensorsFile(path: path)
             for stored in file.names {
                 let name = rename(stored)
-                if ignore(name) { ignored.insert(name); continue }
+                if ignore(name) {
+                    ignored.insert(name)
+                    continue
+                }
                 if entries[name] != nil {
                     throw LoadError.duplicateTensor(file: path, tensor: name)
                 }

@@ -9,8 +9,10 @@ struct ResnetBlock {
     let shortcut: Conv2d?
     let outputScale: Float
 
-    init(_ p: Params, in cin: Int, out cout: Int, timeChannels: Int?, groups: Int, eps: Float,
-         outputScale: Double = 1) throws {
+    init(
+        _ p: Params, in cin: Int, out cout: Int, timeChannels: Int?, groups: Int, eps: Float,
+        outputScale: Double = 1
+    ) throws {
         norm1 = try GroupNorm(p.scope("norm1"), channels: cin, groups: groups, eps: eps)
         conv1 = try Conv2d(p.scope("conv1"), in: cin, out: cout, kernel: 3)
         timeProjection = try timeChannels.map { try Linear(p.scope("time_emb_proj"), in: $0, out: cout) }
@@ -98,17 +100,21 @@ struct SpatialTransformer {
     let projInLinear, projOutLinear: Linear?
     let blocks: [TransformerBlock]
 
-    init(_ p: Params, channels: Int, heads: Int, layers: Int, contextDim: Int, groups: Int,
-         linearProjection: Bool) throws {
+    init(
+        _ p: Params, channels: Int, heads: Int, layers: Int, contextDim: Int, groups: Int,
+        linearProjection: Bool
+    ) throws {
         norm = try GroupNorm(p.scope("norm"), channels: channels, groups: groups, eps: 1e-6)
         if linearProjection {
             projInLinear = try Linear(p.scope("proj_in"), in: channels, out: channels)
             projOutLinear = try Linear(p.scope("proj_out"), in: channels, out: channels)
-            projIn = nil; projOut = nil
+            projIn = nil
+            projOut = nil
         } else {
             projIn = try Conv2d(p.scope("proj_in"), in: channels, out: channels, kernel: 1)
             projOut = try Conv2d(p.scope("proj_out"), in: channels, out: channels, kernel: 1)
-            projInLinear = nil; projOutLinear = nil
+            projInLinear = nil
+            projOutLinear = nil
         }
         blocks = try (0..<layers).map {
             try TransformerBlock(p.scope("transformer_blocks", $0), dim: channels, contextDim: contextDim, heads: heads)
@@ -120,7 +126,7 @@ struct SpatialTransformer {
         let (b, c, hh, ww) = (x.dim(0), x.dim(1), x.dim(2), x.dim(3))
         var h = norm(x)
         if let projIn { h = projIn(h) }
-        var tokens = transposeLast2(h.reshaped([b, c, hh * ww]))   // [B, HW, C]
+        var tokens = transposeLast2(h.reshaped([b, c, hh * ww]))  // [B, HW, C]
         if let projInLinear { tokens = projInLinear(tokens) }
         for block in blocks { tokens = block(tokens, context: context, controller: controller) }
         if let projOutLinear { tokens = projOutLinear(tokens) }
@@ -143,7 +149,7 @@ struct Downsample {
 
     func callAsFunction(_ x: Tensor) -> Tensor {
         guard asymmetricPad else { return conv(x) }
-        return conv(padBottomRight(x))   // [B, C, H + 1, W + 1]
+        return conv(padBottomRight(x))  // [B, C, H + 1, W + 1]
     }
 }
 

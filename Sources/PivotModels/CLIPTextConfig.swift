@@ -13,9 +13,13 @@ public struct CLIPTextConfig: Decodable, Sendable {
     public var layerNormEps: Double
 
     enum CodingKeys: String, CodingKey {
-        case vocabSize = "vocab_size", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
-        case numHiddenLayers = "num_hidden_layers", numAttentionHeads = "num_attention_heads"
-        case maxPositionEmbeddings = "max_position_embeddings", hiddenAct = "hidden_act"
+        case vocabSize = "vocab_size"
+        case hiddenSize = "hidden_size"
+        case intermediateSize = "intermediate_size"
+        case numHiddenLayers = "num_hidden_layers"
+        case numAttentionHeads = "num_attention_heads"
+        case maxPositionEmbeddings = "max_position_embeddings"
+        case hiddenAct = "hidden_act"
         case layerNormEps = "layer_norm_eps"
     }
 
@@ -38,14 +42,17 @@ public struct CLIPTextConfig: Decodable, Sendable {
     }
 
     func validate(file: String) throws {
-        for (name, v) in [("vocab_size", vocabSize), ("hidden_size", hiddenSize),
-                          ("intermediate_size", intermediateSize), ("num_hidden_layers", numHiddenLayers),
-                          ("num_attention_heads", numAttentionHeads),
-                          ("max_position_embeddings", maxPositionEmbeddings)] where v <= 0 || v > 1 << 20 {
+        for (name, v) in [
+            ("vocab_size", vocabSize), ("hidden_size", hiddenSize),
+            ("intermediate_size", intermediateSize), ("num_hidden_layers", numHiddenLayers),
+            ("num_attention_heads", numAttentionHeads),
+            ("max_position_embeddings", maxPositionEmbeddings),
+        ] where v <= 0 || v > 1 << 20 {
             throw ModelError.invalidConfig(file: file, reason: "\(name) = \(v) is out of range")
         }
         guard hiddenSize % numAttentionHeads == 0 else {
-            throw ModelError.invalidConfig(file: file, reason: "hidden_size \(hiddenSize) is not divisible by num_attention_heads \(numAttentionHeads)")
+            throw ModelError.invalidConfig(
+                file: file, reason: "hidden_size \(hiddenSize) is not divisible by num_attention_heads \(numAttentionHeads)")
         }
         guard activation != nil else {
             throw ModelError.unsupportedConfig(file: file, field: "hidden_act", value: hiddenAct)

@@ -7,7 +7,7 @@ public final class CLIPTextModel {
     /// The arithmetic of its passes (fp32 unless a pipeline chooses otherwise).
     public var precision = NetworkPrecision()
     public let config: CLIPTextConfig
-    private(set) var tokenEmbedding: Tensor     // [V + added, D]
+    private(set) var tokenEmbedding: Tensor  // [V + added, D]
     let positionEmbedding: Tensor  // [P, D]
     let layers: [CLIPEncoderLayer]
     let finalNorm: LayerNorm
@@ -39,7 +39,7 @@ public final class CLIPTextModel {
         }
         let needed = first + rows.dim(0)
         if needed > tokenCount {
-            tokenEmbedding = concatBatch(tokenEmbedding, Tensor(zeros: [needed - tokenCount, d]))   // [needed, D]
+            tokenEmbedding = concatBatch(tokenEmbedding, Tensor(zeros: [needed - tokenCount, d]))  // [needed, D]
         }
         replaceBatchSlice(tokenEmbedding, at: first, with: rows)
     }
@@ -54,9 +54,9 @@ public final class CLIPTextModel {
         if let id = ids.first(where: { $0 < 0 || $0 >= tokenCount }) {
             throw ModelError.invalidInput("token id \(id) is outside the vocabulary (0..<\(tokenCount))")
         }
-        let tokens = gatherRows(tokenEmbedding, ids)                                  // [B·T, D]
-        let positions = gatherRows(positionEmbedding, ids.indices.map { $0 % t })    // [B·T, D]
-        return zipMap(tokens, positions, +).reshaped([batch, t, d])                  // [B, T, D]
+        let tokens = gatherRows(tokenEmbedding, ids)  // [B·T, D]
+        let positions = gatherRows(positionEmbedding, ids.indices.map { $0 % t })  // [B·T, D]
+        return zipMap(tokens, positions, +).reshaped([batch, t, d])  // [B, T, D]
     }
 
     /// `last_hidden_state` [B, T, D] for token ids [B, T].
@@ -96,11 +96,11 @@ struct CLIPEncoderLayer {
         self.activation = activation
     }
 
-    func callAsFunction(_ x: Tensor) -> Tensor {           // x: [B, T, D]
+    func callAsFunction(_ x: Tensor) -> Tensor {  // x: [B, T, D]
         let n = norm1(x)
         let a = attention(q: q(n), k: k(n), v: v(n), heads: heads, causal: true)
         let h = add(x, out(a))
-        let m = activation(fc1(norm2(h)))                 // [B, T, F]
+        let m = activation(fc1(norm2(h)))  // [B, T, F]
         return add(h, fc2(m))
     }
 }

@@ -5,8 +5,9 @@ extension UNet {
     /// The output for (sample, timesteps, context) and, for the cotangent `gradOut`, the gradients of
     /// ⟨out, gradOut⟩ with respect to the context [B, M, D] and to the sample [B, C, H, W].
     public func vjp(_ sample: Tensor, timesteps: [Float], context: Tensor, gradOut: Tensor) throws
-        -> (out: Tensor, gradContext: Tensor, gradSample: Tensor) {
-        let s = sample.copy(), c = context.copy()   // own identities for the tape
+        -> (out: Tensor, gradContext: Tensor, gradSample: Tensor)
+    {
+        let s = sample.copy(), c = context.copy()  // own identities for the tape
         let tape = Tape()
         tape.watch(s)
         tape.watch(c)
@@ -24,7 +25,8 @@ extension UNet {
     /// computed from it): `gradOut(out)` is called between the forward and the backward pass. Returns the
     /// output and the gradient with respect to the context only.
     public func vjp(_ sample: Tensor, timesteps: [Float], context: Tensor, gradOut: (Tensor) throws -> Tensor) throws
-        -> (out: Tensor, gradContext: Tensor) {
+        -> (out: Tensor, gradContext: Tensor)
+    {
         let c = context.copy()
         let tape = Tape()
         tape.watch(c)

@@ -3,7 +3,7 @@ import PivotTensor
 /// `nn.Linear`: weight [out, in], optional bias [out].
 public struct Linear {
     public let weight: Tensor  // [out, in]
-    public let bias: Tensor?   // [out]
+    public let bias: Tensor?  // [out]
 
     public init(_ p: Params, in inFeatures: Int, out outFeatures: Int, bias hasBias: Bool = true) throws {
         weight = try p("weight", [outFeatures, inFeatures])
@@ -16,12 +16,14 @@ public struct Linear {
 /// `nn.Conv2d` with square kernel, zero padding and stride.
 public struct Conv2d {
     public let weight: Tensor  // [out, in, k, k]
-    public let bias: Tensor?   // [out]
+    public let bias: Tensor?  // [out]
     public let stride: Int
     public let padding: Int
 
-    public init(_ p: Params, in inChannels: Int, out outChannels: Int, kernel: Int, stride: Int = 1,
-                padding: Int? = nil, bias hasBias: Bool = true) throws {
+    public init(
+        _ p: Params, in inChannels: Int, out outChannels: Int, kernel: Int, stride: Int = 1,
+        padding: Int? = nil, bias hasBias: Bool = true
+    ) throws {
         weight = try p("weight", [outChannels, inChannels, kernel, kernel])
         bias = hasBias ? try p("bias", [outChannels]) : nil
         self.stride = stride
@@ -36,14 +38,15 @@ public struct Conv2d {
 /// `nn.GroupNorm` with affine parameters; `silu` fuses the activation that usually follows.
 public struct GroupNorm {
     public let weight: Tensor  // [C]
-    public let bias: Tensor    // [C]
+    public let bias: Tensor  // [C]
     public let groups: Int
     public let eps: Float
 
     public init(_ p: Params, channels: Int, groups: Int, eps: Float) throws {
         guard groups > 0, channels % groups == 0 else {
-            throw ModelError.invalidConfig(file: "config.json",
-                                           reason: "\(channels) channels cannot be split into \(groups) groups (\(p.prefix))")
+            throw ModelError.invalidConfig(
+                file: "config.json",
+                reason: "\(channels) channels cannot be split into \(groups) groups (\(p.prefix))")
         }
         weight = try p("weight", [channels])
         bias = try p("bias", [channels])
@@ -59,7 +62,7 @@ public struct GroupNorm {
 /// `nn.LayerNorm` over the last dimension.
 public struct LayerNorm {
     public let weight: Tensor  // [D]
-    public let bias: Tensor    // [D]
+    public let bias: Tensor  // [D]
     public let eps: Float
 
     public init(_ p: Params, dim: Int, eps: Float) throws {

@@ -25,18 +25,22 @@ public final class UNet {
         for i in 0..<c.levels {
             let cin = out
             out = ch[i]
-            down.append(try DownBlock(p.scope("down_blocks", i), in: cin, out: out, timeChannels: ted,
-                                      layers: c.layersPerBlock[i],
-                                      attention: c.downBlockTypes[i] == "CrossAttnDownBlock2D" ? c.attentionSpec(block: i) : nil,
-                                      downsample: i < c.levels - 1, config: c))
+            down.append(
+                try DownBlock(
+                    p.scope("down_blocks", i), in: cin, out: out, timeChannels: ted,
+                    layers: c.layersPerBlock[i],
+                    attention: c.downBlockTypes[i] == "CrossAttnDownBlock2D" ? c.attentionSpec(block: i) : nil,
+                    downsample: i < c.levels - 1, config: c))
         }
         downBlocks = down
         if c.midBlockType != nil {
             let last = c.levels - 1
-            mid = try MidBlock(p.scope("mid_block"), channels: ch[last], timeChannels: ted,
-                               attention: AttentionSpec(heads: c.heads[last], layers: c.transformerLayersPerBlock[last],
-                                                        contextDim: c.crossAttentionDim[last]),
-                               config: c)
+            mid = try MidBlock(
+                p.scope("mid_block"), channels: ch[last], timeChannels: ted,
+                attention: AttentionSpec(
+                    heads: c.heads[last], layers: c.transformerLayersPerBlock[last],
+                    contextDim: c.crossAttentionDim[last]),
+                config: c)
         } else {
             mid = nil
         }
@@ -48,10 +52,12 @@ public final class UNet {
             out = rev[i]
             let cin = rev[min(i + 1, c.levels - 1)]
             let b = c.levels - 1 - i
-            up.append(try UpBlock(p.scope("up_blocks", i), in: cin, out: out, prev: prev, timeChannels: ted,
-                                  layers: c.layersPerBlock[b] + 1,
-                                  attention: c.upBlockTypes[i] == "CrossAttnUpBlock2D" ? c.attentionSpec(block: b) : nil,
-                                  upsample: i < c.levels - 1, config: c))
+            up.append(
+                try UpBlock(
+                    p.scope("up_blocks", i), in: cin, out: out, prev: prev, timeChannels: ted,
+                    layers: c.layersPerBlock[b] + 1,
+                    attention: c.upBlockTypes[i] == "CrossAttnUpBlock2D" ? c.attentionSpec(block: b) : nil,
+                    upsample: i < c.levels - 1, config: c))
         }
         upBlocks = up
         normOut = try GroupNorm(p.scope("conv_norm_out"), channels: ch[0], groups: g, eps: eps)
@@ -60,8 +66,10 @@ public final class UNet {
 
     /// The network output [B, C, H, W] for a latent sample [B, C, H, W], one timestep per sample, and the
     /// text conditioning [B, M, D].
-    public func callAsFunction(_ sample: Tensor, timesteps: [Float], context: Tensor,
-                               controller: AttentionController? = nil) throws -> Tensor {
+    public func callAsFunction(
+        _ sample: Tensor, timesteps: [Float], context: Tensor,
+        controller: AttentionController? = nil
+    ) throws -> Tensor {
         let c = config
         guard sample.rank == 4, sample.dim(1) == c.inChannels else {
             throw ModelError.invalidInput("unet: sample must be [B, \(c.inChannels), H, W], got \(sample.shape)")
@@ -82,7 +90,7 @@ public final class UNet {
     func forward(_ sample: Tensor, timesteps: [Float], context: Tensor, controller: AttentionController?) -> Tensor {
         let c = config
         let temb = timeLinear2(Activation.silu(timeLinear1(timestepEmbedding(timesteps))))
-        Activation.silu.applyInPlace(temb)      // every ResNet applies SiLU to the embedding first
+        Activation.silu.applyInPlace(temb)  // every ResNet applies SiLU to the embedding first
         var h = c.centerInputSample ? scale(sample, 2).adding(-1) : sample
         h = convIn(h)
         var skips = [h]
@@ -99,7 +107,7 @@ public final class UNet {
     /// Sinusoidal embedding [B, C0] of the timesteps, computed in fp32 as diffusers does.
     func timestepEmbedding(_ timesteps: [Float]) -> Tensor {
         let dim = config.blockOutChannels[0], half = dim / 2
-        var e = [Float](repeating: 0, count: timesteps.count * dim)   // [B, C0]
+        var e = [Float](repeating: 0, count: timesteps.count * dim)  // [B, C0]
         let logPeriod = Float(-log(10000.0))
         for (n, t) in timesteps.enumerated() {
             for i in 0..<half {

@@ -7,19 +7,24 @@ struct DownBlock {
     let attentions: [SpatialTransformer]
     let downsampler: Downsample?
 
-    init(_ p: Params, in cin: Int, out cout: Int, timeChannels: Int, layers: Int, attention: AttentionSpec?,
-         downsample: Bool, config c: UNetConfig) throws {
+    init(
+        _ p: Params, in cin: Int, out cout: Int, timeChannels: Int, layers: Int, attention: AttentionSpec?,
+        downsample: Bool, config c: UNetConfig
+    ) throws {
         let eps = Float(c.normEps)
         resnets = try (0..<layers).map {
-            try ResnetBlock(p.scope("resnets", $0), in: $0 == 0 ? cin : cout, out: cout, timeChannels: timeChannels,
-                            groups: c.normNumGroups, eps: eps, outputScale: c.resnetOutScaleFactor)
+            try ResnetBlock(
+                p.scope("resnets", $0), in: $0 == 0 ? cin : cout, out: cout, timeChannels: timeChannels,
+                groups: c.normNumGroups, eps: eps, outputScale: c.resnetOutScaleFactor)
         }
         attentions = try SpatialTransformer.stack(p, count: layers, channels: cout, attention, config: c)
         downsampler = downsample ? try Downsample(p.scope("downsamplers.0"), channels: cout, padding: c.downsamplePadding) : nil
     }
 
-    func callAsFunction(_ x: Tensor, time: Tensor, context: Tensor, controller: AttentionController?,
-                        skips: inout [Tensor]) -> Tensor {
+    func callAsFunction(
+        _ x: Tensor, time: Tensor, context: Tensor, controller: AttentionController?,
+        skips: inout [Tensor]
+    ) -> Tensor {
         var h = x
         for (i, resnet) in resnets.enumerated() {
             h = resnet(h, activatedTime: time)
@@ -42,8 +47,9 @@ struct MidBlock {
     init(_ p: Params, channels: Int, timeChannels: Int, attention a: AttentionSpec, config c: UNetConfig) throws {
         let eps = Float(c.normEps)
         resnets = try (0..<2).map {
-            try ResnetBlock(p.scope("resnets", $0), in: channels, out: channels, timeChannels: timeChannels,
-                            groups: c.normNumGroups, eps: eps, outputScale: c.midBlockScaleFactor)
+            try ResnetBlock(
+                p.scope("resnets", $0), in: channels, out: channels, timeChannels: timeChannels,
+                groups: c.normNumGroups, eps: eps, outputScale: c.midBlockScaleFactor)
         }
         attentions = try SpatialTransformer.stack(p, count: 1, channels: channels, a, config: c)
     }
@@ -64,21 +70,26 @@ struct UpBlock {
     let attentions: [SpatialTransformer]
     let upsampler: Upsample?
 
-    init(_ p: Params, in cin: Int, out cout: Int, prev: Int, timeChannels: Int, layers: Int,
-         attention: AttentionSpec?, upsample: Bool, config c: UNetConfig) throws {
+    init(
+        _ p: Params, in cin: Int, out cout: Int, prev: Int, timeChannels: Int, layers: Int,
+        attention: AttentionSpec?, upsample: Bool, config c: UNetConfig
+    ) throws {
         let eps = Float(c.normEps)
         resnets = try (0..<layers).map { j in
             let skip = j == layers - 1 ? cin : cout
             let input = j == 0 ? prev : cout
-            return try ResnetBlock(p.scope("resnets", j), in: input + skip, out: cout, timeChannels: timeChannels,
-                                   groups: c.normNumGroups, eps: eps, outputScale: c.resnetOutScaleFactor)
+            return try ResnetBlock(
+                p.scope("resnets", j), in: input + skip, out: cout, timeChannels: timeChannels,
+                groups: c.normNumGroups, eps: eps, outputScale: c.resnetOutScaleFactor)
         }
         attentions = try SpatialTransformer.stack(p, count: layers, channels: cout, attention, config: c)
         upsampler = upsample ? try Upsample(p.scope("upsamplers.0"), channels: cout) : nil
     }
 
-    func callAsFunction(_ x: Tensor, time: Tensor, context: Tensor, controller: AttentionController?,
-                        skips: inout [Tensor]) -> Tensor {
+    func callAsFunction(
+        _ x: Tensor, time: Tensor, context: Tensor, controller: AttentionController?,
+        skips: inout [Tensor]
+    ) -> Tensor {
         var h = x
         for (i, resnet) in resnets.enumerated() {
             h = resnet(concatChannels(h, skips.removeLast()), activatedTime: time)
@@ -92,11 +103,13 @@ struct UpBlock {
 extension SpatialTransformer {
     /// `attentions.0 … attentions.(count−1)` of a block, or none when the block has no attention.
     static func stack(_ p: Params, count: Int, channels: Int, _ spec: AttentionSpec?, config c: UNetConfig) throws
-        -> [SpatialTransformer] {
+        -> [SpatialTransformer]
+    {
         guard let a = spec else { return [] }
         return try (0..<count).map {
-            try SpatialTransformer(p.scope("attentions", $0), channels: channels, heads: a.heads, layers: a.layers,
-                                   contextDim: a.contextDim, groups: c.normNumGroups, linearProjection: c.useLinearProjection)
+            try SpatialTransformer(
+                p.scope("attentions", $0), channels: channels, heads: a.heads, layers: a.layers,
+                contextDim: a.contextDim, groups: c.normNumGroups, linearProjection: c.useLinearProjection)
         }
     }
 }

@@ -99,14 +99,17 @@ public struct UNetConfig: Sendable {
         }
         for (i, c) in blockOutChannels.enumerated() {
             guard c % normNumGroups == 0 else {
-                throw ModelError.invalidConfig(file: file, reason: "block_out_channels[\(i)] = \(c) is not divisible by norm_num_groups \(normNumGroups)")
+                throw ModelError.invalidConfig(
+                    file: file, reason: "block_out_channels[\(i)] = \(c) is not divisible by norm_num_groups \(normNumGroups)")
             }
             guard heads[i] > 0, c % heads[i] == 0 else {
                 throw ModelError.invalidConfig(file: file, reason: "block \(i): \(c) channels cannot be split into \(heads[i]) heads")
             }
         }
-        for (field, l) in [("layers_per_block", layersPerBlock), ("transformer_layers_per_block", transformerLayersPerBlock),
-                           ("cross_attention_dim", crossAttentionDim)] where l.contains(where: { $0 <= 0 || $0 > 1 << 16 }) {
+        for (field, l) in [
+            ("layers_per_block", layersPerBlock), ("transformer_layers_per_block", transformerLayersPerBlock),
+            ("cross_attention_dim", crossAttentionDim),
+        ] where l.contains(where: { $0 <= 0 || $0 > 1 << 16 }) {
             throw ModelError.invalidConfig(file: file, reason: "\(field) \(l) is out of range")
         }
         for (field, k) in [("conv_in_kernel", convInKernel), ("conv_out_kernel", convOutKernel)] where k <= 0 || k % 2 == 0 {

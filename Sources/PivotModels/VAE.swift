@@ -25,14 +25,15 @@ public final class VAE {
     public func encode(_ image: Tensor) throws -> Tensor {
         let f = config.downsampleFactor
         guard image.rank == 4, image.dim(1) == config.inChannels, image.dim(2) % f == 0, image.dim(3) % f == 0,
-              image.dim(2) > 0, image.dim(3) > 0 else {
+            image.dim(2) > 0, image.dim(3) > 0
+        else {
             throw ModelError.invalidInput("vae: image must be [B, \(config.inChannels), H, W] with H and W multiples of \(f), got \(image.shape)")
         }
         let moments = precision.run { () -> Tensor in
             let m = encoder(image)
             return quantConv.map { $0(m) } ?? m
         }
-        return splitChannels(moments, config.latentChannels).0   // the mean [B, L, h, w]; the log-variance is unused
+        return splitChannels(moments, config.latentChannels).0  // the mean [B, L, h, w]; the log-variance is unused
     }
 
     /// Image [B, 3, fh, fw] for latents [B, latent, h, w] (already divided by the scaling factor).
@@ -50,11 +51,14 @@ struct VAEMidBlock {
     let attention: VAEAttention?
 
     init(_ p: Params, channels: Int, config c: VAEConfig) throws {
-        resnet1 = try ResnetBlock(p.scope("resnets.0"), in: channels, out: channels, timeChannels: nil,
-                                  groups: c.normNumGroups, eps: 1e-6)
-        resnet2 = try ResnetBlock(p.scope("resnets.1"), in: channels, out: channels, timeChannels: nil,
-                                  groups: c.normNumGroups, eps: 1e-6)
-        attention = c.midBlockAddAttention
+        resnet1 = try ResnetBlock(
+            p.scope("resnets.0"), in: channels, out: channels, timeChannels: nil,
+            groups: c.normNumGroups, eps: 1e-6)
+        resnet2 = try ResnetBlock(
+            p.scope("resnets.1"), in: channels, out: channels, timeChannels: nil,
+            groups: c.normNumGroups, eps: 1e-6)
+        attention =
+            c.midBlockAddAttention
             ? try VAEAttention(p.scope("attentions.0"), channels: channels, groups: c.normNumGroups) : nil
     }
 
@@ -80,7 +84,7 @@ struct VAEAttention {
 
     func callAsFunction(_ x: Tensor) -> Tensor {
         let (b, c, h, w) = (x.dim(0), x.dim(1), x.dim(2), x.dim(3))
-        let tokens = transposeLast2(norm(x).reshaped([b, c, h * w]))       // [B, HW, C]
+        let tokens = transposeLast2(norm(x).reshaped([b, c, h * w]))  // [B, HW, C]
         let a = out(attention(q: q(tokens), k: k(tokens), v: v(tokens), heads: 1))
         let y = transposeLast2(a).reshaped([b, c, h, w])
         addInPlace(y, x)

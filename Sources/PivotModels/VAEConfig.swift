@@ -38,8 +38,10 @@ public struct VAEConfig: Sendable {
         try require(raw.latents_std == nil, true, field: "latents_std", file: file)
         let n = blockOutChannels.count
         guard (1...8).contains(n), blockOutChannels.allSatisfy({ $0 > 0 && $0 < 1 << 16 && $0 % normNumGroups == 0 }),
-              normNumGroups > 0 else {
-            throw ModelError.invalidConfig(file: file, reason: "block_out_channels \(blockOutChannels) must be divisible by norm_num_groups \(normNumGroups)")
+            normNumGroups > 0
+        else {
+            throw ModelError.invalidConfig(
+                file: file, reason: "block_out_channels \(blockOutChannels) must be divisible by norm_num_groups \(normNumGroups)")
         }
         for t in raw.down_block_types ?? [] where t != "DownEncoderBlock2D" {
             throw ModelError.unsupportedConfig(file: file, field: "down_block_types", value: t)
@@ -50,8 +52,10 @@ public struct VAEConfig: Sendable {
         guard (raw.down_block_types?.count ?? n) == n, (raw.up_block_types?.count ?? n) == n else {
             throw ModelError.invalidConfig(file: file, reason: "down_block_types and up_block_types need \(n) entries each")
         }
-        for (field, v) in [("in_channels", inChannels), ("out_channels", outChannels), ("latent_channels", latentChannels),
-                           ("layers_per_block", layersPerBlock)] where v <= 0 || v > 1 << 16 {
+        for (field, v) in [
+            ("in_channels", inChannels), ("out_channels", outChannels), ("latent_channels", latentChannels),
+            ("layers_per_block", layersPerBlock),
+        ] where v <= 0 || v > 1 << 16 {
             throw ModelError.invalidConfig(file: file, reason: "\(field) = \(v) is out of range")
         }
     }

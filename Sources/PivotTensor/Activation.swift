@@ -67,8 +67,9 @@ public func gegluBackward(_ x: Tensor, _ gy: Tensor) -> Tensor {
     let f = x.dim(-1) / 2, rows = x.count / (2 * f)
     let gx = Tensor(uninitialized: x.shape)
     Parallel.forEach(rows, grain: max(1, 8192 / max(f, 1))) { r in
-        pv_geglu_backward(x.data + r.lowerBound * 2 * f, gy.data + r.lowerBound * f, gx.data + r.lowerBound * 2 * f,
-                          r.count, f)
+        pv_geglu_backward(
+            x.data + r.lowerBound * 2 * f, gy.data + r.lowerBound * f, gx.data + r.lowerBound * 2 * f,
+            r.count, f)
     }
     return gx
 }

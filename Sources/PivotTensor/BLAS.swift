@@ -6,21 +6,25 @@ import CPivotKernels
 public enum BLAS {
     /// C[M, N] = alpha · op(A)[M, K] · op(B)[K, N] + beta · C, row-major with leading dimensions.
     @inlinable
-    public static func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
-                            alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
-                            b: UnsafePointer<Float>, ldb: Int,
-                            beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    public static func gemm(
+        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+        alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         guard m > 0, n > 0 else { return }
-        flops &+= 2 &* m &* n &* k   // racy when GEMMs run on several threads; an estimate then
+        flops &+= 2 &* m &* n &* k  // racy when GEMMs run on several threads; an estimate then
         Profiler.measure("gemm") {
-        if Precision.current == .bf16 {
-            // OpenBLAS's spin-waiting workers would compete for the cores with the ones that run oneDNN
-            gemmFP32OnDNNL(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                           beta: beta, c: c, ldc: ldc, singleThread: threads == 1)
-            return
-        }
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+            if Precision.current == .bf16 {
+                // OpenBLAS's spin-waiting workers would compete for the cores with the ones that run oneDNN
+                gemmFP32OnDNNL(
+                    transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                    beta: beta, c: c, ldc: ldc, singleThread: threads == 1)
+                return
+            }
+            cblas_sgemm(
+                CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
         }
     }
 

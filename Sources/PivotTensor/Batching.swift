@@ -10,8 +10,9 @@ public func concatBatch(_ parts: Tensor...) -> Tensor { concatBatch(parts) }
 public func concatBatch(_ parts: [Tensor]) -> Tensor {
     precondition(!parts.isEmpty && parts.allSatisfy { $0.rank >= 1 }, "concatBatch: no tensors, or a scalar")
     let trailing = Array(parts[0].shape.dropFirst())
-    precondition(parts.allSatisfy { Array($0.shape.dropFirst()) == trailing },
-                 "concatBatch: trailing shapes differ: \(parts.map(\.shape))")
+    precondition(
+        parts.allSatisfy { Array($0.shape.dropFirst()) == trailing },
+        "concatBatch: trailing shapes differ: \(parts.map(\.shape))")
     let y = Tensor(uninitialized: [parts.reduce(0) { $0 + $1.dim(0) }] + trailing)
     var offset = 0
     for p in parts {
@@ -72,8 +73,9 @@ public func batchSlice(_ x: Tensor, _ range: Range<Int>) -> Tensor {
 
 /// Overwrites rows `first ..< first + rows.dim(0)` of dimension 0 of `x` (which the caller owns) with `rows`.
 public func replaceBatchSlice(_ x: Tensor, at first: Int, with rows: Tensor) {
-    precondition(x.rank >= 1 && Array(rows.shape.dropFirst()) == Array(x.shape.dropFirst())
-                 && first >= 0 && first + rows.dim(0) <= x.dim(0), "replaceBatchSlice: \(rows.shape) at \(first) of \(x.shape)")
+    precondition(
+        x.rank >= 1 && Array(rows.shape.dropFirst()) == Array(x.shape.dropFirst())
+            && first >= 0 && first + rows.dim(0) <= x.dim(0), "replaceBatchSlice: \(rows.shape) at \(first) of \(x.shape)")
     let each = x.count / max(x.dim(0), 1)
     (x.data + first * each).update(from: rows.data, count: rows.count)
     withExtendedLifetime(rows) {}
@@ -81,8 +83,9 @@ public func replaceBatchSlice(_ x: Tensor, at first: Int, with rows: Tensor) {
 
 /// Adds `y` [k, …] to the first k rows of dimension 0 of `x` (which the caller owns), in place.
 public func addToLeadingRows(_ x: Tensor, _ y: Tensor) {
-    precondition(y.rank == x.rank && Array(y.shape.dropFirst()) == Array(x.shape.dropFirst()) && y.dim(0) <= x.dim(0),
-                 "addToLeadingRows: \(y.shape) into \(x.shape)")
+    precondition(
+        y.rank == x.rank && Array(y.shape.dropFirst()) == Array(x.shape.dropFirst()) && y.dim(0) <= x.dim(0),
+        "addToLeadingRows: \(y.shape) into \(x.shape)")
     let p = x.data, q = y.data
     for k in 0..<y.count { p[k] += q[k] }
     withExtendedLifetime(y) {}

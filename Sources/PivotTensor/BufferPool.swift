@@ -52,7 +52,10 @@ public final class BufferPool: @unchecked Sendable {
     /// Returns a buffer obtained from `take(bytes:)` with the same `bytes`. When the pool grows past
     /// `capacityBytes`, the buffers returned longest ago are freed.
     public func give(_ p: UnsafeMutableRawPointer, bytes: Int) {
-        guard bytes >= largeBytes else { p.deallocate(); return }
+        guard bytes >= largeBytes else {
+            p.deallocate()
+            return
+        }
         let size = rounded(bytes)
         var evicted: [UnsafeMutableRawPointer] = []
         pthread_mutex_lock(&lock)

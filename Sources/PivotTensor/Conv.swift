@@ -16,9 +16,11 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
         let (xid, xshape) = (x.storage.id, x.shape)
         let precision = Precision.current
         tape.record(y, "∂conv") { [unowned tape] gy in
-            tape.accumulate(xid, Precision.with(precision) {
-                conv2dBackward(gy, weight: weight, inputShape: xshape, stride: stride, padding: padding)
-            })
+            tape.accumulate(
+                xid,
+                Precision.with(precision) {
+                    conv2dBackward(gy, weight: weight, inputShape: xshape, stride: stride, padding: padding)
+                })
         }
     }
     return y
@@ -39,17 +41,19 @@ public func conv2dBackward(_ gy: Tensor, weight: Tensor, inputShape: [Int], stri
     if kh == 1 && kw == 1 && stride == 1 && padding == 0 {
         let gx = Tensor(uninitialized: inputShape)
         if bf16 {
-            let wb = weight.bf16Weights, gb = BF16Buffer(gy)   // [O, C], [B, O, H·W]
+            let wb = weight.bf16Weights, gb = BF16Buffer(gy)  // [O, C], [B, O, H·W]
             for n in 0..<b {
-                BLAS.gemmBF16(transA: true, m: c, n: hwOut, k: o, a: wb.pointer, lda: c, b: gb.pointer + n * o * hwOut,
-                              ldb: hwOut, c: gx.data + n * c * h * w, ldc: h * w)
+                BLAS.gemmBF16(
+                    transA: true, m: c, n: hwOut, k: o, a: wb.pointer, lda: c, b: gb.pointer + n * o * hwOut,
+                    ldb: hwOut, c: gx.data + n * c * h * w, ldc: h * w)
             }
             withExtendedLifetime(gb) {}
             return gx
         }
         for n in 0..<b {
-            BLAS.gemm(transA: true, m: c, n: hwOut, k: o, a: weight.data, lda: c, b: gy.data + n * o * hwOut, ldb: hwOut,
-                      c: gx.data + n * c * h * w, ldc: h * w)
+            BLAS.gemm(
+                transA: true, m: c, n: hwOut, k: o, a: weight.data, lda: c, b: gy.data + n * o * hwOut, ldb: hwOut,
+                c: gx.data + n * c * h * w, ldc: h * w)
         }
         return gx
     }
@@ -62,14 +66,16 @@ public func conv2dBackward(_ gy: Tensor, weight: Tensor, inputShape: [Int], stri
         while row0 < ho {
             let row1 = min(ho, row0 + bandRows), cols = (row1 - row0) * wo
             if bf16 {
-                let gb = BF16Buffer(count: o * cols)   // [O, cols]
+                let gb = BF16Buffer(count: o * cols)  // [O, cols]
                 pv_f32_to_bf16_2d(gyn + row0 * wo, hwOut, gb.pointer, cols, o, cols)
-                BLAS.gemmBF16(transA: true, m: ckk, n: cols, k: o, a: weight.bf16Weights.pointer, lda: ckk, b: gb.pointer,
-                              ldb: cols, c: col.data, ldc: cols)
+                BLAS.gemmBF16(
+                    transA: true, m: ckk, n: cols, k: o, a: weight.bf16Weights.pointer, lda: ckk, b: gb.pointer,
+                    ldb: cols, c: col.data, ldc: cols)
                 withExtendedLifetime(gb) {}
             } else {
-                BLAS.gemm(transA: true, m: ckk, n: cols, k: o, a: weight.data, lda: ckk, b: gyn + row0 * wo, ldb: hwOut,
-                          c: col.data, ldc: cols)
+                BLAS.gemm(
+                    transA: true, m: ckk, n: cols, k: o, a: weight.data, lda: ckk, b: gyn + row0 * wo, ldb: hwOut,
+                    c: col.data, ldc: cols)
             }
             Parallel.forEach(c) { r in
                 pv_col2im(col.data, gxn, c, h, w, kh, kw, stride, padding, wo, row0, row1, r.lowerBound, r.upperBound)
@@ -107,10 +113,11 @@ public func conv2dIm2col(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int
             let src: UnsafeMutablePointer<Float>
             if let col {
                 Profiler.measure("im2col") {
-                Parallel.forEach(c, grain: max(1, 65536 / max(cols * kh * kw, 1))) { r in
-                    pv_im2col(xn, col.data, c, h, w, kh, kw, stride, padding, wo, row0, row1,
-                              r.lowerBound, r.upperBound)
-                }
+                    Parallel.forEach(c, grain: max(1, 65536 / max(cols * kh * kw, 1))) { r in
+                        pv_im2col(
+                            xn, col.data, c, h, w, kh, kw, stride, padding, wo, row0, row1,
+                            r.lowerBound, r.upperBound)
+                    }
                 }
                 src = col.data
             } else {
@@ -121,15 +128,17 @@ public func conv2dIm2col(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int
                 for oc in 0..<o { (dst + oc * hwOut).update(repeating: bias.data[oc], count: cols) }
             }
             Profiler.measure(pointwise ? "gemm.conv1x1" : "gemm.conv") {
-            if bf16 {
-                let sb = BF16Buffer(src, count: ckk * cols)   // [C·k·k, cols]
-                BLAS.gemmBF16(m: o, n: cols, k: ckk, a: weight.bf16Weights.pointer, lda: ckk, b: sb.pointer, ldb: cols,
-                              beta: bias == nil ? 0 : 1, c: dst, ldc: hwOut)
-                withExtendedLifetime(sb) {}
-            } else {
-                BLAS.gemm(m: o, n: cols, k: ckk, a: weight.data, lda: ckk, b: src, ldb: cols,
-                          beta: bias == nil ? 0 : 1, c: dst, ldc: hwOut)
-            }
+                if bf16 {
+                    let sb = BF16Buffer(src, count: ckk * cols)  // [C·k·k, cols]
+                    BLAS.gemmBF16(
+                        m: o, n: cols, k: ckk, a: weight.bf16Weights.pointer, lda: ckk, b: sb.pointer, ldb: cols,
+                        beta: bias == nil ? 0 : 1, c: dst, ldc: hwOut)
+                    withExtendedLifetime(sb) {}
+                } else {
+                    BLAS.gemm(
+                        m: o, n: cols, k: ckk, a: weight.data, lda: ckk, b: src, ldb: cols,
+                        beta: bias == nil ? 0 : 1, c: dst, ldc: hwOut)
+                }
             }
             row0 = row1
         }
@@ -204,17 +213,19 @@ func winogradConvolution(_ x: Tensor, u: WinogradWeights, outChannels o: Int, bi
                     BLAS.singleThreaded {
                         Parallel.forEach(16) { ks in
                             for k in ks {
-                                BLAS.gemm(m: o, n: p, k: c, a: u.data + k * o * c, lda: c, b: v.data + k * c * p, ldb: p,
-                                          c: m.data + k * o * p, ldc: p)
+                                BLAS.gemm(
+                                    m: o, n: p, k: c, a: u.data + k * o * c, lda: c, b: v.data + k * c * p, ldb: p,
+                                    c: m.data + k * o * p, ldc: p)
                             }
                         }
                     }
                 case .bf16(let ub):
-                    let vb = BF16Buffer(v.data, count: 16 * c * p)   // [16, C, P]
+                    let vb = BF16Buffer(v.data, count: 16 * c * p)  // [16, C, P]
                     Parallel.forEach(16) { ks in
                         for k in ks {
-                            BLAS.gemmBF16(m: o, n: p, k: c, a: ub.pointer + k * o * c, lda: c, b: vb.pointer + k * c * p,
-                                          ldb: p, c: m.data + k * o * p, ldc: p, singleThread: true)
+                            BLAS.gemmBF16(
+                                m: o, n: p, k: c, a: ub.pointer + k * o * c, lda: c, b: vb.pointer + k * c * p,
+                                ldb: p, c: m.data + k * o * p, ldc: p, singleThread: true)
                         }
                     }
                     withExtendedLifetime(vb) {}
@@ -262,18 +273,22 @@ public func upsampleNearest2xBackward(_ gy: Tensor) -> Tensor {
 
 func upsampleNearest2xForward(_ x: Tensor) -> Tensor {
     Profiler.measure("upsample") {
-    let (b, c, h, w) = (x.dim(0), x.dim(1), x.dim(2), x.dim(3))
-    let y = Tensor(uninitialized: [b, c, 2 * h, 2 * w])
-    Parallel.forEach(b * c) { r in
-        for plane in r {
-            let s = x.data + plane * h * w, d = y.data + plane * 4 * h * w
-            for i in 0..<h {
-                let row = d + 2 * i * 2 * w
-                for j in 0..<w { let v = s[i * w + j]; row[2 * j] = v; row[2 * j + 1] = v }
-                (row + 2 * w).update(from: row, count: 2 * w)
+        let (b, c, h, w) = (x.dim(0), x.dim(1), x.dim(2), x.dim(3))
+        let y = Tensor(uninitialized: [b, c, 2 * h, 2 * w])
+        Parallel.forEach(b * c) { r in
+            for plane in r {
+                let s = x.data + plane * h * w, d = y.data + plane * 4 * h * w
+                for i in 0..<h {
+                    let row = d + 2 * i * 2 * w
+                    for j in 0..<w {
+                        let v = s[i * w + j]
+                        row[2 * j] = v
+                        row[2 * j + 1] = v
+                    }
+                    (row + 2 * w).update(from: row, count: 2 * w)
+                }
             }
         }
+        return y
     }
-    return y
-}
 }

@@ -18,7 +18,10 @@ public enum Parallel {
     public static func chunks(_ count: Int, grain: Int = 1, _ body: (Int, Range<Int>) -> Void) {
         guard count > 0 else { return }
         let chunks = min(workers, max(1, count / max(grain, 1)))
-        if chunks == 1 { body(0, 0..<count); return }
+        if chunks == 1 {
+            body(0, 0..<count)
+            return
+        }
         let step = (count + chunks - 1) / chunks
         DispatchQueue.concurrentPerform(iterations: chunks) { i in
             let lo = i * step, hi = min(count, lo + step)

@@ -90,30 +90,36 @@ extension BLAS {
     /// Several workers split the rows of C (or its columns when there are few rows), each running a
     /// single-threaded oneDNN product: oneDNN's own threading may split the sum over K between threads and
     /// add the parts in whichever order they finish, which made repeated runs differ in the last bits.
-    public static func gemmBF16(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
-                                alpha: Float = 1, a: UnsafePointer<UInt16>, lda: Int,
-                                b: UnsafePointer<UInt16>, ldb: Int, beta: Float = 0,
-                                c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>? = nil,
-                                singleThread: Bool = false) {
+    public static func gemmBF16(
+        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+        alpha: Float = 1, a: UnsafePointer<UInt16>, lda: Int,
+        b: UnsafePointer<UInt16>, ldb: Int, beta: Float = 0,
+        c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>? = nil,
+        singleThread: Bool = false
+    ) {
         guard m > 0, n > 0 else { return }
         flops &+= 2 &* m &* n &* k
         splitForWorkers(m: m, n: n, k: k, singleThread: singleThread) { r0, r1, c0, c1 in
-            let status = pv_gemm_bf16(transA ? 1 : 0, transB ? 1 : 0, r1 - r0, c1 - c0, k, alpha,
-                                      a + (transA ? r0 : r0 * lda), lda, b + (transB ? c0 * ldb : c0), ldb, beta,
-                                      c + r0 * ldc + c0, ldc, bias.map { $0 + c0 })
+            let status = pv_gemm_bf16(
+                transA ? 1 : 0, transB ? 1 : 0, r1 - r0, c1 - c0, k, alpha,
+                a + (transA ? r0 : r0 * lda), lda, b + (transB ? c0 * ldb : c0), ldb, beta,
+                c + r0 * ldc + c0, ldc, bias.map { $0 + c0 })
             precondition(status == 0, "oneDNN bf16 matmul \(m)×\(n)×\(k) failed (status \(status))")
         }
     }
 
     /// The fp32 product on oneDNN, split over workers as `gemmBF16`.
     @usableFromInline
-    static func gemmFP32OnDNNL(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
-                               a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, beta: Float,
-                               c: UnsafeMutablePointer<Float>, ldc: Int, singleThread: Bool) {
+    static func gemmFP32OnDNNL(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, beta: Float,
+        c: UnsafeMutablePointer<Float>, ldc: Int, singleThread: Bool
+    ) {
         splitForWorkers(m: m, n: n, k: k, singleThread: singleThread) { r0, r1, c0, c1 in
-            let status = pv_gemm_f32_dnnl(transA ? 1 : 0, transB ? 1 : 0, r1 - r0, c1 - c0, k, alpha,
-                                          a + (transA ? r0 : r0 * lda), lda, b + (transB ? c0 * ldb : c0), ldb, beta,
-                                          c + r0 * ldc + c0, ldc, nil)
+            let status = pv_gemm_f32_dnnl(
+                transA ? 1 : 0, transB ? 1 : 0, r1 - r0, c1 - c0, k, alpha,
+                a + (transA ? r0 : r0 * lda), lda, b + (transB ? c0 * ldb : c0), ldb, beta,
+                c + r0 * ldc + c0, ldc, nil)
             precondition(status == 0, "oneDNN fp32 matmul \(m)×\(n)×\(k) failed (status \(status))")
         }
     }

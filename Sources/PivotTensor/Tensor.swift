@@ -115,7 +115,10 @@ public final class TensorStorage: @unchecked Sendable {
 
     nonisolated(unsafe) private static var counter: UInt64 = 0
     nonisolated(unsafe) private static var counterLock = pthread_mutex_t()
-    private static let counterReady: Bool = { pthread_mutex_init(&counterLock, nil); return true }()
+    private static let counterReady: Bool = {
+        pthread_mutex_init(&counterLock, nil)
+        return true
+    }()
 
     private static func nextID() -> UInt64 {
         _ = counterReady

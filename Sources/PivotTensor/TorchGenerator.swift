@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// PyTorch's CPU random number generator (`torch.Generator()` on CPU), reproduced bit for bit for the fp32
@@ -39,22 +39,22 @@ public struct TorchGenerator: Sendable {
         public static var matchingTorchHere: NormalKernel {
             if let env = getenv("ATEN_CPU_CAPABILITY"), String(cString: env).lowercased() == "default" { return .scalar }
             #if os(Linux) && arch(x86_64)
-            guard let file = fopen("/proc/cpuinfo", "r") else { return .avx2 }
-            defer { fclose(file) }
-            var line: UnsafeMutablePointer<CChar>? = nil
-            var capacity = 0
-            defer { free(line) }
-            while getline(&line, &capacity, file) > 0, let l = line {
-                let text = String(cString: l)
-                guard text.hasPrefix("flags") else { continue }
-                let flags = Set(text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).map(String.init))
-                return flags.contains("avx2") && flags.contains("fma") ? .avx2 : .scalar
-            }
-            return .avx2
+                guard let file = fopen("/proc/cpuinfo", "r") else { return .avx2 }
+                defer { fclose(file) }
+                var line: UnsafeMutablePointer<CChar>? = nil
+                var capacity = 0
+                defer { free(line) }
+                while getline(&line, &capacity, file) > 0, let l = line {
+                    let text = String(cString: l)
+                    guard text.hasPrefix("flags") else { continue }
+                    let flags = Set(text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).map(String.init))
+                    return flags.contains("avx2") && flags.contains("fma") ? .avx2 : .scalar
+                }
+                return .avx2
             #elseif arch(x86_64)
-            return .avx2
+                return .avx2
             #else
-            return .scalar
+                return .scalar
             #endif
         }
     }
@@ -142,7 +142,7 @@ public struct TorchGenerator: Sendable {
     private mutating func nextNormalDouble() -> Double {
         if let cached = cachedNormal {
             cachedNormal = nil
-            return 0.0.addingProduct(cached, 1.0)       // torch: fma(value, std, mean)
+            return 0.0.addingProduct(cached, 1.0)  // torch: fma(value, std, mean)
         }
         let u1 = nextUniformDouble()
         let u2 = nextUniformDouble()
@@ -159,7 +159,7 @@ public struct TorchGenerator: Sendable {
         case .avx2:
             for j in 0..<8 {
                 let radius = (CephesAVX.log(1 - p[j]) * -2).squareRoot()
-                let (s, c) = CephesAVX.sincos(Float(bitPattern: 0x40C9_0FDB) * p[j + 8])   // Float(2π) · u2
+                let (s, c) = CephesAVX.sincos(Float(bitPattern: 0x40C9_0FDB) * p[j + 8])  // Float(2π) · u2
                 p[j] = Float(0).addingProduct(radius * c, 1)
                 p[j + 8] = Float(0).addingProduct(radius * s, 1)
             }
@@ -187,7 +187,7 @@ struct MersenneTwister: Sendable {
             let prev = state[j - 1]
             state[j] = 1_812_433_253 &* (prev ^ (prev >> 30)) &+ UInt32(j)
         }
-        index = Self.n          // the first draw regenerates the state
+        index = Self.n  // the first draw regenerates the state
     }
 
     @inline(__always) private static func twist(_ u: UInt32, _ v: UInt32) -> UInt32 {
@@ -232,7 +232,7 @@ enum CephesAVX {
         let invalid = input <= 0
         var x = input > Float(bitPattern: 0x0080_0000) ? input : Float(bitPattern: 0x0080_0000)  // maxps
         let exponent = Int32(bitPattern: x.bitPattern >> 23) &- 0x7F
-        x = Float(bitPattern: (x.bitPattern & ~0x7F80_0000) | Float(0.5).bitPattern)           // mantissa in [0.5, 1)
+        x = Float(bitPattern: (x.bitPattern & ~0x7F80_0000) | Float(0.5).bitPattern)  // mantissa in [0.5, 1)
         var e = Float(exponent) + 1
         let small = x < c(0x3F35_04F3)
         let tmp: Float = small ? x : 0
@@ -260,13 +260,13 @@ enum CephesAVX {
     static func sincos(_ input: Float) -> (sin: Float, cos: Float) {
         var x = Float(bitPattern: input.bitPattern & 0x7FFF_FFFF)
         var signSin = input.bitPattern & 0x8000_0000
-        let scaled = x * c(0x3FA2_F983)                                      // 4/π
-        var j: Int32 = scaled < 2_147_483_648 ? Int32(scaled) : Int32.min                       // cvttps2dq
+        let scaled = x * c(0x3FA2_F983)  // 4/π
+        var j: Int32 = scaled < 2_147_483_648 ? Int32(scaled) : Int32.min  // cvttps2dq
         j = (j &+ 1) & ~1
         let y0 = Float(j)
         signSin ^= UInt32(bitPattern: j & 4) << 29
         let firstPolynomialIsCos = (j & 2) == 0
-        x = fma(y0, c(0xBF49_0000), x)          // x − j·π/4 with π/4 split in three parts (−DP1, −DP2, −DP3)
+        x = fma(y0, c(0xBF49_0000), x)  // x − j·π/4 with π/4 split in three parts (−DP1, −DP2, −DP3)
         x = fma(y0, c(0xB97D_A000), x)
         x = fma(y0, c(0xB322_2169), x)
         let signCos = UInt32(bitPattern: ~(j &- 2) & 4) << 29

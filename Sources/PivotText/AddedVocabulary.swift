@@ -96,7 +96,7 @@ private struct PatternSet {
 
     mutating func insert(_ scalars: [Unicode.Scalar], id: Int, token: AddedToken) {
         guard let first = scalars.first else { return }
-        if patterns.contains(where: { $0.scalars == scalars }) { return }   // the lower id keeps it
+        if patterns.contains(where: { $0.scalars == scalars }) { return }  // the lower id keeps it
         byFirst[first, default: []].append(patterns.count)
         patterns.append((scalars, id, token))
     }

@@ -127,7 +127,8 @@ func parseMerges(_ data: Data, file: String) throws -> [MergeRule] {
             throw TokenizerError.badMergeLine(file: file, line: lineNumber, text: String(decoding: line, as: UTF8.self))
         }
         guard let left = String(utf8Bytes: line[..<space]),
-              let right = String(utf8Bytes: line[(space + 1)...]) else {
+            let right = String(utf8Bytes: line[(space + 1)...])
+        else {
             throw TokenizerError.malformed(file: file, reason: "line \(lineNumber) is not UTF-8")
         }
         rules.append(MergeRule(left: left, right: right, line: lineNumber))

@@ -67,8 +67,9 @@ public final class CLIPTokenizer {
     public convenience init(folder: String) throws {
         let definition = try TokenizerFolder(path: folder).load()
         for key in ["bos_token", "eos_token", "pad_token"] where definition.named[key] == nil {
-            throw TokenizerError.malformed(file: (folder as NSString).appendingPathComponent("tokenizer_config.json"),
-                                           reason: "the tokenizer has no \(key)")
+            throw TokenizerError.malformed(
+                file: (folder as NSString).appendingPathComponent("tokenizer_config.json"),
+                reason: "the tokenizer has no \(key)")
         }
         self.init(definition)
     }
@@ -147,8 +148,9 @@ public final class CLIPTokenizer {
         let tokens = ids.map { token(for: $0) ?? "" }
         ids += repeatElement(pad, count: maxLength - ids.count)
         let truncated = keep < content.count
-        return TokenizedPrompt(ids: ids, tokens: tokens, truncated: truncated,
-                               droppedText: truncated ? decode(Array(content[keep...])) : "")
+        return TokenizedPrompt(
+            ids: ids, tokens: tokens, truncated: truncated,
+            droppedText: truncated ? decode(Array(content[keep...])) : "")
     }
 
     /// The prompt's token ids without BOS, EOS, truncation or padding.
@@ -247,7 +249,8 @@ extension CLIPTokenizer {
     public static func writeBuiltin(to directory: String, padToken: String = "<|endoftext|>") throws {
         let model = try builtinModel.get()
         guard let url = Bundle.module.url(forResource: "clip-merges", withExtension: "txt", subdirectory: "Resources"),
-              let merges = try? Data(contentsOf: url) else {
+            let merges = try? Data(contentsOf: url)
+        else {
             throw TokenizerError.missingFile("PivotText resources/clip-merges.txt", why: "pivot's installation is incomplete")
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -260,8 +263,10 @@ extension CLIPTokenizer {
         func token(_ s: String) -> [String: Any] {
             ["content": s, "lstrip": false, "normalized": true, "rstrip": false, "single_word": false]
         }
-        let special: [String: Any] = ["bos_token": token("<|startoftext|>"), "eos_token": token("<|endoftext|>"),
-                                      "unk_token": token("<|endoftext|>"), "pad_token": padToken]
+        let special: [String: Any] = [
+            "bos_token": token("<|startoftext|>"), "eos_token": token("<|endoftext|>"),
+            "unk_token": token("<|endoftext|>"), "pad_token": padToken,
+        ]
         try write("special_tokens_map.json", try JSONSerialization.data(withJSONObject: special, options: [.sortedKeys, .prettyPrinted]))
         var config = special
         config["model_max_length"] = 77

@@ -90,8 +90,10 @@ extension TokenizerDefinition {
     mutating func applySD1Defaults() {
         let sot = AddedToken("<|startoftext|>", special: true, normalized: true)
         let eot = AddedToken("<|endoftext|>", special: true, normalized: true)
-        named = ["bos_token": .object(sot), "eos_token": .object(eot), "unk_token": .object(eot),
-                 "pad_token": .plain("<|endoftext|>")]
+        named = [
+            "bos_token": .object(sot), "eos_token": .object(eot), "unk_token": .object(eot),
+            "pad_token": .plain("<|endoftext|>"),
+        ]
         maxLength = 77
     }
 }

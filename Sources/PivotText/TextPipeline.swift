@@ -48,7 +48,7 @@ private let tibetanVowels: [UInt32: [Unicode.Scalar]] = [
 /// crate: scalars assigned later are opaque there (no combining class, no composition), so they
 /// split the text and NFC applies to the runs between them.
 func composeLikeTokenizers(_ text: ArraySlice<Unicode.Scalar>) -> [Unicode.Scalar] {
-    if text.allSatisfy({ $0.value < 0x300 }) { return Array(text) }   // already NFC: nothing below U+0300 combines
+    if text.allSatisfy({ $0.value < 0x300 }) { return Array(text) }  // already NFC: nothing below U+0300 combines
     var out: [Unicode.Scalar] = []
     out.reserveCapacity(text.count)
     var run = String.UnicodeScalarView()
@@ -57,7 +57,8 @@ func composeLikeTokenizers(_ text: ArraySlice<Unicode.Scalar>) -> [Unicode.Scala
         for s in String(run).precomposedStringWithCanonicalMapping.unicodeScalars {
             // Foundation leaves a Hangul LV syllable and a following trailing consonant apart.
             if (0x11A8...0x11C2).contains(s.value), let last = out.last,
-               (0xAC00...0xD7A3).contains(last.value), (last.value - 0xAC00) % 28 == 0 {
+                (0xAC00...0xD7A3).contains(last.value), (last.value - 0xAC00) % 28 == 0
+            {
                 out[out.count - 1] = Unicode.Scalar(last.value + s.value - 0x11A7)!
             } else {
                 out.append(s)

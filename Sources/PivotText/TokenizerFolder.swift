@@ -180,7 +180,9 @@ struct TokenizerFolder {
     }
 
     private func vocabulary(_ json: Any, file f: String) throws -> [String: Int] {
-        guard let object = json as? [String: Any] else { throw TokenizerError.malformed(file: f, reason: "vocabulary is not an object of token → id") }
+        guard let object = json as? [String: Any] else {
+            throw TokenizerError.malformed(file: f, reason: "vocabulary is not an object of token → id")
+        }
         var vocab: [String: Int] = [:]
         vocab.reserveCapacity(object.count)
         for (token, id) in object {
@@ -195,7 +197,7 @@ struct TokenizerFolder {
 
 /// An integer JSON value (not a boolean, not a fraction).
 func integer(_ value: Any?) -> Int? {
-    guard let n = value as? NSNumber, String(cString: n.objCType) != "c" else { return nil }   // "c": a JSON boolean
+    guard let n = value as? NSNumber, String(cString: n.objCType) != "c" else { return nil }  // "c": a JSON boolean
     let d = n.doubleValue
     guard d.rounded() == d, abs(d) <= 9e15 else { return nil }
     return n.intValue

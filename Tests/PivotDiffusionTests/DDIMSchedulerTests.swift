@@ -32,8 +32,9 @@ final class DDIMSchedulerTests: XCTestCase {
                 XCTAssertEqual(fnv1a64(ddim.betas.map(\.bitPattern)), s.betas_fnv1a64, "\(s.name): betas")
                 XCTAssertEqual(fnv1a64(ddim.alphasCumprod.map(\.bitPattern)), s.alphas_cumprod_fnv1a64, "\(s.name): ᾱ")
             }
-            assertWithin(s.index.map { ddim.alphasCumprod[$0] }, s.alphas_cumprod_bits.map { Float(bitPattern: $0) },
-                         "\(s.name): ᾱ subset")
+            assertWithin(
+                s.index.map { ddim.alphasCumprod[$0] }, s.alphas_cumprod_bits.map { Float(bitPattern: $0) },
+                "\(s.name): ᾱ subset")
             let sum = ddim.alphasCumprod.reduce(0.0) { $0 + Double($1) }
             XCTAssertEqual(sum, s.alphas_cumprod_sum, accuracy: (s.bitwise ? 1e-9 : 1e-6) * max(1, s.alphas_cumprod_sum), s.name)
             XCTAssertEqual(ddim.finalAlphaCumprod.bitPattern, s.final_alpha_cumprod_bits, "\(s.name): final ᾱ")
@@ -70,14 +71,16 @@ final class DDIMSchedulerTests: XCTestCase {
             let what = "step \(k): \(s.config.predictionType) clip \(s.config.clipSample) t \(s.timestep) T \(s.steps) η \(s.eta)"
             XCTAssertEqual(ddim.previousTimestep(s.timestep, steps: s.steps), s.prev_timestep, what)
             sawLastStep = sawLastStep || s.prev_timestep < 0
-            let out = ddim.step(modelOutput: tensor(s.shape, bits: s.model_output), timestep: s.timestep,
-                                sample: tensor(s.shape, bits: s.sample), steps: s.steps, eta: s.eta,
-                                useClippedModelOutput: s.use_clipped_model_output,
-                                varianceNoise: s.variance_noise.map { tensor(s.shape, bits: $0) })
+            let out = ddim.step(
+                modelOutput: tensor(s.shape, bits: s.model_output), timestep: s.timestep,
+                sample: tensor(s.shape, bits: s.sample), steps: s.steps, eta: s.eta,
+                useClippedModelOutput: s.use_clipped_model_output,
+                varianceNoise: s.variance_noise.map { tensor(s.shape, bits: $0) })
             XCTAssertEqual(out.prevSample.shape, s.shape, what)
             identical += assertWithin(out.prevSample.scalars, s.prev_sample.map { Float(bitPattern: $0) }, "\(what): prev")
-            identical += assertWithin(out.predictedOriginal.scalars, s.pred_original_sample.map { Float(bitPattern: $0) },
-                                      "\(what): x0")
+            identical += assertWithin(
+                out.predictedOriginal.scalars, s.pred_original_sample.map { Float(bitPattern: $0) },
+                "\(what): x0")
             total += 2 * s.prev_sample.count
         }
         XCTAssertTrue(sawLastStep, "the fixtures include a last step")
@@ -92,8 +95,9 @@ final class DDIMSchedulerTests: XCTestCase {
         let ts = sd.timesteps(steps: 50)
         XCTAssertEqual(ts.first, 981)
         XCTAssertEqual(ts.last, 1)
-        XCTAssertEqual(try DDIMScheduler(config: SchedulerConfig.stableDiffusion.overriding(stepsOffset: 0))
-            .timesteps(steps: 50), ts.map { $0 - 1 })
+        XCTAssertEqual(
+            try DDIMScheduler(config: SchedulerConfig.stableDiffusion.overriding(stepsOffset: 0))
+                .timesteps(steps: 50), ts.map { $0 - 1 })
         XCTAssertEqual(sd.previousTimestep(1, steps: 50), -19)
         XCTAssertEqual(sd.alphaCumprod(at: -19), sd.alphasCumprod[0])
         XCTAssertEqual(sd.finalAlphaCumprod, sd.alphasCumprod[0])
@@ -114,8 +118,9 @@ final class DDIMSchedulerTests: XCTestCase {
         let sa = a.squareRoot(), sb = (1 - a).squareRoot()
         let eps: [Float] = [0.3, -1.2, 0.8, 2.0], x0: [Float] = [0.5, 0.1, -0.7, 0.0]
         let x = zip(x0, eps).map { sa * $0 + sb * $1 }, v = zip(eps, x0).map { sa * $0 - sb * $1 }
-        let (e, o) = v2.predictions(modelOutput: Tensor(shape: [4], values: v), sample: Tensor(shape: [4], values: x),
-                                    alphaProd: a)
+        let (e, o) = v2.predictions(
+            modelOutput: Tensor(shape: [4], values: v), sample: Tensor(shape: [4], values: x),
+            alphaProd: a)
         for i in 0..<4 {
             XCTAssertEqual(e.scalars[i], eps[i], accuracy: 1e-6)
             XCTAssertEqual(o.scalars[i], x0[i], accuracy: 1e-6)

@@ -27,19 +27,27 @@ func tensor(_ shape: [Int], bits: [UInt32]) -> Tensor {
 /// Asserts max |got − ref| ≤ tol · max(1, |ref|) elementwise (NaN must meet NaN, ±inf must match) and returns how
 /// many elements are bit-identical.
 @discardableResult
-func assertWithin(_ got: [Float], _ ref: [Float], tol: Float = 1e-6, _ what: String,
-                  file: StaticString = #filePath, line: UInt = #line) -> Int {
+func assertWithin(
+    _ got: [Float], _ ref: [Float], tol: Float = 1e-6, _ what: String,
+    file: StaticString = #filePath, line: UInt = #line
+) -> Int {
     XCTAssertEqual(got.count, ref.count, "\(what): element count", file: file, line: line)
     var worst: Float = 0, worstIndex = -1, identical = 0
     for i in 0..<min(got.count, ref.count) {
         let g = got[i], r = ref[i]
-        if g.bitPattern == r.bitPattern { identical += 1; continue }
+        if g.bitPattern == r.bitPattern {
+            identical += 1
+            continue
+        }
         if g.isNaN || r.isNaN || g.isInfinite || r.isInfinite {
             XCTAssertTrue(g.isNaN && r.isNaN || g == r, "\(what)[\(i)]: \(g) vs \(r)", file: file, line: line)
             continue
         }
         let e = abs(g - r) / max(1, abs(r))
-        if e > worst { worst = e; worstIndex = i }
+        if e > worst {
+            worst = e
+            worstIndex = i
+        }
     }
     XCTAssertLessThanOrEqual(worst, tol, "\(what): worst relative error \(worst) at \(worstIndex)", file: file, line: line)
     return identical

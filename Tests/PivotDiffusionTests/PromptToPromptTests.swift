@@ -43,8 +43,8 @@ final class PromptToPromptTests: XCTestCase {
     func testSchedules() {
         let cross = PromptToPromptController.crossSchedule(fraction: 0.8, steps: 10, tokens: 3, perToken: [2: 0.4])
         XCTAssertEqual(cross.count, 11)
-        XCTAssertEqual(cross.map { $0[0] }, [1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0])   // int(0.8 · 11) = 8
-        XCTAssertEqual(cross.map { $0[2] }, [1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0])   // int(0.4 · 11) = 4
+        XCTAssertEqual(cross.map { $0[0] }, [1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0])  // int(0.8 · 11) = 8
+        XCTAssertEqual(cross.map { $0[2] }, [1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0])  // int(0.4 · 11) = 4
         XCTAssertEqual(PromptToPromptController.selfSchedule(start: 0, end: 0.4, steps: 50), 0..<20)
     }
 
@@ -52,10 +52,14 @@ final class PromptToPromptTests: XCTestCase {
     /// through the mapper while α = 1, reweighted by the equaliser; self-attention is copied in its window.
     func testControllerEdits() {
         var swap = Array(repeating: Array(repeating: Float(0), count: 4), count: 4)
-        swap[0][0] = 1; swap[1][2] = 1; swap[2][1] = 1; swap[3][3] = 1
+        swap[0][0] = 1
+        swap[1][2] = 1
+        swap[2][1] = 1
+        swap[3][3] = 1
         let schedule: [[Float]] = [[1, 1, 1, 1], [0, 0, 0, 0]]
-        let c = PromptToPromptController(prompts: 2, edit: .replace(mappers: [swap]), crossReplace: [schedule],
-                                         equalizer: [[1, 2, 1, 1]], selfReplace: 0..<1, selfReplaceMaxTokens: 4)
+        let c = PromptToPromptController(
+            prompts: 2, edit: .replace(mappers: [swap]), crossReplace: [schedule],
+            equalizer: [[1, 2, 1, 1]], selfReplace: 0..<1, selfReplaceMaxTokens: 4)
         let base: [Float] = [0.1, 0.2, 0.3, 0.4, 0.4, 0.3, 0.2, 0.1]
         let own: [Float] = [0.25, 0.25, 0.25, 0.25, 0.7, 0.1, 0.1, 0.1]
         let p = Tensor(shape: [4, 1, 2, 4], values: Array(repeating: 0, count: 16) + base + own)
@@ -90,8 +94,9 @@ final class LocalBlendTests: XCTestCase {
         values[(3 * 16 + 0) * 4 + 2] = 1
         let p = Tensor(shape: [4, 1, 16, 4], values: values)
         let site = AttentionSite(name: "up_blocks.1.attentions.0.transformer_blocks.0.attn2", place: .up, isCross: true)
-        let controller = PromptToPromptController(prompts: 2, edit: .none, crossReplace: [[[0, 0, 0, 0]]], equalizer: nil,
-                                                  selfReplace: 0..<0, selfReplaceMaxTokens: 0)
+        let controller = PromptToPromptController(
+            prompts: 2, edit: .none, crossReplace: [[[0, 0, 0, 0]]], equalizer: nil,
+            selfReplace: 0..<0, selfReplaceMaxTokens: 0)
         controller.localBlend = blend
         controller.edit(p, at: site)
         var z = Tensor(shape: [2, 1, 8, 8], values: Array(repeating: 0, count: 64) + Array(repeating: 1, count: 64))
@@ -109,14 +114,16 @@ final class LocalBlendTests: XCTestCase {
         let blend = LocalBlend(wordTokens: [[0, 0, 0, 0], [0, 0, 1, 0]], startStep: 3, latentSide: 16)
         var values = [Float](repeating: 0, count: 4 * 16 * 4)
         values[(3 * 16 + 0) * 4 + 2] = 1
-        let controller = PromptToPromptController(prompts: 2, edit: .none, crossReplace: [[[0, 0, 0, 0]]], equalizer: nil,
-                                                  selfReplace: 0..<0, selfReplaceMaxTokens: 0)
+        let controller = PromptToPromptController(
+            prompts: 2, edit: .none, crossReplace: [[[0, 0, 0, 0]]], equalizer: nil,
+            selfReplace: 0..<0, selfReplaceMaxTokens: 0)
         controller.localBlend = blend
-        controller.edit(Tensor(shape: [4, 1, 16, 4], values: values),
-                        at: AttentionSite(name: "down_blocks.1.attentions.0.transformer_blocks.0.attn2", place: .down, isCross: true))
+        controller.edit(
+            Tensor(shape: [4, 1, 16, 4], values: values),
+            at: AttentionSite(name: "down_blocks.1.attentions.0.transformer_blocks.0.attn2", place: .down, isCross: true))
         let ones = Array(repeating: Float(1), count: 64)
         var z = Tensor(shape: [2, 1, 8, 8], values: Array(repeating: 0, count: 64) + ones)
-        blend.apply(&z, afterStep: 1)   // steps 1…3 have not passed yet
+        blend.apply(&z, afterStep: 1)  // steps 1…3 have not passed yet
         XCTAssertEqual(Array(z.scalars.suffix(64)), ones)
         blend.apply(&z, afterStep: 3)
         XCTAssertNotEqual(Array(z.scalars.suffix(64)), ones)
@@ -128,7 +135,7 @@ final class CrossAttentionMapsTests: XCTestCase {
     /// Averaged over heads, layers and steps at the preferred size; other sizes, the mid block, the
     /// unconditional half and other prompts are left out.
     func testAveragesTheSourceMaps() throws {
-        let maps = CrossAttentionMaps(prompts: 2, latentSide: 8)   // prefers (8/4)² = 4 query tokens
+        let maps = CrossAttentionMaps(prompts: 2, latentSide: 8)  // prefers (8/4)² = 4 query tokens
         XCTAssertNil(maps.averaged())
         let down = AttentionSite(name: "down_blocks.0.attentions.0.transformer_blocks.0.attn2", place: .down, isCross: true)
         let mid = AttentionSite(name: "mid_block.attentions.0.transformer_blocks.0.attn2", place: .mid, isCross: true)
@@ -137,7 +144,9 @@ final class CrossAttentionMapsTests: XCTestCase {
         // key k = 100·layer + 10·h + q + k; everything else is −1.
         func probs(_ layer: Float, queries: Int = 4) -> Tensor {
             var v = [Float](repeating: -1, count: 4 * 2 * queries * 3)
-            for h in 0..<2 { for q in 0..<queries { for k in 0..<3 { v[((2 * 2 + h) * queries + q) * 3 + k] = 100 * layer + 10 * Float(h) + Float(q + k) } } }
+            for h in 0..<2 {
+                for q in 0..<queries { for k in 0..<3 { v[((2 * 2 + h) * queries + q) * 3 + k] = 100 * layer + 10 * Float(h) + Float(q + k) } }
+            }
             return Tensor(shape: [4, 2, queries, 3], values: v)
         }
         XCTAssertTrue(maps.wants(down))
@@ -162,16 +171,18 @@ final class CrossAttentionMapsTests: XCTestCase {
     /// A chain materialises a layer when any controller wants it and hands it to those that do.
     func testChainPassesLayersToWhoWantsThem() {
         let maps = CrossAttentionMaps(prompts: 1, latentSide: 8)
-        let p2p = PromptToPromptController(prompts: 1, edit: .none, crossReplace: [], equalizer: nil,
-                                           selfReplace: 0..<1, selfReplaceMaxTokens: 100)
+        let p2p = PromptToPromptController(
+            prompts: 1, edit: .none, crossReplace: [], equalizer: nil,
+            selfReplace: 0..<1, selfReplaceMaxTokens: 100)
         let chain = ControllerChain([maps, p2p])
         let selfSite = AttentionSite(name: "up_blocks.0.attentions.0.transformer_blocks.0.attn1", place: .up, isCross: false, queryTokens: 4)
         XCTAssertTrue(chain.wants(selfSite), "the P2P controller injects self-attention at step 0")
         chain.beginStep(1)
         XCTAssertEqual(p2p.step, 1)
         XCTAssertFalse(chain.wants(selfSite))
-        chain.edit(Tensor(shape: [2, 1, 4, 2], values: Array(repeating: 0.5, count: 16)),
-                   at: AttentionSite(name: "up_blocks.0.attentions.0.transformer_blocks.0.attn2", place: .up, isCross: true))
+        chain.edit(
+            Tensor(shape: [2, 1, 4, 2], values: Array(repeating: 0.5, count: 16)),
+            at: AttentionSite(name: "up_blocks.0.attentions.0.transformer_blocks.0.attn2", place: .up, isCross: true))
         XCTAssertEqual(maps.averaged()?.values.first ?? [], [0.5, 0.5, 0.5, 0.5])
     }
 }

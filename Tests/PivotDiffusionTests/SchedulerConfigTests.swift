@@ -15,35 +15,38 @@ final class SchedulerConfigTests: XCTestCase {
     }
 
     func testStableDiffusionFile() throws {
-        let c = try parse("""
-        {"_class_name": "DDIMScheduler", "_diffusers_version": "0.42.1", "beta_end": 0.012,
-         "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": false, "clip_sample_range": 1.0,
-         "dynamic_thresholding_ratio": 0.995, "num_train_timesteps": 1000, "prediction_type": "epsilon",
-         "rescale_betas_zero_snr": false, "sample_max_value": 1.0, "set_alpha_to_one": false, "steps_offset": 1,
-         "thresholding": false, "timestep_spacing": "leading", "trained_betas": null}
-        """)
+        let c = try parse(
+            """
+            {"_class_name": "DDIMScheduler", "_diffusers_version": "0.42.1", "beta_end": 0.012,
+             "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": false, "clip_sample_range": 1.0,
+             "dynamic_thresholding_ratio": 0.995, "num_train_timesteps": 1000, "prediction_type": "epsilon",
+             "rescale_betas_zero_snr": false, "sample_max_value": 1.0, "set_alpha_to_one": false, "steps_offset": 1,
+             "thresholding": false, "timestep_spacing": "leading", "trained_betas": null}
+            """)
         XCTAssertEqual(c, SchedulerConfig.stableDiffusion)
     }
 
     func testPNDMFileTakesDDIMDefaultsForMissingKeys() throws {
         // SD 1.x ships a PNDMScheduler config; DDIMScheduler.from_config ignores skip_prk_steps and fills the rest.
-        let c = try parse("""
-        {"_class_name": "PNDMScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
-         "num_train_timesteps": 1000, "set_alpha_to_one": false, "skip_prk_steps": true, "steps_offset": 1,
-         "trained_betas": null}
-        """)
+        let c = try parse(
+            """
+            {"_class_name": "PNDMScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
+             "num_train_timesteps": 1000, "set_alpha_to_one": false, "skip_prk_steps": true, "steps_offset": 1,
+             "trained_betas": null}
+            """)
         XCTAssertEqual(c.betaSchedule, .scaledLinear)
-        XCTAssertTrue(c.clipSample)                           // DDIMScheduler's default, as from_config gives
+        XCTAssertTrue(c.clipSample)  // DDIMScheduler's default, as from_config gives
         XCTAssertEqual(c.predictionType, .epsilon)
         XCTAssertEqual(c.timestepSpacing, .leading)
         XCTAssertEqual(try parse("{}"), SchedulerConfig())
     }
 
     func testV2AndOverrides() throws {
-        let c = try parse("""
-        {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "prediction_type": "v_prediction",
-         "timestep_spacing": "trailing", "rescale_betas_zero_snr": true, "steps_offset": 1}
-        """)
+        let c = try parse(
+            """
+            {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "prediction_type": "v_prediction",
+             "timestep_spacing": "trailing", "rescale_betas_zero_snr": true, "steps_offset": 1}
+            """)
         XCTAssertEqual(c.predictionType, .vPrediction)
         XCTAssertEqual(c.timestepSpacing, .trailing)
         XCTAssertTrue(c.rescaleBetasZeroSNR)
@@ -82,8 +85,11 @@ final class SchedulerConfigTests: XCTestCase {
         var c = SchedulerConfig.stableDiffusion
         c.stepsOffset = -1
         XCTAssertThrowsError(try DDIMScheduler(config: c)) { error in
-            XCTAssertEqual(error as? ModelError, .invalidConfig(file: "scheduler/scheduler_config.json",
-                                                                reason: "steps_offset = -1 is out of range"))
+            XCTAssertEqual(
+                error as? ModelError,
+                .invalidConfig(
+                    file: "scheduler/scheduler_config.json",
+                    reason: "steps_offset = -1 is out of range"))
         }
     }
 }

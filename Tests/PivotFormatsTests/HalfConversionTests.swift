@@ -65,9 +65,11 @@ final class HalfConversionTests: XCTestCase {
 
     /// fp32 → fp16 rounds like Swift's `Float16(_:)` (nearest, ties to even) over a sweep of fp32 patterns.
     func testFloat32ToFloat16MatchesSwiftFloat16() {
-        var values: [Float] = [0, -0.0, 1, -1, 65504, 65519.996, 65520, -65520, .infinity, -.infinity,
-                               .greatestFiniteMagnitude, 0x1p-24, 0x1p-25, 0x1.000002p-25, 0x1.8p-24, 0x1p-14, 0x1.ffcp-15,
-                               1 + 0x1p-11, 1 + 0x1.000002p-11, 1 + 0x3p-11, Float.leastNonzeroMagnitude]
+        var values: [Float] = [
+            0, -0.0, 1, -1, 65504, 65519.996, 65520, -65520, .infinity, -.infinity,
+            .greatestFiniteMagnitude, 0x1p-24, 0x1p-25, 0x1.000002p-25, 0x1.8p-24, 0x1p-14, 0x1.ffcp-15,
+            1 + 0x1p-11, 1 + 0x1.000002p-11, 1 + 0x3p-11, Float.leastNonzeroMagnitude,
+        ]
         var bits: UInt32 = 0
         while true {
             values.append(Float(bitPattern: bits))
@@ -88,7 +90,9 @@ final class HalfConversionTests: XCTestCase {
                 if !h.isNaN || h.sign != value.sign || h.isSignalingNaN { mismatches += 1 }
             } else if half != Float16(value).bitPattern {
                 mismatches += 1
-                if mismatches < 5 { XCTFail("fp32 \(value): got 0x\(String(half, radix: 16)), expected 0x\(String(Float16(value).bitPattern, radix: 16))") }
+                if mismatches < 5 {
+                    XCTFail("fp32 \(value): got 0x\(String(half, radix: 16)), expected 0x\(String(Float16(value).bitPattern, radix: 16))")
+                }
             }
         }
         XCTAssertEqual(mismatches, 0)
@@ -97,8 +101,10 @@ final class HalfConversionTests: XCTestCase {
 
     /// fp32 → bf16 rounds to nearest, ties to even; NaNs stay NaN (quiet) with their sign.
     func testFloat32ToBFloat16RoundsToNearestEven() {
-        var values: [Float] = [0, -0.0, 1, 1 + 0x1p-8, 1 + 0x3p-8, 1 + 0x1.000002p-8, 3.14159265, -1e30, .infinity,
-                               .greatestFiniteMagnitude, Float(bitPattern: 0x7F80_0001), -Float.nan]
+        var values: [Float] = [
+            0, -0.0, 1, 1 + 0x1p-8, 1 + 0x3p-8, 1 + 0x1.000002p-8, 3.14159265, -1e30, .infinity,
+            .greatestFiniteMagnitude, Float(bitPattern: 0x7F80_0001), -Float.nan,
+        ]
         var bits: UInt32 = 7
         while true {
             values.append(Float(bitPattern: bits))

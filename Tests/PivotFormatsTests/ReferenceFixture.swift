@@ -4,28 +4,34 @@
 enum ReferenceFixture {
     /// The file, base64-encoded.
     static let base64 = """
-    AAMAAAAAAAB7Il9fbWV0YWRhdGFfXyI6eyJmb3JtYXQiOiJwdCIsIm5vdGUiOiJwaXZvdCBmaXh0dXJlIn0sImk2NCI6eyJkdHlw
-    ZSI6Ikk2NCIsInNoYXBlIjpbNF0sImRhdGFfb2Zmc2V0cyI6WzAsMzJdfSwiZjY0Ijp7ImR0eXBlIjoiRjY0Iiwic2hhcGUiOlsz
-    XSwiZGF0YV9vZmZzZXRzIjpbMzIsNTZdfSwiZW1wdHkiOnsiZHR5cGUiOiJGMzIiLCJzaGFwZSI6WzAsNF0sImRhdGFfb2Zmc2V0
-    cyI6WzU2LDU2XX0sImYzMiI6eyJkdHlwZSI6IkYzMiIsInNoYXBlIjpbMiwzXSwiZGF0YV9vZmZzZXRzIjpbNTYsODBdfSwic2Nh
-    bGFyIjp7ImR0eXBlIjoiRjMyIiwic2hhcGUiOltdLCJkYXRhX29mZnNldHMiOls4MCw4NF19LCJpMzIiOnsiZHR5cGUiOiJJMzIi
-    LCJzaGFwZSI6WzIsMl0sImRhdGFfb2Zmc2V0cyI6Wzg0LDEwMF19LCJiZjE2Ijp7ImR0eXBlIjoiQkYxNiIsInNoYXBlIjpbNl0s
-    ImRhdGFfb2Zmc2V0cyI6WzEwMCwxMTJdfSwiZjE2Ijp7ImR0eXBlIjoiRjE2Iiwic2hhcGUiOls4XSwiZGF0YV9vZmZzZXRzIjpb
-    MTEyLDEyOF19LCJpMTYiOnsiZHR5cGUiOiJJMTYiLCJzaGFwZSI6WzNdLCJkYXRhX29mZnNldHMiOlsxMjgsMTM0XX0sImk4Ijp7
-    ImR0eXBlIjoiSTgiLCJzaGFwZSI6WzJdLCJkYXRhX29mZnNldHMiOlsxMzQsMTM2XX0sInU4Ijp7ImR0eXBlIjoiVTgiLCJzaGFw
-    ZSI6WzNdLCJkYXRhX29mZnNldHMiOlsxMzYsMTM5XX0sImJvb2wiOnsiZHR5cGUiOiJCT09MIiwic2hhcGUiOlszXSwiZGF0YV9v
-    ZmZzZXRzIjpbMTM5LDE0Ml19fSAgICAgICAAAAAAAAAAAP//////////AQAAAAAAIAAAAAAAAAAAwFVVVVVVVdU/nHUAiDzkN/4A
-    AAAAAAAEQAAAwD8AAADAAABQQAAAAAB3zCsyyvJJ8QBAdUT+wAAAQAEAAPv///////9/gD9JwEpxAACiDYD/AAAAgAA8AMH/ewEA
-    AHwA/ACA/38HAIB/AP8JAQAB
-    """
+        AAMAAAAAAAB7Il9fbWV0YWRhdGFfXyI6eyJmb3JtYXQiOiJwdCIsIm5vdGUiOiJwaXZvdCBmaXh0dXJlIn0sImk2NCI6eyJkdHlw
+        ZSI6Ikk2NCIsInNoYXBlIjpbNF0sImRhdGFfb2Zmc2V0cyI6WzAsMzJdfSwiZjY0Ijp7ImR0eXBlIjoiRjY0Iiwic2hhcGUiOlsz
+        XSwiZGF0YV9vZmZzZXRzIjpbMzIsNTZdfSwiZW1wdHkiOnsiZHR5cGUiOiJGMzIiLCJzaGFwZSI6WzAsNF0sImRhdGFfb2Zmc2V0
+        cyI6WzU2LDU2XX0sImYzMiI6eyJkdHlwZSI6IkYzMiIsInNoYXBlIjpbMiwzXSwiZGF0YV9vZmZzZXRzIjpbNTYsODBdfSwic2Nh
+        bGFyIjp7ImR0eXBlIjoiRjMyIiwic2hhcGUiOltdLCJkYXRhX29mZnNldHMiOls4MCw4NF19LCJpMzIiOnsiZHR5cGUiOiJJMzIi
+        LCJzaGFwZSI6WzIsMl0sImRhdGFfb2Zmc2V0cyI6Wzg0LDEwMF19LCJiZjE2Ijp7ImR0eXBlIjoiQkYxNiIsInNoYXBlIjpbNl0s
+        ImRhdGFfb2Zmc2V0cyI6WzEwMCwxMTJdfSwiZjE2Ijp7ImR0eXBlIjoiRjE2Iiwic2hhcGUiOls4XSwiZGF0YV9vZmZzZXRzIjpb
+        MTEyLDEyOF19LCJpMTYiOnsiZHR5cGUiOiJJMTYiLCJzaGFwZSI6WzNdLCJkYXRhX29mZnNldHMiOlsxMjgsMTM0XX0sImk4Ijp7
+        ImR0eXBlIjoiSTgiLCJzaGFwZSI6WzJdLCJkYXRhX29mZnNldHMiOlsxMzQsMTM2XX0sInU4Ijp7ImR0eXBlIjoiVTgiLCJzaGFw
+        ZSI6WzNdLCJkYXRhX29mZnNldHMiOlsxMzYsMTM5XX0sImJvb2wiOnsiZHR5cGUiOiJCT09MIiwic2hhcGUiOlszXSwiZGF0YV9v
+        ZmZzZXRzIjpbMTM5LDE0Ml19fSAgICAgICAAAAAAAAAAAP//////////AQAAAAAAIAAAAAAAAAAAwFVVVVVVVdU/nHUAiDzkN/4A
+        AAAAAAAEQAAAwD8AAADAAABQQAAAAAB3zCsyyvJJ8QBAdUT+wAAAQAEAAPv///////9/gD9JwEpxAACiDYD/AAAAgAA8AMH/ewEA
+        AHwA/ACA/38HAIB/AP8JAQAB
+        """
 
     /// The `__metadata__` strings.
     static let metadata = ["format": "pt", "note": "pivot fixture"]
 
     /// Floating-point tensors: name, shape, values after conversion to fp32.
     static let floats: [(String, [Int], [Float])] = [
-        ("f32", [2, 3], [0x1.8000000000000p+0, -0x1.0000000000000p+1, 0x1.a000000000000p+1, 0x0.0p+0, 0x1.5798ee0000000p-27, -0x1.93e5940000000p+99]),
-        ("f16", [8], [0x0.0p+0, -0x0.0p+0, 0x1.0000000000000p+0, -0x1.4000000000000p+1, 0x1.ffc0000000000p+15, 0x1.0000000000000p-24, .infinity, -.infinity]),
+        (
+            "f32", [2, 3],
+            [0x1.8000000000000p+0, -0x1.0000000000000p+1, 0x1.a000000000000p+1, 0x0.0p+0, 0x1.5798ee0000000p-27, -0x1.93e5940000000p+99]
+        ),
+        (
+            "f16", [8],
+            [0x0.0p+0, -0x0.0p+0, 0x1.0000000000000p+0, -0x1.4000000000000p+1, 0x1.ffc0000000000p+15, 0x1.0000000000000p-24, .infinity, -.infinity]
+        ),
         ("bf16", [6], [0x1.0000000000000p+0, -0x1.9200000000000p+1, 0x1.9400000000000p+99, 0x0.0p+0, 0x1.4400000000000p-100, -.infinity]),
         ("f64", [3], [0x1.5555560000000p-2, -.infinity, 0x1.4000000000000p+1]),
         ("scalar", [], [0x1.ea80000000000p+9]),

@@ -10,10 +10,12 @@ final class SHA256Tests: XCTestCase {
     func testNISTVectors() {
         XCTAssertEqual(hexHash(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         XCTAssertEqual(hexHash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        XCTAssertEqual(hexHash("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
-                       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
-        XCTAssertEqual(SHA256.hex(SHA256.hash([UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000))),
-                       "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        XCTAssertEqual(
+            hexHash("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        XCTAssertEqual(
+            SHA256.hex(SHA256.hash([UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000))),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 
     func testDigestIsThirtyTwoBytesAndHexIsLowerCase() {
@@ -24,9 +26,9 @@ final class SHA256Tests: XCTestCase {
     }
 
     func testIncrementalUpdatesMatchOneShot() {
-        let message = (0 ..< 200).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+        let message = (0..<200).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
         let expected = SHA256.hash(message)
-        for split in 0 ... 130 {
+        for split in 0...130 {
             var hasher = SHA256()
             hasher.update(Array(message[..<split]))
             hasher.update(Array(message[split...]))
@@ -36,7 +38,7 @@ final class SHA256Tests: XCTestCase {
             let second = min(split + 7, message.count)
             message.withUnsafeBytes { raw in
                 twoSplits.update(UnsafeRawBufferPointer(rebasing: raw[..<split]))
-                twoSplits.update(UnsafeRawBufferPointer(rebasing: raw[split ..< second]))
+                twoSplits.update(UnsafeRawBufferPointer(rebasing: raw[split..<second]))
             }
             twoSplits.update(Data(message[second...]))
             XCTAssertEqual(twoSplits.finalize(), expected, "splits at \(split), \(second)")
@@ -47,12 +49,14 @@ final class SHA256Tests: XCTestCase {
         let message = Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)
         var hasher = SHA256()
         for byte in message { hasher.update([byte]) }
-        XCTAssertEqual(SHA256.hex(hasher.finalize()),
-                       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        XCTAssertEqual(
+            SHA256.hex(hasher.finalize()),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
         // finalize() resets the hasher.
         hasher.update(Array("abc".utf8))
-        XCTAssertEqual(SHA256.hex(hasher.finalize()),
-                       "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        XCTAssertEqual(
+            SHA256.hex(hasher.finalize()),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
     }
 
     func testPaddingBoundaryLengths() {
@@ -63,23 +67,25 @@ final class SHA256Tests: XCTestCase {
             for byte in message { hasher.update([byte]) }
             XCTAssertEqual(hasher.finalize(), SHA256.hash(message), "length \(count)")
         }
-        XCTAssertEqual(SHA256.hex(SHA256.hash([UInt8](repeating: 0x61, count: 64))),
-                       "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb")
+        XCTAssertEqual(
+            SHA256.hex(SHA256.hash([UInt8](repeating: 0x61, count: 64))),
+            "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb")
     }
 
     func testFileHashEqualsInMemoryHash() throws {
         let directory = makeTemporaryDirectory()
         defer { removeDirectory(directory) }
         // Larger than one 1 MiB read chunk, and not a multiple of 64.
-        let bytes = (0 ..< (1 << 20) + 1234).map { UInt8(truncatingIfNeeded: ($0 &* 2_654_435_761) >> 13) }
+        let bytes = (0..<(1 << 20) + 1234).map { UInt8(truncatingIfNeeded: ($0 &* 2_654_435_761) >> 13) }
         let path = directory + "/data.bin"
         writeBytes(bytes, to: path)
         XCTAssertEqual(try SHA256.hexDigest(ofFile: path), SHA256.hex(SHA256.hash(bytes)))
 
         let empty = directory + "/empty.bin"
         writeBytes([], to: empty)
-        XCTAssertEqual(try SHA256.hexDigest(ofFile: empty),
-                       "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        XCTAssertEqual(
+            try SHA256.hexDigest(ofFile: empty),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
     }
 
     func testMissingFileThrowsOneLineErrorNamingTheFile() {

@@ -12,18 +12,23 @@ final class SafeTensorsMalformedTests: XCTestCase {
 
     /// Writes `bytes` to a fresh file and asserts that opening it fails with a message containing `contains`.
     @discardableResult
-    private func assertRejected(_ bytes: [UInt8], _ contains: [String],
-                                sourceFile: StaticString = #filePath, line: UInt = #line) -> SafeTensorsError? {
+    private func assertRejected(
+        _ bytes: [UInt8], _ contains: [String],
+        sourceFile: StaticString = #filePath, line: UInt = #line
+    ) -> SafeTensorsError? {
         let path = directory + "/bad-\(UUID().uuidString).safetensors"
         writeBytes(bytes, to: path)
-        return assertSafeTensorsError(try SafeTensorsFile(path: path), file: path, contains: contains,
-                                      sourceFile: sourceFile, line: line)
+        return assertSafeTensorsError(
+            try SafeTensorsFile(path: path), file: path, contains: contains,
+            sourceFile: sourceFile, line: line)
     }
 
     /// As `assertRejected`, for a header string and data bytes.
     @discardableResult
-    private func assertRejected(header: String, data: [UInt8] = [], _ contains: [String],
-                                sourceFile: StaticString = #filePath, line: UInt = #line) -> SafeTensorsError? {
+    private func assertRejected(
+        header: String, data: [UInt8] = [], _ contains: [String],
+        sourceFile: StaticString = #filePath, line: UInt = #line
+    ) -> SafeTensorsError? {
         assertRejected(safetensorsBytes(header: header, data: data), contains, sourceFile: sourceFile, line: line)
     }
 
@@ -38,8 +43,9 @@ final class SafeTensorsMalformedTests: XCTestCase {
         let missing = directory + "/missing.safetensors"
         let error = assertSafeTensorsError(try SafeTensorsFile(path: missing), file: missing, contains: ["cannot open", "No such file"])
         guard case .cannotOpen? = error else { return XCTFail("expected cannotOpen, got \(String(describing: error))") }
-        XCTAssertEqual(assertSafeTensorsError(try SafeTensorsFile(path: directory), file: directory, contains: ["not a regular file"]),
-                       .notARegularFile(file: directory))
+        XCTAssertEqual(
+            assertSafeTensorsError(try SafeTensorsFile(path: directory), file: directory, contains: ["not a regular file"]),
+            .notARegularFile(file: directory))
     }
 
     func testFIFOIsRejectedWithoutBlocking() throws {
@@ -71,8 +77,9 @@ final class SafeTensorsMalformedTests: XCTestCase {
     }
 
     func testTruncatedDataSection() throws {
-        let full = safetensorsBytes(header: "{" + entry("conv.weight", "F32", "[3,3]", "[0,36]") + "}",
-                                    data: floatBytes(Array(repeating: 1, count: 9)))
+        let full = safetensorsBytes(
+            header: "{" + entry("conv.weight", "F32", "[3,3]", "[0,36]") + "}",
+            data: floatBytes(Array(repeating: 1, count: 9)))
         assertRejected(Array(full.dropLast(4)), ["tensor 'conv.weight'", "[0, 36]", "past the end of the 32-byte data section"])
     }
 
@@ -124,8 +131,9 @@ final class SafeTensorsMalformedTests: XCTestCase {
     }
 
     func testUnknownDType() throws {
-        let error = assertRejected(header: "{" + entry("w", "F8_E4M3", "[1]", "[0,1]") + "}", data: [0],
-                                   ["tensor 'w'", "unknown dtype 'F8_E4M3'"])
+        let error = assertRejected(
+            header: "{" + entry("w", "F8_E4M3", "[1]", "[0,1]") + "}", data: [0],
+            ["tensor 'w'", "unknown dtype 'F8_E4M3'"])
         guard case .unknownDType(_, "w", "F8_E4M3")? = error else { return XCTFail("got \(String(describing: error))") }
         assertRejected(header: "{" + entry("w", "f32", "[1]", "[0,4]") + "}", data: floatBytes([1]), ["unknown dtype 'f32'"])
     }
@@ -138,22 +146,27 @@ final class SafeTensorsMalformedTests: XCTestCase {
         assertRejected(header: "{" + entry("w", "F32", "[true]", "[0,4]") + "}", data: floatBytes([1]), ["dimension 0 is true"])
         assertRejected(header: "{" + entry("w", "F32", #"["4"]"#, "[0,16]") + "}", data: data, [#"dimension 0 is "4""#])
         assertRejected(header: "{" + entry("w", "F32", "[null]", "[0,16]") + "}", data: data, ["dimension 0 is null"])
-        assertRejected(header: "{" + entry("w", "F32", "[18446744073709551615]", "[0,16]") + "}", data: data,
-                       ["dimension 0 is 18446744073709551615"])
+        assertRejected(
+            header: "{" + entry("w", "F32", "[18446744073709551615]", "[0,16]") + "}", data: data,
+            ["dimension 0 is 18446744073709551615"])
     }
 
     func testElementAndByteCountOverflow() throws {
-        assertRejected(header: "{" + entry("w", "F32", "[4294967296,4294967296]", "[0,4]") + "}", data: floatBytes([1]),
-                       ["tensor 'w'", "element count", "overflows"])
-        assertRejected(header: "{" + entry("w", "F32", "[3037000500,3037000500,0]", "[0,0]") + "}",
-                       ["tensor 'w'", "element count", "overflows"])
-        assertRejected(header: "{" + entry("w", "F64", "[2305843009213693952]", "[0,8]") + "}", data: [0, 0, 0, 0, 0, 0, 0, 0],
-                       ["tensor 'w'", "byte count", "overflows"])
+        assertRejected(
+            header: "{" + entry("w", "F32", "[4294967296,4294967296]", "[0,4]") + "}", data: floatBytes([1]),
+            ["tensor 'w'", "element count", "overflows"])
+        assertRejected(
+            header: "{" + entry("w", "F32", "[3037000500,3037000500,0]", "[0,0]") + "}",
+            ["tensor 'w'", "element count", "overflows"])
+        assertRejected(
+            header: "{" + entry("w", "F64", "[2305843009213693952]", "[0,8]") + "}", data: [0, 0, 0, 0, 0, 0, 0, 0],
+            ["tensor 'w'", "byte count", "overflows"])
     }
 
     func testDataOffsetsDisagreeWithShape() throws {
-        let error = assertRejected(header: "{" + entry("conv_in.weight", "F32", "[3,3]", "[0,12]") + "}", data: floatBytes([1, 2, 3]),
-                                   ["tensor 'conv_in.weight' has data_offsets [0, 12] but F32 [3, 3] needs 36 bytes"])
+        let error = assertRejected(
+            header: "{" + entry("conv_in.weight", "F32", "[3,3]", "[0,12]") + "}", data: floatBytes([1, 2, 3]),
+            ["tensor 'conv_in.weight' has data_offsets [0, 12] but F32 [3, 3] needs 36 bytes"])
         guard case let .byteCountMismatch(_, tensor, start, end, dtype, shape, expected)? = error else {
             return XCTFail("got \(String(describing: error))")
         }
@@ -161,8 +174,9 @@ final class SafeTensorsMalformedTests: XCTestCase {
         XCTAssertEqual([start, end, expected], [0, 12, 36])
         XCTAssertEqual(dtype, .F32)
         XCTAssertEqual(shape, [3, 3])
-        assertRejected(header: "{" + entry("s", "I64", "[]", "[0,4]") + "}", data: [0, 0, 0, 0],
-                       ["tensor 's' has data_offsets [0, 4] but I64 [] needs 8 bytes"])
+        assertRejected(
+            header: "{" + entry("s", "I64", "[]", "[0,4]") + "}", data: [0, 0, 0, 0],
+            ["tensor 's' has data_offsets [0, 4] but I64 [] needs 8 bytes"])
     }
 
     func testMalformedDataOffsets() throws {
@@ -170,7 +184,8 @@ final class SafeTensorsMalformedTests: XCTestCase {
         assertRejected(header: "{" + entry("w", "F32", "[1]", "[0]") + "}", data: data, ["tensor 'w'", "not an array of two integers"])
         assertRejected(header: "{" + entry("w", "F32", "[1]", "[0,4,8]") + "}", data: data, ["not an array of two integers"])
         assertRejected(header: "{" + entry("w", "F32", "[1]", "4") + "}", data: data, ["not an array of two integers"])
-        assertRejected(header: "{" + entry("w", "F32", "[1]", "[-4,0]") + "}", data: data, ["tensor 'w'", "[-4, 0]", "not two non-negative integers"])
+        assertRejected(
+            header: "{" + entry("w", "F32", "[1]", "[-4,0]") + "}", data: data, ["tensor 'w'", "[-4, 0]", "not two non-negative integers"])
         assertRejected(header: "{" + entry("w", "F32", "[1]", "[0,4.5]") + "}", data: data, ["not two non-negative integers"])
         assertRejected(header: "{" + entry("w", "F32", "[1]", "[8,4]") + "}", data: data, ["tensor 'w'", "[8, 4]", "end before they start"])
     }
@@ -178,32 +193,41 @@ final class SafeTensorsMalformedTests: XCTestCase {
     func testOffsetsMustTileTheDataSectionFromZero() throws {
         let data = floatBytes([1, 2])
         // Not starting at 0.
-        assertRejected(header: "{" + entry("w", "F32", "[1]", "[4,8]") + "}", data: data,
-                       ["tensor 'w'", "[4, 8]", "gap", "data section starts at 0"])
+        assertRejected(
+            header: "{" + entry("w", "F32", "[1]", "[4,8]") + "}", data: data,
+            ["tensor 'w'", "[4, 8]", "gap", "data section starts at 0"])
         // A gap between tensors.
-        assertRejected(header: "{" + entry("a", "F32", "[1]", "[0,4]") + "," + entry("b", "F32", "[1]", "[8,12]") + "}",
-                       data: floatBytes([1, 2, 3]), ["tensor 'b'", "[8, 12]", "gap", "tensor 'a' ends at 4"])
+        assertRejected(
+            header: "{" + entry("a", "F32", "[1]", "[0,4]") + "," + entry("b", "F32", "[1]", "[8,12]") + "}",
+            data: floatBytes([1, 2, 3]), ["tensor 'b'", "[8, 12]", "gap", "tensor 'a' ends at 4"])
         // Overlapping tensors.
-        assertRejected(header: "{" + entry("a", "F32", "[2]", "[0,8]") + "," + entry("b", "F32", "[1]", "[4,8]") + "}", data: data,
-                       ["tensor 'b'", "[4, 8]", "overlapping tensor 'a', which ends at 8"])
-        assertRejected(header: "{" + entry("a", "F32", "[1]", "[0,4]") + "," + entry("b", "F32", "[1]", "[0,4]") + "}",
-                       data: floatBytes([1]), ["tensor 'b'", "overlapping tensor 'a'"])
+        assertRejected(
+            header: "{" + entry("a", "F32", "[2]", "[0,8]") + "," + entry("b", "F32", "[1]", "[4,8]") + "}", data: data,
+            ["tensor 'b'", "[4, 8]", "overlapping tensor 'a', which ends at 8"])
+        assertRejected(
+            header: "{" + entry("a", "F32", "[1]", "[0,4]") + "," + entry("b", "F32", "[1]", "[0,4]") + "}",
+            data: floatBytes([1]), ["tensor 'b'", "overlapping tensor 'a'"])
         // Beyond the data section.
-        assertRejected(header: "{" + entry("w", "F32", "[2]", "[0,8]") + "}", data: floatBytes([1]),
-                       ["tensor 'w'", "past the end of the 4-byte data section"])
-        assertRejected(header: "{" + entry("w", "F32", "[1]", "[9223372036854775800,9223372036854775804]") + "}",
-                       data: floatBytes([1]), ["tensor 'w'", "past the end"])
+        assertRejected(
+            header: "{" + entry("w", "F32", "[2]", "[0,8]") + "}", data: floatBytes([1]),
+            ["tensor 'w'", "past the end of the 4-byte data section"])
+        assertRejected(
+            header: "{" + entry("w", "F32", "[1]", "[9223372036854775800,9223372036854775804]") + "}",
+            data: floatBytes([1]), ["tensor 'w'", "past the end"])
         // Trailing bytes not covered by any tensor.
-        let error = assertRejected(header: "{" + entry("w", "F32", "[1]", "[0,4]") + "}", data: data,
-                                   ["tensors cover 4 bytes but the data section has 8 bytes"])
+        let error = assertRejected(
+            header: "{" + entry("w", "F32", "[1]", "[0,4]") + "}", data: data,
+            ["tensors cover 4 bytes but the data section has 8 bytes"])
         guard case .incompleteData(_, 4, 8)? = error else { return XCTFail("got \(String(describing: error))") }
         assertRejected(header: "{}", data: [1], ["tensors cover 0 bytes but the data section has 1 bytes"])
     }
 
     func testEmptyTensorsAndEmptyFileAreValid() throws {
         let path = directory + "/empty.safetensors"
-        writeBytes(safetensorsBytes(header: "{" + entry("a", "F32", "[0]", "[0,0]") + "," + entry("b", "F32", "[1]", "[0,4]") + ","
-                                        + entry("c", "I8", "[2,0]", "[4,4]") + "}", data: floatBytes([5])), to: path)
+        writeBytes(
+            safetensorsBytes(
+                header: "{" + entry("a", "F32", "[0]", "[0,0]") + "," + entry("b", "F32", "[1]", "[0,4]") + ","
+                    + entry("c", "I8", "[2,0]", "[4,4]") + "}", data: floatBytes([5])), to: path)
         let file = try SafeTensorsFile(path: path)
         XCTAssertEqual(file.names, ["a", "b", "c"])
         XCTAssertEqual(try file.floatTensor("b").scalars, [5])
@@ -218,8 +242,10 @@ final class SafeTensorsMalformedTests: XCTestCase {
 
     func testAccessorErrors() throws {
         let path = directory + "/t.safetensors"
-        writeBytes(safetensorsBytes(header: "{" + entry("ids", "I64", "[1]", "[0,8]") + "," + entry("w", "F32", "[1]", "[8,12]") + "}",
-                                    data: littleEndianBytes([Int64(7)]) + floatBytes([1])), to: path)
+        writeBytes(
+            safetensorsBytes(
+                header: "{" + entry("ids", "I64", "[1]", "[0,8]") + "," + entry("w", "F32", "[1]", "[8,12]") + "}",
+                data: littleEndianBytes([Int64(7)]) + floatBytes([1])), to: path)
         let file = try SafeTensorsFile(path: path)
         assertSafeTensorsError(try file.floatTensor("nope"), file: path, contains: ["no tensor named 'nope'"])
         assertSafeTensorsError(try file.rawBytes("nope"), file: path, contains: ["no tensor named 'nope'"])
@@ -231,8 +257,9 @@ final class SafeTensorsMalformedTests: XCTestCase {
 
     func testDescriptionsStayOnOneLine() throws {
         let name = "evil\nname\u{2028}x"
-        let error = assertRejected(header: "{" + entry("evil\\nname\\u2028x", "F16", "[1]", "[0,4]") + "}", data: [0, 0, 0, 0],
-                                   ["tensor 'evil\\u{a}name\\u{2028}x'", "F16 [1] needs 2 bytes"])
+        let error = assertRejected(
+            header: "{" + entry("evil\\nname\\u2028x", "F16", "[1]", "[0,4]") + "}", data: [0, 0, 0, 0],
+            ["tensor 'evil\\u{a}name\\u{2028}x'", "F16 [1] needs 2 bytes"])
         if case let .byteCountMismatch(_, tensor, _, _, _, _, _)? = error { XCTAssertEqual(tensor, name) } else { XCTFail("wrong case") }
         let pathError = SafeTensorsError.cannotOpen(file: "a\nb.safetensors", reason: "x\ry")
         XCTAssertEqual(pathError.description, "a\\u{a}b.safetensors: cannot open: x\\u{d}y")

@@ -16,10 +16,11 @@ final class SafeTensorsRoundTripTests: XCTestCase {
         let empty = Tensor(zeros: [0, 4])
         let bias = Tensor(shape: [3], values: [0.1, 0.2, 0.3])
         let ids: [Int64] = [49406, 320, -1, Int64.max]
-        try SafeTensorsWriter.write([("z.weight", weight), ("scalar", scalar), ("empty", empty), ("a.bias", bias)],
-                                    int64: [("ids", [2, 2], ids), ("no_ids", [0], [])],
-                                    metadata: ["format": "pt", "quote\"and\nnewline": "ünïcode \\ value"],
-                                    to: path)
+        try SafeTensorsWriter.write(
+            [("z.weight", weight), ("scalar", scalar), ("empty", empty), ("a.bias", bias)],
+            int64: [("ids", [2, 2], ids), ("no_ids", [0], [])],
+            metadata: ["format": "pt", "quote\"and\nnewline": "ünïcode \\ value"],
+            to: path)
 
         let file = try SafeTensorsFile(path: path)
         XCTAssertEqual(file.names, ["a.bias", "empty", "ids", "no_ids", "scalar", "z.weight"])
@@ -118,7 +119,8 @@ final class SafeTensorsRoundTripTests: XCTestCase {
 
     func testReadsHandWrittenF16BF16F64AndIntegersAtUnalignedOffsets() throws {
         // Header length 5 + padding so that the data section starts at an odd offset (13).
-        let header = #"{"h":{"dtype":"F16","shape":[5],"data_offsets":[0,10]},"#
+        let header =
+            #"{"h":{"dtype":"F16","shape":[5],"data_offsets":[0,10]},"#
             + #""b":{"dtype":"BF16","shape":[3],"data_offsets":[10,16]},"#
             + #""d":{"dtype":"F64","shape":[2],"data_offsets":[16,32]},"#
             + #""f":{"dtype":"F32","shape":[2],"data_offsets":[32,40]},"#
@@ -142,8 +144,9 @@ final class SafeTensorsRoundTripTests: XCTestCase {
 
         let file = try SafeTensorsFile(path: path)
         XCTAssertEqual(file.dataStart % 2, 1)
-        XCTAssertEqual(try file.floatTensor("h").scalars.map(\.bitPattern),
-                       [1, -2, Float(bitPattern: 0x3380_0000), .infinity, -0.0].map(\.bitPattern))
+        XCTAssertEqual(
+            try file.floatTensor("h").scalars.map(\.bitPattern),
+            [1, -2, Float(bitPattern: 0x3380_0000), .infinity, -0.0].map(\.bitPattern))
         XCTAssertEqual(try file.floatTensor("b").scalars, [1, -3.140625, .infinity])
         XCTAssertEqual(try file.floatTensor("d").scalars, [0.25, -.infinity])
         XCTAssertEqual(try file.floatTensor("f").scalars, [1.5, -7])

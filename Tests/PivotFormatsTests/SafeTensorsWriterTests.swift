@@ -14,16 +14,18 @@ final class SafeTensorsWriterTests: XCTestCase {
 
     func testMissingDirectoryFailsWithoutLeavingFiles() throws {
         let path = directory + "/no/such/dir/model.safetensors"
-        assertSafeTensorsError(try SafeTensorsWriter.write([("x", small)], to: path), file: path,
-                               contains: ["write failed", "temporary file", "No such file"])
+        assertSafeTensorsError(
+            try SafeTensorsWriter.write([("x", small)], to: path), file: path,
+            contains: ["write failed", "temporary file", "No such file"])
         XCTAssertEqual(directoryListing(directory), [])
     }
 
     func testDestinationIsADirectoryRemovesTemporaryFile() throws {
         let path = directory + "/occupied"
         try FileManager.default.createDirectory(atPath: path + "/child", withIntermediateDirectories: true)
-        assertSafeTensorsError(try SafeTensorsWriter.write([("x", small)], to: path), file: path,
-                               contains: ["write failed", "is a directory"])
+        assertSafeTensorsError(
+            try SafeTensorsWriter.write([("x", small)], to: path), file: path,
+            contains: ["write failed", "is a directory"])
         XCTAssertEqual(directoryListing(directory), ["occupied"], "no temporary file may be left")
         XCTAssertEqual(directoryListing(path), ["child"], "the destination must be untouched")
     }
@@ -31,30 +33,39 @@ final class SafeTensorsWriterTests: XCTestCase {
     func testFailedWriteKeepsThePreviousFile() throws {
         let path = directory + "/model.safetensors"
         try SafeTensorsWriter.write([("old", small)], to: path)
-        assertSafeTensorsError(try SafeTensorsWriter.write([("a", small), ("a", small)], to: path), file: path,
-                               contains: ["'a' appears more than once"])
+        assertSafeTensorsError(
+            try SafeTensorsWriter.write([("a", small), ("a", small)], to: path), file: path,
+            contains: ["'a' appears more than once"])
         XCTAssertEqual(try SafeTensorsFile(path: path).names, ["old"])
         XCTAssertEqual(directoryListing(directory), ["model.safetensors"])
     }
 
     func testInvalidArguments() throws {
         let path = directory + "/m.safetensors"
-        assertSafeTensorsError(try SafeTensorsWriter.write([("x", small)], int64: [("x", [1], [1])], to: path), file: path,
-                               contains: ["'x' appears more than once"])
-        assertSafeTensorsError(try SafeTensorsWriter.write([("__metadata__", small)], to: path), file: path,
-                               contains: ["'__metadata__' is reserved"])
-        assertSafeTensorsError(try SafeTensorsWriter.write([], int64: [("ids", [2, 2], [1, 2, 3])], to: path), file: path,
-                               contains: ["tensor 'ids' has shape [2, 2] but 3 values"])
-        assertSafeTensorsError(try SafeTensorsWriter.write([], int64: [("ids", [-1], [])], to: path), file: path,
-                               contains: ["tensor 'ids' has shape [-1]"])
-        assertSafeTensorsError(try SafeTensorsWriter.write([], int64: [("ids", [Int.max, 2], [])], to: path), file: path,
-                               contains: ["tensor 'ids'"])
-        assertSafeTensorsError(try SafeTensorsWriter.write([("x", small)], dtype: .I32, to: path), file: path,
-                               contains: ["F32, F16 or BF16, not I32"])
-        XCTAssertEqual(assertSafeTensorsError(try SafeTensorsWriter.write([("x", small)], to: ""), file: nil, contains: ["empty"]),
-                       .emptyPath)
-        assertSafeTensorsError(try SafeTensorsWriter.write([("x", small)], to: directory + "/"), file: directory + "/",
-                               contains: ["does not name a file"])
+        assertSafeTensorsError(
+            try SafeTensorsWriter.write([("x", small)], int64: [("x", [1], [1])], to: path), file: path,
+            contains: ["'x' appears more than once"])
+        assertSafeTensorsError(
+            try SafeTensorsWriter.write([("__metadata__", small)], to: path), file: path,
+            contains: ["'__metadata__' is reserved"])
+        assertSafeTensorsError(
+            try SafeTensorsWriter.write([], int64: [("ids", [2, 2], [1, 2, 3])], to: path), file: path,
+            contains: ["tensor 'ids' has shape [2, 2] but 3 values"])
+        assertSafeTensorsError(
+            try SafeTensorsWriter.write([], int64: [("ids", [-1], [])], to: path), file: path,
+            contains: ["tensor 'ids' has shape [-1]"])
+        assertSafeTensorsError(
+            try SafeTensorsWriter.write([], int64: [("ids", [Int.max, 2], [])], to: path), file: path,
+            contains: ["tensor 'ids'"])
+        assertSafeTensorsError(
+            try SafeTensorsWriter.write([("x", small)], dtype: .I32, to: path), file: path,
+            contains: ["F32, F16 or BF16, not I32"])
+        XCTAssertEqual(
+            assertSafeTensorsError(try SafeTensorsWriter.write([("x", small)], to: ""), file: nil, contains: ["empty"]),
+            .emptyPath)
+        assertSafeTensorsError(
+            try SafeTensorsWriter.write([("x", small)], to: directory + "/"), file: directory + "/",
+            contains: ["does not name a file"])
         XCTAssertEqual(directoryListing(directory), [], "failed writes must not create files")
     }
 

@@ -53,8 +53,10 @@ func floatBytes(_ values: [Float]) -> [UInt8] { littleEndianBytes(values.map(\.b
 /// Asserts that `body` throws a `SafeTensorsError` whose description is one line, names `file` (when
 /// given) and contains every string in `contains`; returns the error.
 @discardableResult
-func assertSafeTensorsError<T>(_ body: @autoclosure () throws -> T, file: String?, contains: [String],
-                               sourceFile: StaticString = #filePath, line: UInt = #line) -> SafeTensorsError? {
+func assertSafeTensorsError<T>(
+    _ body: @autoclosure () throws -> T, file: String?, contains: [String],
+    sourceFile: StaticString = #filePath, line: UInt = #line
+) -> SafeTensorsError? {
     do {
         _ = try body()
         XCTFail("expected a SafeTensorsError containing \(contains)", file: sourceFile, line: line)

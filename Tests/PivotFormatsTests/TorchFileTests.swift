@@ -28,8 +28,10 @@ final class TorchFileTests: XCTestCase {
 
     /// Asserts that `body` throws a one-line `TorchFileError` starting with `file` and containing `contains`.
     @discardableResult
-    private func assertTorchError<T>(_ body: @autoclosure () throws -> T, file: String, contains: [String] = [],
-                                     line: UInt = #line) -> TorchFileError? {
+    private func assertTorchError<T>(
+        _ body: @autoclosure () throws -> T, file: String, contains: [String] = [],
+        line: UInt = #line
+    ) -> TorchFileError? {
         do {
             _ = try body()
             XCTFail("expected a TorchFileError", line: line)
@@ -125,13 +127,13 @@ final class TorchFileTests: XCTestCase {
             XCTAssertEqual(root["pytorch-lightning_version"]?.stringValue, "1.4.2")
             XCTAssertEqual(root["negative"]?.intValue, -70000)
             guard case .float(-0.75)? = root["ratio"], case let .bytes(blob)? = root["blob"],
-                  case let .tuple(shape)? = root["shape"], case let .list(tags)? = root["tags"],
-                  case .object("torch", "float16", let dtypeArgs, nil)? = root["dtype"], dtypeArgs.isEmpty,
-                  case let .dict(callbacks)? = root["callbacks"], callbacks.count == 1,
-                  case .object("pytorch_lightning.callbacks.model_checkpoint", "ModelCheckpoint", let classArgs, nil) = callbacks[0].key,
-                  classArgs.isEmpty,
-                  case .float(0.125)? = callbacks[0].value["best_k"], case .int(-7)? = callbacks[0].value["count"],
-                  case let .object(_, "ModelCheckpoint", _, state?)? = root["checkpoint_callback"]
+                case let .tuple(shape)? = root["shape"], case let .list(tags)? = root["tags"],
+                case .object("torch", "float16", let dtypeArgs, nil)? = root["dtype"], dtypeArgs.isEmpty,
+                case let .dict(callbacks)? = root["callbacks"], callbacks.count == 1,
+                case .object("pytorch_lightning.callbacks.model_checkpoint", "ModelCheckpoint", let classArgs, nil) = callbacks[0].key,
+                classArgs.isEmpty,
+                case .float(0.125)? = callbacks[0].value["best_k"], case .int(-7)? = callbacks[0].value["count"],
+                case let .object(_, "ModelCheckpoint", _, state?)? = root["checkpoint_callback"]
             else { return XCTFail("\(name): unexpected root \(root)") }
             XCTAssertEqual(blob, [0, 255] + Array("pivot".utf8))
             XCTAssertEqual(shape.compactMap(\.intValue), [2, 3])
@@ -146,23 +148,29 @@ final class TorchFileTests: XCTestCase {
             let name = "plain_protocol\(protocolVersion).pkl"
             let data = try bytes(name)
             let value = try data.withUnsafeBytes { raw in
-                try Unpickler.load(raw, range: 0..<raw.count, file: name,
-                                   policy: TorchGlobals.policy(file: name, table: StorageTable(file: name))).value
+                try Unpickler.load(
+                    raw, range: 0..<raw.count, file: name,
+                    policy: TorchGlobals.policy(file: name, table: StorageTable(file: name))
+                ).value
             }
             guard case let .dict(pairs) = value else { return XCTFail("\(name): \(value)") }
-            XCTAssertEqual(pairs.compactMap(\.key.stringValue), ["int", "negative", "big", "float", "text", "bytes", "list",
-                                                                  "tuple", "none", "true", "false", "set", "nested"], name)
+            XCTAssertEqual(
+                pairs.compactMap(\.key.stringValue),
+                [
+                    "int", "negative", "big", "float", "text", "bytes", "list",
+                    "tuple", "none", "true", "false", "set", "nested",
+                ], name)
             XCTAssertEqual(value["int"]?.intValue, 5, name)
             XCTAssertEqual(value["negative"]?.intValue, -70000, name)
             XCTAssertEqual(value["big"]?.intValue, 1 << 40, name)
             XCTAssertEqual(value["text"]?.stringValue, "h\u{e9}llo \u{20ac}\n'\"\\", name)
             XCTAssertEqual(value["nested"]?["k"]?["j"]?.intValue, -1, name)
             guard case .float(0.1)? = value["float"], case let .bytes(blob)? = value["bytes"],
-                  case let .list(list)? = value["list"], case let .list(inner) = list[1], inner.count == 2,
-                  case let .tuple(tuple)? = value["tuple"], case .none? = value["none"],
-                  case .bool(true)? = value["true"], case .bool(false)? = value["false"],
-                  case let .list(set)? = value["set"], case .int(3)? = pairs.last?.key,
-                  case .string("int key")? = pairs.last?.value
+                case let .list(list)? = value["list"], case let .list(inner) = list[1], inner.count == 2,
+                case let .tuple(tuple)? = value["tuple"], case .none? = value["none"],
+                case .bool(true)? = value["true"], case .bool(false)? = value["false"],
+                case let .list(set)? = value["set"], case .int(3)? = pairs.last?.key,
+                case .string("int key")? = pairs.last?.value
             else { return XCTFail("\(name): \(value)") }
             XCTAssertEqual(blob, [0, 255, 97, 98], name)
             XCTAssertEqual(tuple.compactMap(\.intValue), [1, 2, 3], name)
@@ -174,8 +182,10 @@ final class TorchFileTests: XCTestCase {
 
     func testGlobalsThatRunCodeAreRefused() throws {
         try? FileManager.default.removeItem(atPath: marker)
-        for (name, global) in [("malicious_os_system.pt", "posix.system"), ("malicious_eval.pt", "builtins.eval"),
-                               ("malicious_legacy.pt", "posix.system")] {
+        for (name, global) in [
+            ("malicious_os_system.pt", "posix.system"), ("malicious_eval.pt", "builtins.eval"),
+            ("malicious_legacy.pt", "posix.system"),
+        ] {
             let path = fixture(name)
             let error = assertTorchError(try TorchFile(path: path), file: path, contains: ["refuses the global \(global)", "never runs code"])
             XCTAssertEqual(error, .forbiddenGlobal(file: path, global))
@@ -185,8 +195,10 @@ final class TorchFileTests: XCTestCase {
 
     /// A legacy-format file around the pickle `object`, with no storages.
     private func legacy(_ object: [UInt8]) -> [UInt8] {
-        [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e,
-         0x80, 0x02, 0x4d, 0xe9, 0x03, 0x2e, 0x80, 0x02, 0x7d, 0x2e] + object + [0x80, 0x02, 0x5d, 0x2e]
+        [
+            0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e,
+            0x80, 0x02, 0x4d, 0xe9, 0x03, 0x2e, 0x80, 0x02, 0x7d, 0x2e,
+        ] + object + [0x80, 0x02, 0x5d, 0x2e]
     }
 
     func testCraftedPicklesAreRefused() throws {
@@ -194,14 +206,19 @@ final class TorchFileTests: XCTestCase {
         func refused(_ pickle: [UInt8], line: UInt = #line) -> TorchFileError? {
             assertTorchError(try TorchFile(path: path, contents: legacy(pickle)), file: path, line: line)
         }
-        for global in ["os\nsystem", "subprocess\nPopen", "__builtin__\neval", "builtins\nexec", "torch\nload",
-                       "torch._utils\n_rebuild_from_type_v2", "numpy.core.multiarray\n_reconstruct", "collections\ndefaultdict"] {
+        for global in [
+            "os\nsystem", "subprocess\nPopen", "__builtin__\neval", "builtins\nexec", "torch\nload",
+            "torch._utils\n_rebuild_from_type_v2", "numpy.core.multiarray\n_reconstruct", "collections\ndefaultdict",
+        ] {
             let name = global.replacingOccurrences(of: "\n", with: ".").replacingOccurrences(of: "__builtin__", with: "builtins")
-            XCTAssertEqual(refused([0x80, 0x02, 0x63] + Array((global + "\n").utf8) + [0x29, 0x52, 0x2e]),
-                           .forbiddenGlobal(file: path, name))
+            XCTAssertEqual(
+                refused([0x80, 0x02, 0x63] + Array((global + "\n").utf8) + [0x29, 0x52, 0x2e]),
+                .forbiddenGlobal(file: path, name))
         }
-        let opcodes: [(UInt8, String)] = [(0x69, "INST"), (0x6f, "OBJ"), (0x82, "EXT1"), (0x83, "EXT2"), (0x84, "EXT4"),
-                                          (0x92, "NEWOBJ_EX"), (0x97, "NEXT_BUFFER"), (0x98, "READONLY_BUFFER")]
+        let opcodes: [(UInt8, String)] = [
+            (0x69, "INST"), (0x6f, "OBJ"), (0x82, "EXT1"), (0x83, "EXT2"), (0x84, "EXT4"),
+            (0x92, "NEWOBJ_EX"), (0x97, "NEXT_BUFFER"), (0x98, "READONLY_BUFFER"),
+        ]
         for (opcode, name) in opcodes {
             XCTAssertEqual(refused([0x80, 0x05, 0x28, opcode, 0x2e]), .forbiddenOpcode(file: path, name))
         }
@@ -241,9 +258,11 @@ final class TorchFileTests: XCTestCase {
     func testReferencesOutsideTheirStorageAreRefused() throws {
         let file = try TorchFile(path: fixture("embedding.bin"))
         let key = try XCTUnwrap(file.root["<cat-toy>"]?.tensorValue).storageKey
-        for (shape, strides, offset) in [([2, 33], [33, 1], 0), ([64], [1], 1), ([Int.max, 2], [1, 1], 0),
-                                         ([2, 2], [Int.max, 1], 0), ([2], [-1], 1), ([2], [1], -1), ([2], [1, 1], 0),
-                                         ([3], [1], Int.max - 1)] {
+        for (shape, strides, offset) in [
+            ([2, 33], [33, 1], 0), ([64], [1], 1), ([Int.max, 2], [1, 1], 0),
+            ([2, 2], [Int.max, 1], 0), ([2], [-1], 1), ([2], [1], -1), ([2], [1, 1], 0),
+            ([3], [1], Int.max - 1),
+        ] {
             let ref = TorchTensorRef(storageKey: key, dtype: .F32, shape: shape, strides: strides, offset: offset)
             guard case .malformed? = assertTorchError(try file.floatTensor(ref), file: file.path) else { return XCTFail("\(ref)") }
         }
@@ -267,8 +286,10 @@ final class TorchFileTests: XCTestCase {
     func testOtherFilesAreNotTorchFiles() throws {
         var random = SplitMix64(seed: 7)
         let noise = (0..<4096).map { _ in UInt8(truncatingIfNeeded: random.next()) }
-        let cases: [(String, [UInt8])] = [("noise.bin", noise), ("text.pt", Array("hello, world\n".utf8)),
-                                          ("one.pt", [0x80]), ("safetensors.pt", safetensorsBytes(header: "{}"))]
+        let cases: [(String, [UInt8])] = [
+            ("noise.bin", noise), ("text.pt", Array("hello, world\n".utf8)),
+            ("one.pt", [0x80]), ("safetensors.pt", safetensorsBytes(header: "{}")),
+        ]
         for (name, contents) in cases {
             let path = directory + "/" + name
             writeBytes(contents, to: path)
@@ -280,14 +301,16 @@ final class TorchFileTests: XCTestCase {
         let zip = fixture("not_torch.zip")
         XCTAssertEqual(assertTorchError(try TorchFile(path: zip), file: zip, contains: ["not a PyTorch file"]), .notATorchFile(file: zip))
         guard case .cannotOpen? = assertTorchError(try TorchFile(path: directory), file: directory, contains: ["not a regular file"]),
-              case .cannotOpen? = assertTorchError(try TorchFile(path: directory + "/missing.pt"), file: directory + "/missing.pt")
+            case .cannotOpen? = assertTorchError(try TorchFile(path: directory + "/missing.pt"), file: directory + "/missing.pt")
         else { return XCTFail("expected cannotOpen") }
     }
 
     // MARK: Truncation and fuzzing
 
-    private let goodFixtures = ["embedding.bin", "a1111.pt", "legacy.pt", "state_dict.pt", "checkpoint.ckpt",
-                                "checkpoint_zip64.ckpt", "protocol4.pt"]
+    private let goodFixtures = [
+        "embedding.bin", "a1111.pt", "legacy.pt", "state_dict.pt", "checkpoint.ckpt",
+        "checkpoint_zip64.ckpt", "protocol4.pt",
+    ]
 
     func testEveryTruncationThrows() throws {
         for name in goodFixtures {

@@ -62,8 +62,11 @@ final class BitmapFontTests: XCTestCase {
             }
         }
         // And the stored bitmask agrees with that picture.
-        let masks = rows.map { UInt8($0.replacingOccurrences(of: "#", with: "1")
-            .replacingOccurrences(of: ".", with: "0"), radix: 2) }
+        let masks = rows.map {
+            UInt8(
+                $0.replacingOccurrences(of: "#", with: "1")
+                    .replacingOccurrences(of: ".", with: "0"), radix: 2)
+        }
         XCTAssertEqual(Array(BitmapFont.bitmap(of: "A")), masks)
     }
 
@@ -153,8 +156,9 @@ final class BitmapFontTests: XCTestCase {
         for text in ["é", "e\u{301}", "日", "€", "\u{7F}", "\n", "\t", "\u{0}", "👍🏽"] {
             XCTAssertEqual(render(text, width: 8, height: 9, x: 1, y: 1), question, text.debugDescription)
         }
-        XCTAssertEqual(render("a日b", width: 20, height: 9, x: 1, y: 1),
-                       render("a?b", width: 20, height: 9, x: 1, y: 1))
+        XCTAssertEqual(
+            render("a日b", width: 20, height: 9, x: 1, y: 1),
+            render("a?b", width: 20, height: 9, x: 1, y: 1))
     }
 
     func testGlyphsAdvanceBySixColumns() {

@@ -40,7 +40,7 @@ final class FuzzTests: XCTestCase {
         var total = Outcome()
         for name in sources {
             let bytes = try Fixtures.bytes(name)
-            var lengths = Array(0 ..< min(bytes.count, 160))
+            var lengths = Array(0..<min(bytes.count, 160))
             lengths += stride(from: 160, to: bytes.count, by: max(1, (bytes.count - 160) / 150))
             var outcome = Outcome()
             for length in lengths {
@@ -60,11 +60,11 @@ final class FuzzTests: XCTestCase {
         for (index, name) in sources.enumerated() {
             let bytes = try Fixtures.bytes(name)
             var generator = SplitMix64(seed: 0x5EED_0000 + UInt64(index))
-            for trial in 0 ..< 250 {
+            for trial in 0..<250 {
                 var damaged = bytes
-                for _ in 0 ..< Int.random(in: 1 ... 3, using: &generator) {
-                    let position = Int.random(in: 0 ..< damaged.count, using: &generator)
-                    damaged[position] = UInt8.random(in: 0 ... 255, using: &generator)
+                for _ in 0..<Int.random(in: 1...3, using: &generator) {
+                    let position = Int.random(in: 0..<damaged.count, using: &generator)
+                    damaged[position] = UInt8.random(in: 0...255, using: &generator)
                 }
                 try attempt(damaged, at: dir + "/flip", label: "\(name) trial \(trial)", &total)
             }
@@ -85,7 +85,7 @@ final class FuzzTests: XCTestCase {
         var outcome = Outcome()
         for (m, magic) in magics.enumerated() {
             for length in [0, 1, 8, 64, 1000] {
-                let garbage = (0 ..< length).map { _ in UInt8.random(in: 0 ... 255, using: &generator) }
+                let garbage = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
                 try attempt(magic + garbage, at: dir + "/magic", label: "magic \(m) + \(length)", &outcome)
             }
         }

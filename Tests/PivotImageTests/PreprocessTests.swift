@@ -26,8 +26,9 @@ final class PreprocessTests: XCTestCase {
     func testFloatResizeMatchesPillowFloatMode() throws {
         let source = try XCTUnwrap(Fixtures.expected["float_source"] as? [String: Any])
         let values = try XCTUnwrap(source["values"] as? [Double]).map(Float.init)
-        let image = RGBImage(width: try XCTUnwrap(source["width"] as? Int), height: try XCTUnwrap(source["height"] as? Int),
-                             pixels: values)
+        let image = RGBImage(
+            width: try XCTUnwrap(source["width"] as? Int), height: try XCTUnwrap(source["height"] as? Int),
+            pixels: values)
         for entry in Fixtures.list("float_resize") {
             let w = try XCTUnwrap(entry["width"] as? Int), h = try XCTUnwrap(entry["height"] as? Int)
             let expected = try XCTUnwrap(entry["values"] as? [Double]).map(Float.init)
@@ -68,9 +69,11 @@ final class PreprocessTests: XCTestCase {
 
     func testCropBoxErrors() throws {
         let image = RGBImage(width: 6, height: 4, bytes: [UInt8](repeating: 9, count: 72))
-        let bad = [CropBox(left: 2, top: 0, right: 2, bottom: 4), CropBox(left: 0, top: 3, right: 6, bottom: 1),
-                   CropBox(left: -1, top: 0, right: 4, bottom: 4), CropBox(left: 0, top: 0, right: 7, bottom: 4),
-                   CropBox(left: 0, top: 0, right: 6, bottom: 5)]
+        let bad = [
+            CropBox(left: 2, top: 0, right: 2, bottom: 4), CropBox(left: 0, top: 3, right: 6, bottom: 1),
+            CropBox(left: -1, top: 0, right: 4, bottom: 4), CropBox(left: 0, top: 0, right: 7, bottom: 4),
+            CropBox(left: 0, top: 0, right: 6, bottom: 5),
+        ]
         for box in bad {
             let error = imageError { _ = try preprocess(image, side: 4, crop: box) }
             XCTAssertEqual(error?.kind, .invalidArgument, "\(box)")
@@ -89,14 +92,14 @@ final class PreprocessTests: XCTestCase {
     /// toTensor gives x/127.5 − 1 for 8-bit values, bit for bit, in [1, 3, H, W] layout; fromTensor inverts it
     /// and quantizes back to the same bytes.
     func testTensorConversions() throws {
-        let bytes = (0 ..< 4 * 2 * 3).map { UInt8($0 * 11 % 256) }
+        let bytes = (0..<4 * 2 * 3).map { UInt8($0 * 11 % 256) }
         let image = RGBImage(width: 4, height: 2, bytes: bytes)
         let tensor = toTensor(image)
         XCTAssertEqual(tensor.shape, [1, 3, 2, 4])
         let values = tensor.scalars
-        for y in 0 ..< 2 {
-            for x in 0 ..< 4 {
-                for c in 0 ..< 3 {
+        for y in 0..<2 {
+            for x in 0..<4 {
+                for c in 0..<3 {
                     XCTAssertEqual(values[c * 8 + y * 4 + x], Float(bytes[(y * 4 + x) * 3 + c]) / 127.5 - 1)
                 }
             }
@@ -107,7 +110,9 @@ final class PreprocessTests: XCTestCase {
 
         // Batch index, clamping and NaN.
         var batch = [Float](repeating: 0.25, count: 2 * 3 * 1 * 2)
-        batch[6] = 3; batch[7] = -5; batch[8] = .nan
+        batch[6] = 3
+        batch[7] = -5
+        batch[8] = .nan
         let second = fromTensor(Tensor(shape: [2, 3, 1, 2], values: batch), index: 1)
         XCTAssertEqual(second.pixels, [1, 0, 0.625, 0, 0.625, 0.625])
 

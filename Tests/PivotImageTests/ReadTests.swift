@@ -18,7 +18,7 @@ final class ReadTests: XCTestCase {
             let expected = entry.values.map { Float($0) / scale }
             let tolerance = Float(entry.tolerance) / scale + 1e-7
             XCTAssertLessThanOrEqual(maxDifference(image.pixels, expected), tolerance, entry.name)
-            XCTAssertTrue(image.pixels.allSatisfy { (0 ... 1).contains($0) }, entry.name)
+            XCTAssertTrue(image.pixels.allSatisfy { (0...1).contains($0) }, entry.name)
         }
     }
 
@@ -52,7 +52,7 @@ final class ReadTests: XCTestCase {
     /// orientation the stored (transformed) layout comes back.
     func testEXIFOrientations() throws {
         let display = try XCTUnwrap(Fixtures.expected["jpeg_display"] as? [Int]).map { Float($0) / 255 }
-        for k in 1 ... 8 {
+        for k in 1...8 {
             let name = "jpeg_orientation\(k).jpg"
             let image = try RGBImage.read(Fixtures.path(name))
             XCTAssertEqual(image.width, 24, name)
@@ -69,7 +69,7 @@ final class ReadTests: XCTestCase {
     /// Orientation transforms compose as expected: 6 then 8 is the identity, 3 twice is the identity,
     /// 5 is its own inverse.
     func testOrientationAlgebra() {
-        let bytes = (0 ..< 4 * 3 * 3).map { UInt8($0 * 7 % 256) }
+        let bytes = (0..<4 * 3 * 3).map { UInt8($0 * 7 % 256) }
         let image = RGBImage(width: 4, height: 3, bytes: bytes)
         XCTAssertEqual(image.oriented(6).oriented(8), image)
         XCTAssertEqual(image.oriented(3).oriented(3), image)

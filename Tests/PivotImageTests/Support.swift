@@ -17,7 +17,8 @@ enum Fixtures {
     /// expected.json, parsed once.
     static let expected: [String: Any] = {
         guard let data = FileManager.default.contents(atPath: path("expected.json")),
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [:] }
+            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { return [:] }
         return object
     }()
 
@@ -35,8 +36,9 @@ enum Fixtures {
         let table = expected["decode"] as? [String: [String: Any]] ?? [:]
         return table.keys.sorted().compactMap { name in
             guard let entry = table[name], let w = entry["width"] as? Int, let h = entry["height"] as? Int,
-                  let depth = entry["depth"] as? Int, let tolerance = entry["tolerance"] as? Int,
-                  let values = entry["values"] as? [Int] else { return nil }
+                let depth = entry["depth"] as? Int, let tolerance = entry["tolerance"] as? Int,
+                let values = entry["values"] as? [Int]
+            else { return nil }
             return Decoded(name: name, width: w, height: h, depth: depth, tolerance: tolerance, values: values)
         }
     }

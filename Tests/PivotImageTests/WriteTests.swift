@@ -4,7 +4,7 @@ import XCTest
 
 final class WriteTests: XCTestCase {
     private func sample(width: Int = 7, height: Int = 5) -> RGBImage {
-        let bytes = (0 ..< width * height * 3).map { UInt8(($0 * 37 + 11) % 256) }
+        let bytes = (0..<width * height * 3).map { UInt8(($0 * 37 + 11) % 256) }
         return RGBImage(width: width, height: height, bytes: bytes)
     }
 
@@ -21,7 +21,7 @@ final class WriteTests: XCTestCase {
 
         // A smooth picture survives JPEG at quality 95 within a few levels.
         var smooth = [UInt8]()
-        for y in 0 ..< 16 { for x in 0 ..< 16 { smooth += [UInt8(x * 15), UInt8(y * 15), UInt8(128)] } }
+        for y in 0..<16 { for x in 0..<16 { smooth += [UInt8(x * 15), UInt8(y * 15), UInt8(128)] } }
         let picture = RGBImage(width: 16, height: 16, bytes: smooth)
         for name in ["out.jpg", "out.JPEG"] {
             try picture.write(dir + "/" + name)
@@ -129,7 +129,7 @@ final class WriteTests: XCTestCase {
         }
         XCTAssertEqual(image.quantized(), expected)
         XCTAssertEqual(Array(image.quantized().prefix(6)), [0, 255, 0, 255, 0, 128])
-        let bytes = (0 ... 255).map { UInt8($0) } + [0, 0, 0, 0, 0]
+        let bytes = (0...255).map { UInt8($0) } + [0, 0, 0, 0, 0]
         XCTAssertEqual(RGBImage(width: 87, height: 1, bytes: Array(bytes.prefix(261))).quantized(), Array(bytes.prefix(261)))
     }
 }

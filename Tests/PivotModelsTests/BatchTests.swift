@@ -42,18 +42,23 @@ final class BatchTests: XCTestCase, CLIRunning {
 
     func testManifestParsing() throws {
         let dir = try temporaryDirectory()
-        try "image,source,target,output,reweight,self_replace\np.png,\"a red, round circle\",\"a \"\"blue\"\" circle\",,cat=2;hat=0.5,\"0.2,0.6\"\r\nq.png,a,b,out/q.jpg,,\n"
+        try
+            "image,source,target,output,reweight,self_replace\np.png,\"a red, round circle\",\"a \"\"blue\"\" circle\",,cat=2;hat=0.5,\"0.2,0.6\"\r\nq.png,a,b,out/q.jpg,,\n"
             .write(toFile: dir + "/m.csv", atomically: true, encoding: .utf8)
         let csv = try BatchManifest.read(dir + "/m.csv")
         XCTAssertEqual(csv.count, 2)
-        XCTAssertEqual(csv[0], BatchRow(number: 1, image: "p.png", source: "a red, round circle", target: "a \"blue\" circle",
-                                        settings: ["reweight": "cat=2;hat=0.5", "self_replace": "0.2,0.6"]))
+        XCTAssertEqual(
+            csv[0],
+            BatchRow(
+                number: 1, image: "p.png", source: "a red, round circle", target: "a \"blue\" circle",
+                settings: ["reweight": "cat=2;hat=0.5", "self_replace": "0.2,0.6"]))
         XCTAssertEqual(csv[1].output, "out/q.jpg")
         try #"[{"image": "p.png", "source": "a", "target": "b", "reweight": {"cat": 2}, "blend": ["cat", "hat"], "steps": 20}]"#
             .write(toFile: dir + "/m.json", atomically: true, encoding: .utf8)
         let json = try BatchManifest.read(dir + "/m.json")
         XCTAssertEqual(json[0].settings, ["reweight": "cat=2", "blend": "cat hat", "steps": "20"])
-        try "{\"image\": \"a.png\", \"source\": \"x\", \"target\": \"y\"}\n\n{\"image\": \"b.png\", \"source\": \"x\", \"target\": \"z\", \"output\": \"b.png\"}\n"
+        try
+            "{\"image\": \"a.png\", \"source\": \"x\", \"target\": \"y\"}\n\n{\"image\": \"b.png\", \"source\": \"x\", \"target\": \"z\", \"output\": \"b.png\"}\n"
             .write(toFile: dir + "/m.jsonl", atomically: true, encoding: .utf8)
         XCTAssertEqual(try BatchManifest.read(dir + "/m.jsonl").map(\.number), [1, 2])
         var settings = EditSettings()
@@ -64,7 +69,8 @@ final class BatchTests: XCTestCase, CLIRunning {
         XCTAssertEqual(settings.edit.selfReplace.end, 0.6)
         XCTAssertEqual(settings.edit.crossReplaceWords, ["cat": 0.3])
         XCTAssertThrowsError(try settings.set("steps", "many"))
-        for (name, text) in [("bad.csv", "image,source,tgt\na,b,c\n"), ("bad.json", "{\"image\": 1"), ("bad2.csv", "image,source,target\n\"a,b,c\n")] {
+        for (name, text) in [("bad.csv", "image,source,tgt\na,b,c\n"), ("bad.json", "{\"image\": 1"), ("bad2.csv", "image,source,target\n\"a,b,c\n")]
+        {
             try text.write(toFile: dir + "/" + name, atomically: true, encoding: .utf8)
             XCTAssertThrowsError(try BatchManifest.read(dir + "/" + name), name)
         }
@@ -136,11 +142,13 @@ final class BatchTests: XCTestCase, CLIRunning {
     /// switching the flag redoes the row instead of skipping it.
     func testSideBySide() throws {
         let (_, input, out) = try folders(photos: 1)
-        let args = ["batch", input, "--model", model, "-o", out, "--source", "a red circle", "--target", "a blue circle",
-                    "--steps", "2", "--method", "direct", "--no-cache", "--json",
-                    // bit equality holds on the fp32 path; bf16 products may round differently when the VAE
-                    // decodes the reconstruction and the edit together
-                    "--precision", "fp32"]
+        let args = [
+            "batch", input, "--model", model, "-o", out, "--source", "a red circle", "--target", "a blue circle",
+            "--steps", "2", "--method", "direct", "--no-cache", "--json",
+            // bit equality holds on the fp32 path; bf16 products may round differently when the VAE
+            // decodes the reconstruction and the edit together
+            "--precision", "fp32",
+        ]
         let plain = try pivot(args)
         XCTAssertEqual(plain.status, 0, plain.err)
         let edit = try RGBImage(contentsOf: out + "/p0.png")
@@ -159,8 +167,10 @@ final class BatchTests: XCTestCase, CLIRunning {
     /// temporary files left.
     func testKillAndResume() throws {
         let (_, input, out) = try folders(photos: 4)
-        let args = ["batch", input, "--model", model, "-o", out, "--source", "a red circle", "--target", "a blue circle",
-                    "--steps", "3", "--inner-steps", "2", "--no-cache", "--quiet"]
+        let args = [
+            "batch", input, "--model", model, "-o", out, "--source", "a red circle", "--target", "a blue circle",
+            "--steps", "3", "--inner-steps", "2", "--no-cache", "--quiet",
+        ]
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = args
@@ -181,8 +191,9 @@ final class BatchTests: XCTestCase, CLIRunning {
         let names = try FileManager.default.contentsOfDirectory(atPath: out).sorted()
         XCTAssertEqual(names, ["p0.png", "p1.png", "p2.png", "p3.png", "pivot-batch.jsonl"])
         for n in names where n.hasSuffix(".png") { XCTAssertNoThrow(try RGBImage(contentsOf: out + "/" + n), n) }
-        let latest = Dictionary(try journal(out).map { (($0["output"] as? String) ?? "", ($0["status"] as? String) ?? "") },
-                                uniquingKeysWith: { $1 })
+        let latest = Dictionary(
+            try journal(out).map { (($0["output"] as? String) ?? "", ($0["status"] as? String) ?? "") },
+            uniquingKeysWith: { $1 })
         XCTAssertEqual(latest, ["p0.png": "ok", "p1.png": "ok", "p2.png": "ok", "p3.png": "ok"])
     }
 }

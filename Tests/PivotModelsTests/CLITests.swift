@@ -48,7 +48,7 @@ final class CLITests: XCTestCase, CLIRunning {
         let first = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any])
         XCTAssertEqual(first["prompt"] as? String, "a red circle")
         XCTAssertEqual((first["ids"] as? [Int])?.count, 77)
-        XCTAssertEqual((first["ids"] as? [Int])?.first, 998)   // the tiny vocabulary's BOS
+        XCTAssertEqual((first["ids"] as? [Int])?.first, 998)  // the tiny vocabulary's BOS
         XCTAssertEqual(first["truncated"] as? Bool, false)
     }
 
@@ -57,7 +57,7 @@ final class CLITests: XCTestCase, CLIRunning {
         defer { try? FileManager.default.removeItem(atPath: out) }
         let r = try pivot(["generate", "a red circle", "--model", model, "--steps", "2", "--seed", "5", "-o", out])
         XCTAssertEqual(r.status, 0, r.err)
-        XCTAssertTrue(r.err.contains("step 2/2"), r.err)   // plain progress lines when not on a terminal
+        XCTAssertTrue(r.err.contains("step 2/2"), r.err)  // plain progress lines when not on a terminal
         let text = try readPNGText(out)
         let parameters = try XCTUnwrap(text.first { $0.key == "parameters" }?.value)
         XCTAssertTrue(parameters.contains("Steps: 2") && parameters.contains("Seed: 5"), parameters)

@@ -15,9 +15,11 @@ final class DemoModelTests: XCTestCase, CLIRunning {
         let tmp = NSTemporaryDirectory() + "pivot-demo-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: tmp) }
-        let run = try pivot(["edit", photo, "--model", model, "--source", "a red circle on a white background",
-                           "--target", "a blue circle on a white background", "--method", "direct", "--steps", "20",
-                           "-o", tmp + "/out.png", "--quiet", "--no-cache"])
+        let run = try pivot([
+            "edit", photo, "--model", model, "--source", "a red circle on a white background",
+            "--target", "a blue circle on a white background", "--method", "direct", "--steps", "20",
+            "-o", tmp + "/out.png", "--quiet", "--no-cache",
+        ])
         XCTAssertEqual(run.status, 0, run.err)
         let source = try RGBImage(contentsOf: photo), edited = try RGBImage(contentsOf: tmp + "/out.png")
         XCTAssertEqual(edited.width, source.width)

@@ -21,12 +21,18 @@ final class EditCommandTests: XCTestCase, CLIRunning {
         let refine = try sd.promptToPrompt(source: "a red circle", targets: ["a big red circle"], steps: 10, latentSide: 16, options: o)
         guard case .refine = refine.edit else { return XCTFail("different word counts should refine") }
         o.mode = .replace
-        XCTAssertThrowsError(try sd.promptToPrompt(source: "a red circle", targets: ["a big red circle"], steps: 10,
-                                                   latentSide: 16, options: o)) { XCTAssertTrue("\($0)".contains("same number of words")) }
+        XCTAssertThrowsError(
+            try sd.promptToPrompt(
+                source: "a red circle", targets: ["a big red circle"], steps: 10,
+                latentSide: 16, options: o)
+        ) { XCTAssertTrue("\($0)".contains("same number of words")) }
         o.mode = .auto
         o.crossReplaceWords = ["square": 0.3]
-        XCTAssertThrowsError(try sd.promptToPrompt(source: "a red circle", targets: ["a blue circle"], steps: 10,
-                                                   latentSide: 16, options: o)) { XCTAssertTrue("\($0)".contains("'square'")) }
+        XCTAssertThrowsError(
+            try sd.promptToPrompt(
+                source: "a red circle", targets: ["a blue circle"], steps: 10,
+                latentSide: 16, options: o)
+        ) { XCTAssertTrue("\($0)".contains("'square'")) }
         let long = Array(repeating: "red", count: 80).joined(separator: " ")
         XCTAssertThrowsError(try sd.promptToPrompt(source: long, targets: [long], steps: 10, latentSide: 16, options: EditOptions()))
     }
@@ -35,15 +41,18 @@ final class EditCommandTests: XCTestCase, CLIRunning {
         let dir = NSTemporaryDirectory() + "pivot-edit-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let env = ["PIVOT_CACHE_DIR": dir + "/cache"]
-        let args = ["edit", photo, "--model", model, "--source", "a red circle", "--target", "a blue circle",
-                    "--target", "a big red circle", "--steps", "2", "--inner-steps", "1", "-o", dir + "/out.png"]
+        let args = [
+            "edit", photo, "--model", model, "--source", "a red circle", "--target", "a blue circle",
+            "--target", "a big red circle", "--steps", "2", "--inner-steps", "1", "-o", dir + "/out.png",
+        ]
         let first = try pivot(args, environment: env)
         XCTAssertEqual(first.status, 0, first.err)
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/out-1.png"))
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/out-2.png"))
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/cache").count, 1)
-        let second = try pivot(args + ["--side-by-side", "-o", dir + "/grid.png", "--attention-maps", dir + "/maps.png"],
-                               environment: env)
+        let second = try pivot(
+            args + ["--side-by-side", "-o", dir + "/grid.png", "--attention-maps", dir + "/maps.png"],
+            environment: env)
         XCTAssertEqual(second.status, 0, second.err)
         XCTAssertTrue(second.err.contains("using the cached inversion"), second.err)
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/grid.png"))
@@ -62,8 +71,11 @@ final class EditCommandTests: XCTestCase, CLIRunning {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let env = ["PIVOT_CACHE_DIR": dir + "/cache"]
         let inversion = dir + "/inv.safetensors"
-        let made = try pivot(["invert", photo, "--model", model, "--prompt", "a red circle", "--steps", "2",
-                              "--inner-steps", "1", "-o", inversion, "--quiet"], environment: env)
+        let made = try pivot(
+            [
+                "invert", photo, "--model", model, "--prompt", "a red circle", "--steps", "2",
+                "--inner-steps", "1", "-o", inversion, "--quiet",
+            ], environment: env)
         XCTAssertEqual(made.status, 0, made.err)
         let out = dir + "/out.png"
         let fromPhoto = ["edit", photo, "--model", model, "--steps", "2", "--inner-steps", "1", "-o", out]
@@ -83,11 +95,17 @@ final class EditCommandTests: XCTestCase, CLIRunning {
             (fromFile + ["--source", "a red circle", "--target", "a blue circle", "--steps", "3"], "--steps 3 (the file has 2)"),
             (fromFile + ["--source", "a red circle", "--target", "a blue circle", "--method", "ddim"], "--method ddim"),
             (fromFile + ["--source", "a blue circle", "--target", "a red circle"], "source prompt"),
-            (["edit", inversion, "--model", other, "--source", "a red circle", "--target", "a blue circle", "-o", out],
-             "another model"),
+            (
+                ["edit", inversion, "--model", other, "--source", "a red circle", "--target", "a blue circle", "-o", out],
+                "another model"
+            ),
             (["edit", model + "/model_index.json", "--model", model, "--source", "a", "--target", "b", "-o", out], "not a PNG, JPEG or TIFF"),
-            (["edit", Bundle.module.path(forResource: "Fixtures/sd1-tiny/unet.in.safetensors", ofType: nil) ?? "",
-              "--model", model, "--source", "a", "--target", "b", "-o", out], "not a pivot inversion file"),
+            (
+                [
+                    "edit", Bundle.module.path(forResource: "Fixtures/sd1-tiny/unet.in.safetensors", ofType: nil) ?? "",
+                    "--model", model, "--source", "a", "--target", "b", "-o", out,
+                ], "not a pivot inversion file"
+            ),
         ]
         for (args, expected) in cases {
             let r = try pivot(args, environment: env)
@@ -100,8 +118,10 @@ final class EditCommandTests: XCTestCase, CLIRunning {
         let overwrite = try pivot(["edit", photo, "--model", model, "--source", "a", "--target", "b", "-o", photo])
         XCTAssertNotEqual(overwrite.status, 0)
         XCTAssertTrue(overwrite.err.contains("would overwrite the input"), overwrite.err)
-        let maps = try pivot(["edit", photo, "--model", model, "--source", "a", "--target", "b", "-o", out,
-                              "--attention-maps", out])
+        let maps = try pivot([
+            "edit", photo, "--model", model, "--source", "a", "--target", "b", "-o", out,
+            "--attention-maps", out,
+        ])
         XCTAssertNotEqual(maps.status, 0)
         XCTAssertTrue(maps.err.contains("--attention-maps would overwrite"), maps.err)
     }

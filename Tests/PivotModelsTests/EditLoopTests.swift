@@ -67,7 +67,9 @@ final class EditLoopTests: XCTestCase {
             let images = try sd.render(record, source: "a red circle", targets: ["a red circle"], guidance: s.guidance)
             XCTAssertEqual(images.count, 2)
             let value = psnr(images[0], vaeImage), branches = psnr(images[0], images[1])
-            print("reconstruction PSNR \(method.rawValue): \(String(format: "%.2f", value)) dB; source vs identical target \(String(format: "%.1f", branches)) dB")
+            print(
+                "reconstruction PSNR \(method.rawValue): \(String(format: "%.2f", value)) dB; source vs identical target \(String(format: "%.1f", branches)) dB"
+            )
             if method == .direct { XCTAssertGreaterThan(value, 45, "direct inversion lands on the pivot") }
         }
     }

@@ -13,8 +13,10 @@ final class InversionFileTests: XCTestCase, CLIRunning {
     let steps = 3
 
     /// sd1-tiny: latents [T+1, 4, 16, 16], null embeddings [T, 77, 32].
-    func tensors(latents: [Int]? = nil, nulls: [Int]? = nil, offsets: [Int]? = nil, poison: String? = nil,
-                 value: Float = .nan) -> [(name: String, tensor: Tensor)] {
+    func tensors(
+        latents: [Int]? = nil, nulls: [Int]? = nil, offsets: [Int]? = nil, poison: String? = nil,
+        value: Float = .nan
+    ) -> [(name: String, tensor: Tensor)] {
         func filled(_ shape: [Int], _ name: String) -> Tensor {
             let n = Tensor.elementCount(shape)
             var v = (0..<n).map { Float($0 % 7) * 0.1 }
@@ -56,15 +58,20 @@ final class InversionFileTests: XCTestCase, CLIRunning {
             ("narrow null embeddings", tensors(nulls: [steps, 77, 16]), "null-text", ["null_embeddings", "[3, 77, 16]", "[3, 77, 32]"]),
             ("short null embeddings", tensors(nulls: [steps - 1, 77, 32]), "null-text", ["null_embeddings", "[2, 77, 32]", "[3, "]),
             ("2×2 latents", tensors(latents: [steps + 1, 4, 2, 2], nulls: nulls), "null-text", ["latents", "[4, 4, 2, 2]", "[4, 4, 16, 16]"]),
-            ("wrong channels", tensors(latents: [steps + 1, 3, 16, 16], nulls: nulls), "null-text", ["latents", "[4, 3, 16, 16]", "[4, 4, 16, 16]"]),
+            (
+                "wrong channels", tensors(latents: [steps + 1, 3, 16, 16], nulls: nulls), "null-text",
+                ["latents", "[4, 3, 16, 16]", "[4, 4, 16, 16]"]
+            ),
             ("rank-2 latents", tensors(latents: [steps + 1, 1024]), "ddim", ["latents", "[4, 1024]", "[T+1, C, h, w]"]),
             ("zero steps", tensors(latents: [1, 4, 16, 16]), "ddim", ["latents", "[1, 4, 16, 16]", "between 1 and"]),
             ("zero-sized side", tensors(latents: [steps + 1, 4, 0, 16]), "ddim", ["latents", "[4, 4, 0, 16]"]),
             ("more than 1000 steps", tensors(latents: [1002, 4, 1, 1]), "ddim", ["latents", "[1002, 4, 1, 1]", "1000"]),
             ("misshaped offsets", tensors(offsets: [steps, 4, 8, 8]), "direct", ["offsets", "[3, 4, 8, 8]", "[3, 4, 16, 16]"]),
             ("NaN latents", tensors(nulls: nulls, poison: "latents"), "null-text", ["latents", "not finite"]),
-            ("infinite null embeddings", tensors(nulls: nulls, poison: "null_embeddings", value: .infinity), "null-text",
-             ["null_embeddings", "not finite"]),
+            (
+                "infinite null embeddings", tensors(nulls: nulls, poison: "null_embeddings", value: .infinity), "null-text",
+                ["null_embeddings", "not finite"]
+            ),
             ("NaN offsets", tensors(offsets: [steps, 4, 16, 16], poison: "offsets"), "direct", ["offsets", "not finite"]),
             ("null-text without embeddings", tensors(), "null-text", ["null_embeddings"]),
         ]
@@ -91,11 +98,15 @@ final class InversionFileTests: XCTestCase, CLIRunning {
     /// The command line turns each rejection into one `pivot: error:` line and exit status 1, and writes nothing.
     func testCommandLineRejectsHostileFilesCleanly() throws {
         let out = NSTemporaryDirectory() + "pivot-hostile-\(UUID().uuidString).png"
-        for tensors in [tensors(nulls: [steps, 77, 16]), tensors(latents: [steps + 1, 4, 2, 2], nulls: [steps, 77, 32]),
-                        tensors(nulls: [steps, 77, 32], poison: "latents")] {
+        for tensors in [
+            tensors(nulls: [steps, 77, 16]), tensors(latents: [steps + 1, 4, 2, 2], nulls: [steps, 77, 32]),
+            tensors(nulls: [steps, 77, 32], poison: "latents"),
+        ] {
             let path = try write(tensors)
-            let r = try pivot(["edit", path, "--model", model, "--source", "a red circle", "--target", "a blue circle",
-                               "-o", out, "--precision", "fp32"])
+            let r = try pivot([
+                "edit", path, "--model", model, "--source", "a red circle", "--target", "a blue circle",
+                "-o", out, "--precision", "fp32",
+            ])
             XCTAssertEqual(r.status, 1, r.err)
             let lines = r.err.split(separator: "\n")
             XCTAssertEqual(lines.count, 1, r.err)

@@ -48,17 +48,17 @@ final class InversionTests: XCTestCase {
 
     /// Pivot trajectory z*_0 … z*_T within 1e-4 · max(1, max|ref|), for ε- and v-prediction.
     func testTrajectory() throws {
-      for name in ["reference", "reference-v"] {
-        let f = try fixture(name)
-        let inv = try PivotInversion(unet: f.sd.unet, scheduler: f.sd.scheduler, steps: f.steps)
-        let latents = try inv.trajectory(z0: try f.file.floatTensor("z0"), cond: try f.file.floatTensor("cond"))
-        let ref = try f.file.floatTensor("latents")
-        XCTAssertEqual(latents.count, f.steps + 1)
-        for (i, z) in latents.enumerated() {
-            let (d, r) = maxDiff(z, ref, offset: i * z.count)
-            XCTAssertLessThanOrEqual(d, 1e-4 * max(1, r), "\(name) z*_\(i)")
+        for name in ["reference", "reference-v"] {
+            let f = try fixture(name)
+            let inv = try PivotInversion(unet: f.sd.unet, scheduler: f.sd.scheduler, steps: f.steps)
+            let latents = try inv.trajectory(z0: try f.file.floatTensor("z0"), cond: try f.file.floatTensor("cond"))
+            let ref = try f.file.floatTensor("latents")
+            XCTAssertEqual(latents.count, f.steps + 1)
+            for (i, z) in latents.enumerated() {
+                let (d, r) = maxDiff(z, ref, offset: i * z.count)
+                XCTAssertLessThanOrEqual(d, 1e-4 * max(1, r), "\(name) z*_\(i)")
+            }
         }
-      }
     }
 
     /// Null-text optimisation called from a background task records its gradients there (the tape is
@@ -81,7 +81,6 @@ final class InversionTests: XCTestCase {
         XCTAssertGreaterThan(moved, 1e-4, "the background optimisation did not move the embedding")
     }
 
-
     /// Null embeddings after Adam. The losses of all inner iterations must match the reference to 1e-4
     /// relative, and the iteration counts exactly: that is the algorithm's observable behaviour. The
     /// embeddings themselves are compared loosely — Adam divides each gradient element by its own running
@@ -90,34 +89,38 @@ final class InversionTests: XCTestCase {
     /// over the 100 updates. Bounds: RMS difference ≤ 5e-3, max difference ≤ 0.1 (measured 2026-11-21 on
     /// this fixture: see the printed line).
     func testNullText() throws {
-      for name in ["reference", "reference-v"] {
-        let f = try fixture(name)
-        let inv = try PivotInversion(unet: f.sd.unet, scheduler: f.sd.scheduler, steps: f.steps)
-        let latents = try inv.trajectory(z0: try f.file.floatTensor("z0"), cond: try f.file.floatTensor("cond"))
-        let result = try inv.nullText(latents: latents, cond: try f.file.floatTensor("cond"),
-                                      uncond: try f.file.floatTensor("uncond"))
-        let refIterations = try f.file.int64Values("iterations").values.map { Int($0) }
-        XCTAssertEqual(result.iterations, refIterations)
-        let refLosses = try f.file.floatTensor("losses")
-        for (i, row) in result.losses.enumerated() {
-            for (j, loss) in row.enumerated() {
-                let ref = refLosses.data[i * 10 + j]
-                XCTAssertLessThanOrEqual(abs(loss - ref), 1e-4 * max(1e-3, abs(ref)), "loss \(i).\(j)")
+        for name in ["reference", "reference-v"] {
+            let f = try fixture(name)
+            let inv = try PivotInversion(unet: f.sd.unet, scheduler: f.sd.scheduler, steps: f.steps)
+            let latents = try inv.trajectory(z0: try f.file.floatTensor("z0"), cond: try f.file.floatTensor("cond"))
+            let result = try inv.nullText(
+                latents: latents, cond: try f.file.floatTensor("cond"),
+                uncond: try f.file.floatTensor("uncond"))
+            let refIterations = try f.file.int64Values("iterations").values.map { Int($0) }
+            XCTAssertEqual(result.iterations, refIterations)
+            let refLosses = try f.file.floatTensor("losses")
+            for (i, row) in result.losses.enumerated() {
+                for (j, loss) in row.enumerated() {
+                    let ref = refLosses.data[i * 10 + j]
+                    XCTAssertLessThanOrEqual(abs(loss - ref), 1e-4 * max(1e-3, abs(ref)), "loss \(i).\(j)")
+                }
             }
+            let nulls = try f.file.floatTensor("nulls")
+            var worst: Float = 0, worstRMS: Double = 0
+            for (i, e) in result.embeddings.enumerated() {
+                let (d, _) = maxDiff(e, nulls, offset: i * e.count)
+                var sq: Double = 0
+                for k in 0..<e.count {
+                    let x = Double(e.data[k] - nulls.data[i * e.count + k])
+                    sq += x * x
+                }
+                let rms = (sq / Double(e.count)).squareRoot()
+                worst = max(worst, d)
+                worstRMS = max(worstRMS, rms)
+                XCTAssertLessThanOrEqual(rms, 5e-3, "null embedding \(i): RMS difference")
+                XCTAssertLessThanOrEqual(d, 0.1, "null embedding \(i): max difference")
+            }
+            print("null-text \(name): worst embedding difference max \(worst), RMS \(worstRMS)")
         }
-        let nulls = try f.file.floatTensor("nulls")
-        var worst: Float = 0, worstRMS: Double = 0
-        for (i, e) in result.embeddings.enumerated() {
-            let (d, _) = maxDiff(e, nulls, offset: i * e.count)
-            var sq: Double = 0
-            for k in 0..<e.count { let x = Double(e.data[k] - nulls.data[i * e.count + k]); sq += x * x }
-            let rms = (sq / Double(e.count)).squareRoot()
-            worst = max(worst, d)
-            worstRMS = max(worstRMS, rms)
-            XCTAssertLessThanOrEqual(rms, 5e-3, "null embedding \(i): RMS difference")
-            XCTAssertLessThanOrEqual(d, 0.1, "null embedding \(i): max difference")
-        }
-        print("null-text \(name): worst embedding difference max \(worst), RMS \(worstRMS)")
-      }
     }
 }

@@ -30,8 +30,10 @@ final class LoadingTests: XCTestCase {
         try SafeTensorsWriter.write(tensors, to: unetWeights)
     }
 
-    func assertLoadError(_ expected: [String], file: StaticString = #filePath, line: UInt = #line,
-                         _ load: () throws -> Void) {
+    func assertLoadError(
+        _ expected: [String], file: StaticString = #filePath, line: UInt = #line,
+        _ load: () throws -> Void
+    ) {
         XCTAssertThrowsError(try load(), file: file, line: line) { error in
             let message = String(describing: error)
             XCTAssertFalse(message.contains("\n"), "multi-line: \(message)", file: file, line: line)
@@ -82,8 +84,10 @@ final class LoadingTests: XCTestCase {
     }
 
     func testUnsupportedConfigValueIsRefusedByName() throws {
-        for (field, value) in [("resnet_time_scale_shift", "\"scale_shift\""), ("class_embed_type", "\"timestep\""),
-                               ("act_fn", "\"gelu\""), ("up_block_types", "[\"UpBlock2D\", \"SimpleCrossAttnUpBlock2D\"]")] {
+        for (field, value) in [
+            ("resnet_time_scale_shift", "\"scale_shift\""), ("class_embed_type", "\"timestep\""),
+            ("act_fn", "\"gelu\""), ("up_block_types", "[\"UpBlock2D\", \"SimpleCrossAttnUpBlock2D\"]"),
+        ] {
             let path = scratch + "/unet/config.json"
             let original = try Data(contentsOf: URL(fileURLWithPath: path))
             var json = try XCTUnwrap(JSONSerialization.jsonObject(with: original) as? [String: Any])
@@ -129,9 +133,12 @@ final class LoadingTests: XCTestCase {
     func testBadComponentInputs() throws {
         let model = try ModelFolder(path: scratch)
         let input = scratch + "/in.safetensors", output = scratch + "/out.safetensors"
-        try SafeTensorsWriter.write([(name: "sample", tensor: Tensor(zeros: [1, 4, 7, 7])),
-                                     (name: "encoder_hidden_states", tensor: Tensor(zeros: [1, 77, 32]))],
-                                    int64: [(name: "timestep", shape: [], values: [10])], to: input)
+        try SafeTensorsWriter.write(
+            [
+                (name: "sample", tensor: Tensor(zeros: [1, 4, 7, 7])),
+                (name: "encoder_hidden_states", tensor: Tensor(zeros: [1, 77, 32])),
+            ],
+            int64: [(name: "timestep", shape: [], values: [10])], to: input)
         assertLoadError(["multiple of 2"]) { try ComponentRunner.run(.unet, model: model, input: input, output: output) }
         try SafeTensorsWriter.write([(name: "sample", tensor: Tensor(zeros: [1, 4, 8, 8]))], to: input)
         assertLoadError(["missing input tensor 'encoder_hidden_states'"]) {

@@ -34,26 +34,33 @@ final class PrecisionTests: XCTestCase, CLIRunning {
             throw XCTSkip("bf16 networks not run: oneDNN has no bf16 kernels on this processor (it needs AVX-512)")
         }
         let plan = try PrecisionPlan.resolve(.bf16)
-        let outputs: [(Component, String)] = [(.textEncoder, "last_hidden_state"), (.unet, "out"), (.vaeEncode, "mean"),
-                                              (.vaeDecode, "image"), (.unetVJP, "grad_encoder_hidden_states")]
+        let outputs: [(Component, String)] = [
+            (.textEncoder, "last_hidden_state"), (.unet, "out"), (.vaeEncode, "mean"),
+            (.vaeDecode, "image"), (.unetVJP, "grad_encoder_hidden_states"),
+        ]
         for name in ParityTests.cases {
             let dir = Bundle.module.path(forResource: "Fixtures/\(name)", ofType: nil) ?? "missing"
             for (component, output) in outputs {
                 let out = NSTemporaryDirectory() + "pivot-bf16-\(UUID().uuidString).safetensors"
                 defer { try? FileManager.default.removeItem(atPath: out) }
-                try ComponentRunner.run(component, model: ModelFolder(path: dir + "/model"),
-                                        input: "\(dir)/\(component.rawValue).in.safetensors", output: out, precision: plan)
+                try ComponentRunner.run(
+                    component, model: ModelFolder(path: dir + "/model"),
+                    input: "\(dir)/\(component.rawValue).in.safetensors", output: out, precision: plan)
                 let ref = try SafeTensorsFile(path: "\(dir)/\(component.rawValue).out.safetensors").floatTensor(output)
                 let got = try SafeTensorsFile(path: out).floatTensor(output)
                 XCTAssertEqual(got.shape, ref.shape)
                 var maxErr = 0.0, sumErr = 0.0, maxRef = 0.0
                 for i in 0..<ref.count {
                     let e = abs(Double(got.data[i]) - Double(ref.data[i]))
-                    maxErr = max(maxErr, e); sumErr += e; maxRef = max(maxRef, abs(Double(ref.data[i])))
+                    maxErr = max(maxErr, e)
+                    sumErr += e
+                    maxRef = max(maxRef, abs(Double(ref.data[i])))
                 }
                 let scale = max(maxRef, 1e-12)
-                print(String(format: "bf16 %@ %@ %@: max %.2e, mean %.2e of max|ref| %.3g", name, component.rawValue, output,
-                             maxErr / scale, sumErr / Double(ref.count) / scale, maxRef))
+                print(
+                    String(
+                        format: "bf16 %@ %@ %@: max %.2e, mean %.2e of max|ref| %.3g", name, component.rawValue, output,
+                        maxErr / scale, sumErr / Double(ref.count) / scale, maxRef))
                 XCTAssertLessThan(maxErr / scale, 5e-2, "\(name) \(component) \(output)")
                 XCTAssertLessThan(sumErr / Double(ref.count) / scale, 1e-2, "\(name) \(component) \(output)")
             }

@@ -47,19 +47,22 @@ final class PromptToPromptParityTests: XCTestCase {
         let inversion = try SafeTensorsFile(path: dir + "/reference.safetensors")
         let expected = try SafeTensorsFile(path: dir + "/p2p.safetensors")
         let source = try XCTUnwrap(expected.metadata["source"])
-        let record = InversionRecord(method: .nullText, latents: unstackBatch(try inversion.floatTensor("latents")),
-                                     nullEmbeddings: unstackBatch(try inversion.floatTensor("nulls")), metadata: [:])
+        let record = InversionRecord(
+            method: .nullText, latents: unstackBatch(try inversion.floatTensor("latents")),
+            nullEmbeddings: unstackBatch(try inversion.floatTensor("nulls")), metadata: [:])
         let side = record.latents[0].dim(2)
         XCTAssertEqual(Set(cases.keys), Set(expected.names), "the case tables of the script and the test differ")
         for (name, c) in cases.sorted(by: { $0.key < $1.key }) {
             var options = EditOptions()
             options.mode = c.mode
             c.configure(&options)
-            let controller = try sd.promptToPrompt(source: source, targets: c.targets, steps: record.steps,
-                                                   latentSide: side, options: options)
+            let controller = try sd.promptToPrompt(
+                source: source, targets: c.targets, steps: record.steps,
+                latentSide: side, options: options)
             XCTAssertEqual(controller.localBlend != nil, !options.blend.isEmpty)
-            let z = try sd.editLatents(record, source: source, targets: c.targets, guidance: 7.5,
-                                       controller: controller, blend: controller.localBlend)
+            let z = try sd.editLatents(
+                record, source: source, targets: c.targets, guidance: 7.5,
+                controller: controller, blend: controller.localBlend)
             let ref = try expected.floatTensor(name)
             XCTAssertEqual(z.shape, ref.shape, name)
             var diff: Float = 0, top: Float = 0, moved: Float = 0

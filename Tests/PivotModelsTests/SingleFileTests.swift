@@ -39,11 +39,15 @@ final class SingleFileTests: XCTestCase, CLIRunning {
     func testConvert() throws {
         let tmp = try temporaryDirectory()
         let dir = try fixture("sd2-tiny")
-        let r = try pivot(["convert", try fixture("single/sd2-tiny.ckpt"), "--config", dir + "/model", "-o", tmp + "/conv",
-                           "--dtype", "fp32", "--quiet"])
+        let r = try pivot([
+            "convert", try fixture("single/sd2-tiny.ckpt"), "--config", dir + "/model", "-o", tmp + "/conv",
+            "--dtype", "fp32", "--quiet",
+        ])
         XCTAssertEqual(r.status, 0, r.err)
-        for f in ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
-                  "text_encoder/model.safetensors", "scheduler/scheduler_config.json"] {
+        for f in [
+            "model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
+            "text_encoder/model.safetensors", "scheduler/scheduler_config.json",
+        ] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: tmp + "/conv/" + f), f)
         }
         try compare(.unet, model: ModelFolder(path: tmp + "/conv"), dir: dir, output: "out", label: "converted")
@@ -70,8 +74,12 @@ final class SingleFileTests: XCTestCase, CLIRunning {
         XCTAssertEqual(try sd2.textEncoderConfig().numHiddenLayers, 23)
         let base = try ModelFolder(path: try fixture("single/sd2-tiny.ckpt"), predictionType: .epsilon)
         XCTAssertEqual(try base.unetConfig().sampleSize, 64)
-        XCTAssertNotEqual(try sd1.fingerprint(), try ModelFolder(path: try fixture("single/sd1-tiny.safetensors"),
-                                                                 config: try fixture("sd1-tiny/model")).fingerprint())
+        XCTAssertNotEqual(
+            try sd1.fingerprint(),
+            try ModelFolder(
+                path: try fixture("single/sd1-tiny.safetensors"),
+                config: try fixture("sd1-tiny/model")
+            ).fingerprint())
     }
 
     /// Strict loading: a missing tensor, an unknown one, a file that is no SD checkpoint: one line naming it.
@@ -91,8 +99,10 @@ final class SingleFileTests: XCTestCase, CLIRunning {
             (try fixture("embeddings/cat-toy.safetensors"), "not a Stable Diffusion checkpoint"),
         ]
         for (file, expected) in cases {
-            let r = try pivot(["component", "unet", "--model", file, "--config", config, "--in", try fixture("sd1-tiny/unet.in.safetensors"),
-                               "--out", tmp + "/out.safetensors"])
+            let r = try pivot([
+                "component", "unet", "--model", file, "--config", config, "--in", try fixture("sd1-tiny/unet.in.safetensors"),
+                "--out", tmp + "/out.safetensors",
+            ])
             XCTAssertEqual(r.status, 1, file)
             XCTAssertEqual(r.err.split(separator: "\n").filter { $0.hasPrefix("pivot: error: ") }.count, 1, r.err)
             XCTAssertTrue(r.err.contains(expected), "expected '\(expected)' in: \(r.err)")

@@ -46,7 +46,8 @@ final class TextualInversionTests: XCTestCase, CLIRunning {
         let prompts = (reference.metadata["prompts"] ?? "").split(separator: "\n").map(String.init)
         XCTAssertEqual(prompts.count, 4)
         // fp32: the reference path that parity is defined on (auto may pick bf16 on this processor)
-        let args = ["encode", "--model", model, "--out", tmp + "/c.safetensors", "--quiet", "--precision", "fp32"]
+        let args =
+            ["encode", "--model", model, "--out", tmp + "/c.safetensors", "--quiet", "--precision", "fp32"]
             + good.flatMap { ["--embedding", dir + "/" + $0] } + prompts
         let r = try pivot(args)
         XCTAssertEqual(r.status, 0, r.err)
@@ -57,8 +58,10 @@ final class TextualInversionTests: XCTestCase, CLIRunning {
         for i in 0..<ref.count { worst = max(worst, abs(ours.data[i] - ref.data[i])) }
         XCTAssertLessThanOrEqual(worst, 1e-5)
         // The embeddings change the conditioning: without them the first prompt differs.
-        let plain = try pivot(["encode", "--model", model, "--out", tmp + "/p.safetensors", "--quiet", "--precision", "fp32",
-                               prompts[0]])
+        let plain = try pivot([
+            "encode", "--model", model, "--out", tmp + "/p.safetensors", "--quiet", "--precision", "fp32",
+            prompts[0],
+        ])
         XCTAssertEqual(plain.status, 0, plain.err)
         let p = try SafeTensorsFile(path: tmp + "/p.safetensors").floatTensor("last_hidden_state")
         var change: Float = 0
@@ -72,8 +75,10 @@ final class TextualInversionTests: XCTestCase, CLIRunning {
         for f in good { try FileManager.default.copyItem(atPath: dir + "/" + f, toPath: tmp + "/" + f) }
         let all = try TextualInversionEmbedding.directory(tmp)
         XCTAssertEqual(Set(all.map(\.token)), ["<cat-toy>", "<dog-toy>", "a1-style", "old-style", "kohya-thing"])
-        let r = try pivot(["encode", "--model", model, "--embeddings", tmp, "--out", tmp + "/c.safetensors",
-                           "<dog-toy> and <cat-toy> in a1-style"])
+        let r = try pivot([
+            "encode", "--model", model, "--embeddings", tmp, "--out", tmp + "/c.safetensors",
+            "<dog-toy> and <cat-toy> in a1-style",
+        ])
         XCTAssertEqual(r.status, 0, r.err)
         XCTAssertTrue(r.err.contains("embedding a1-style (automatic1111, 3 vectors)"), r.err)
     }
@@ -105,9 +110,11 @@ final class TextualInversionTests: XCTestCase, CLIRunning {
         let tmp = try temporaryDirectory()
         let env = ["PIVOT_CACHE_DIR": tmp + "/cache"]
         try FileManager.default.copyItem(atPath: dir + "/cat-toy.safetensors", toPath: tmp + "/toy.safetensors")
-        let args = ["edit", photo, "--model", model, "--source", "a <cat-toy> on a red circle",
-                    "--target", "a <cat-toy> on a blue circle", "--steps", "2", "--inner-steps", "1", "-o", tmp + "/out.png",
-                    "--embedding", tmp + "/toy.safetensors", "--reweight", "<cat-toy>=2"]
+        let args = [
+            "edit", photo, "--model", model, "--source", "a <cat-toy> on a red circle",
+            "--target", "a <cat-toy> on a blue circle", "--steps", "2", "--inner-steps", "1", "-o", tmp + "/out.png",
+            "--embedding", tmp + "/toy.safetensors", "--reweight", "<cat-toy>=2",
+        ]
         let first = try pivot(args, environment: env)
         XCTAssertEqual(first.status, 0, first.err)
         let again = try pivot(args, environment: env)
@@ -121,10 +128,15 @@ final class TextualInversionTests: XCTestCase, CLIRunning {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp + "/cache").count, 2)
         // An inversion file made without embeddings is refused by an edit that loads some.
         let inv = tmp + "/plain.safetensors"
-        XCTAssertEqual(try pivot(["invert", photo, "--model", model, "--prompt", "a red circle", "--steps", "2",
-                                  "--inner-steps", "1", "-o", inv, "--quiet"]).status, 0)
-        let refused = try pivot(["edit", inv, "--model", model, "--source", "a red circle", "--target", "a blue circle",
-                                 "-o", tmp + "/x.png", "--embedding", tmp + "/toy.safetensors=<cat-toy>"])
+        XCTAssertEqual(
+            try pivot([
+                "invert", photo, "--model", model, "--prompt", "a red circle", "--steps", "2",
+                "--inner-steps", "1", "-o", inv, "--quiet",
+            ]).status, 0)
+        let refused = try pivot([
+            "edit", inv, "--model", model, "--source", "a red circle", "--target", "a blue circle",
+            "-o", tmp + "/x.png", "--embedding", tmp + "/toy.safetensors=<cat-toy>",
+        ])
         XCTAssertEqual(refused.status, 1)
         XCTAssertTrue(refused.err.contains("textual-inversion embeddings"), refused.err)
     }

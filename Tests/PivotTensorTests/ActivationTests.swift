@@ -30,14 +30,18 @@ final class ActivationTests: XCTestCase {
     static func points() -> [Float] {
         var p: [Float] = []
         for i in -4000...4000 { p.append(Float(i) * 0.005) }  // step 0.005 over [-20, 20]
-        p += [20, -20, 90, -90, 30, -30, 50, -50, 53, -53, 55, -55, 61, -61, 87, -87, 88.5, -88.5, 88.8, -88.8,
-              89, -89, 95, -95, 100, -100, 103, -103, 104, -104, 110, -110, 200, -200, 1e4, -1e4, 1e6, -1e6]
+        p += [
+            20, -20, 90, -90, 30, -30, 50, -50, 53, -53, 55, -55, 61, -61, 87, -87, 88.5, -88.5, 88.8, -88.8,
+            89, -89, 95, -95, 100, -100, 103, -103, 104, -104, 110, -110, 200, -200, 1e4, -1e4, 1e6, -1e6,
+        ]
         for e in stride(from: -1, through: -45, by: -1) {
             let v = Float("1e\(e)")!
             p += [v, -v]
         }
-        p += [0, -0.0, Float.leastNormalMagnitude, -Float.leastNormalMagnitude,
-              Float.leastNonzeroMagnitude, -Float.leastNonzeroMagnitude, Float.ulpOfOne, -Float.ulpOfOne]
+        p += [
+            0, -0.0, Float.leastNormalMagnitude, -Float.leastNormalMagnitude,
+            Float.leastNonzeroMagnitude, -Float.leastNonzeroMagnitude, Float.ulpOfOne, -Float.ulpOfOne,
+        ]
         var rng = SplitMix64(seed: 500)
         for _ in 0..<2000 { p.append(rng.uniform(-12, 12)) }
         for _ in 0..<(17 - p.count % 16) { p.append(rng.uniform(-3, 3)) }
@@ -45,21 +49,27 @@ final class ActivationTests: XCTestCase {
     }
 
     /// Checks `act` at every point: finite output and |got − ref| ≤ allowed(x, ref).
-    func check(_ act: Activation, _ ref: (Double) -> Double, allowed: (Double, Double) -> Double,
-               file: StaticString = #filePath, line: UInt = #line) {
+    func check(
+        _ act: Activation, _ ref: (Double) -> Double, allowed: (Double, Double) -> Double,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         let xs = Self.points()
         let y = act(Tensor(shape: [xs.count], values: xs)).scalars
         var failures: [String] = []
         for (i, x) in xs.enumerated() {
             let want = ref(Double(x))
-            guard y[i].isFinite else { failures.append("x = \(x): non-finite \(y[i])"); continue }
+            guard y[i].isFinite else {
+                failures.append("x = \(x): non-finite \(y[i])")
+                continue
+            }
             let err = abs(Double(y[i]) - want)
             if err > allowed(Double(x), want) {
                 failures.append("x = \(x): got \(y[i]), expected \(want), |Δ| \(err) > \(allowed(Double(x), want))")
             }
         }
-        XCTAssertTrue(failures.isEmpty, "\(act): \(failures.count) bad points: \(failures.prefix(8))",
-                      file: file, line: line)
+        XCTAssertTrue(
+            failures.isEmpty, "\(act): \(failures.count) bad points: \(failures.prefix(8))",
+            file: file, line: line)
         XCTAssertGreaterThan(xs.count, 10_000)
     }
 

@@ -26,7 +26,10 @@ final class AttentionTests: XCTestCase {
                         m = max(m, s[j])
                     }
                     var sum = 0.0
-                    for j in 0...last { s[j] = exp(s[j] - m); sum += s[j] }
+                    for j in 0...last {
+                        s[j] = exp(s[j] - m)
+                        sum += s[j]
+                    }
                     for t in 0..<d {
                         var acc = 0.0
                         for j in 0...last { acc += s[j] * vs[(n * nk + j) * width + h * d + t] }
@@ -38,16 +41,19 @@ final class AttentionTests: XCTestCase {
         return out
     }
 
-    func check(b: Int, nq: Int, nk: Int, heads: Int, d: Int, causal: Bool, qScale: Double = 1, seed: UInt64,
-               file: StaticString = #filePath, line: UInt = #line) {
+    func check(
+        b: Int, nq: Int, nk: Int, heads: Int, d: Int, causal: Bool, qScale: Double = 1, seed: UInt64,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         var rng = SplitMix64(seed: seed)
         let q = rng.tensor([b, nq, heads * d], -qScale, qScale)
         let k = rng.tensor([b, nk, heads * d])
         let v = rng.tensor([b, nk, heads * d])
         let y = attention(q: q, k: k, v: v, heads: heads, causal: causal)
         let ref = Self.reference(q: q, k: k, v: v, heads: heads, causal: causal)
-        assertClose(y, ref, shape: [b, nq, heads * d],
-                    "attention b\(b) nq\(nq) nk\(nk) heads\(heads) d\(d) causal \(causal)", file: file, line: line)
+        assertClose(
+            y, ref, shape: [b, nq, heads * d],
+            "attention b\(b) nq\(nq) nk\(nk) heads\(heads) d\(d) causal \(causal)", file: file, line: line)
     }
 
     func testOneHead() {
@@ -112,7 +118,10 @@ final class AttentionTests: XCTestCase {
             let ys = y.scalars
             var got: [Float] = [], want: [Double] = []
             for i in rows {
-                for t in 0..<d { got.append(ys[i * d + t]); want.append(ref[i * d + t]) }
+                for t in 0..<d {
+                    got.append(ys[i * d + t])
+                    want.append(ref[i * d + t])
+                }
             }
             assertClose(got, want, "banded attention causal \(causal) rows \(rows)")
             XCTAssertTrue(ys.allSatisfy { $0.isFinite }, "causal \(causal): non-finite output")
@@ -136,7 +145,8 @@ final class AttentionTests: XCTestCase {
                 for i in rows {
                     for t in 0..<(heads * d) {
                         let idx = (n * nq + i) * heads * d + t
-                        got.append(ys[idx]); want.append(ref[idx])
+                        got.append(ys[idx])
+                        want.append(ref[idx])
                     }
                 }
             }
@@ -152,8 +162,10 @@ final class AttentionTests: XCTestCase {
         var rng = SplitMix64(seed: 661)
         let q = rng.tensor([1, nq, d]), k = rng.tensor([1, nk, d]), v = rng.tensor([1, nk, d]), go = rng.tensor([1, nq, d])
         let (gq, gk, gv) = attentionBackward(q: q, k: k, v: v, gradOut: go, heads: 1, causal: false)
-        let (qs, ks, vs, gos) = (q.scalars.map(Double.init), k.scalars.map(Double.init), v.scalars.map(Double.init),
-                                 go.scalars.map(Double.init))
+        let (qs, ks, vs, gos) = (
+            q.scalars.map(Double.init), k.scalars.map(Double.init), v.scalars.map(Double.init),
+            go.scalars.map(Double.init)
+        )
         let scale = 1 / Double(d).squareRoot()
         var rq = [Double](repeating: 0, count: nq * d), rk = [Double](repeating: 0, count: nk * d)
         var rv = [Double](repeating: 0, count: nk * d)
@@ -167,7 +179,10 @@ final class AttentionTests: XCTestCase {
                 top = max(top, p[j])
             }
             var sum = 0.0
-            for j in 0..<nk { p[j] = exp(p[j] - top); sum += p[j] }
+            for j in 0..<nk {
+                p[j] = exp(p[j] - top)
+                sum += p[j]
+            }
             var dot = 0.0
             for j in 0..<nk {
                 p[j] /= sum

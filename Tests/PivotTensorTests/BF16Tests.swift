@@ -27,8 +27,10 @@ final class BF16Tests: XCTestCase {
 
     func testConversionRoundsToNearestEven() {
         // 1 + 2⁻⁸ ties to 1 (even); 1 + 3·2⁻⁸ ties to 1 + 2⁻⁶ (even); the largest float overflows to ∞.
-        let special: [Float] = [1, 1 + 0x1p-8, 1 + 3 * 0x1p-8, -1 - 0x1p-8, 0, -Float(0), .infinity, -.infinity,
-                                .greatestFiniteMagnitude, 65504, 1e-30, -3.1415926]
+        let special: [Float] = [
+            1, 1 + 0x1p-8, 1 + 3 * 0x1p-8, -1 - 0x1p-8, 0, -Float(0), .infinity, -.infinity,
+            .greatestFiniteMagnitude, 65504, 1e-30, -3.1415926,
+        ]
         let expected: [UInt16] = [0x3F80, 0x3F80, 0x3F82, 0xBF80, 0, 0x8000, 0x7F80, 0xFF80, 0x7F80]
         var rng = SplitMix64(seed: 7)
         // 37 values: the vector body (16 at a time) and a tail
@@ -44,21 +46,27 @@ final class BF16Tests: XCTestCase {
 
     /// The product of rounded inputs, in double precision: what a bf16-in, fp32-accumulate GEMM computes up
     /// to fp32 accumulation error.
-    func checkGEMM(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, beta: Float, bias: Bool,
-                   singleThread: Bool, seed: UInt64) {
+    func checkGEMM(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, beta: Float, bias: Bool,
+        singleThread: Bool, seed: UInt64
+    ) {
         var rng = SplitMix64(seed: seed)
         let lda = (transA ? m : k) + 3, ldb = (transB ? k : n) + 1, ldc = n + 2
         let a = rng.tensor([(transA ? k : m) * lda]), bt = rng.tensor([(transB ? n : k) * ldb])
         let c0 = rng.tensor([m * ldc]), bs = rng.tensor([n])
         let ab = BF16Buffer(a), bb = BF16Buffer(bt)
         let c = c0.copy()
-        BLAS.gemmBF16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ab.pointer, lda: lda,
-                      b: bb.pointer, ldb: ldb, beta: beta, c: c.data, ldc: ldc, bias: bias ? UnsafePointer(bs.data) : nil,
-                      singleThread: singleThread)
+        BLAS.gemmBF16(
+            transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ab.pointer, lda: lda,
+            b: bb.pointer, ldb: ldb, beta: beta, c: c.data, ldc: ldc, bias: bias ? UnsafePointer(bs.data) : nil,
+            singleThread: singleThread)
         var ref = [Double](repeating: 0, count: m * ldc)
         for i in 0..<m {
             for j in 0..<ldc {
-                guard j < n else { ref[i * ldc + j] = Double(c0.data[i * ldc + j]); continue }
+                guard j < n else {
+                    ref[i * ldc + j] = Double(c0.data[i * ldc + j])
+                    continue
+                }
                 var s = 0.0
                 for p in 0..<k {
                     let av = Self.value(ab.pointer[transA ? p * lda + i : i * lda + p])
@@ -77,8 +85,9 @@ final class BF16Tests: XCTestCase {
         var seed: UInt64 = 1
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
             for (alpha, beta, bias) in [(Float(1), Float(0), false), (0.5, 1, true), (1, 0, true)] {
-                checkGEMM(transA: ta, transB: tb, m: 37, n: 29, k: 70, alpha: alpha, beta: beta, bias: bias,
-                          singleThread: seed % 2 == 0, seed: seed)
+                checkGEMM(
+                    transA: ta, transB: tb, m: 37, n: 29, k: 70, alpha: alpha, beta: beta, bias: bias,
+                    singleThread: seed % 2 == 0, seed: seed)
                 seed += 1
             }
         }
@@ -121,8 +130,10 @@ final class BF16Tests: XCTestCase {
     func testAttentionAndItsVJPNearFP32() throws {
         try requireBF16()
         // head widths of SD 1.x/2.x (40, 64, 80, 160), CLIP's causal 64, odd and tiny widths, several bands
-        let cases = [(70, 70, 2, 40, false), (300, 77, 4, 16, false), (19, 19, 1, 64, true), (77, 77, 2, 64, true),
-                     (33, 130, 2, 80, false), (9, 64, 1, 160, false), (13, 29, 3, 7, false), (5, 200, 1, 2, true)]
+        let cases = [
+            (70, 70, 2, 40, false), (300, 77, 4, 16, false), (19, 19, 1, 64, true), (77, 77, 2, 64, true),
+            (33, 130, 2, 80, false), (9, 64, 1, 160, false), (13, 29, 3, 7, false), (5, 200, 1, 2, true),
+        ]
         for (nq, nk, heads, d, causal) in cases {
             var rng = SplitMix64(seed: UInt64(nq * nk))
             let q = rng.tensor([2, nq, heads * d]), k = rng.tensor([2, nk, heads * d]), v = rng.tensor([2, nk, heads * d])
@@ -165,7 +176,7 @@ final class BF16Tests: XCTestCase {
             let tape = Tape()
             tape.watch(xi)
             let y = tape.record { Precision.with(p) { linear(xi, weight: w, bias: nil) } }
-            tape.backward(from: y, gradient: g)   // outside Precision.with: the recorded precision applies
+            tape.backward(from: y, gradient: g)  // outside Precision.with: the recorded precision applies
             return tape.gradient(of: xi)!
         }
         XCTAssertEqual(grad(.bf16).scalars, Precision.with(.bf16) { linearBackward(g, weight: w) }.scalars)

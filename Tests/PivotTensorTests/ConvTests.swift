@@ -6,8 +6,10 @@ import XCTest
 final class ConvTests: XCTestCase {
     /// Direct convolution, PyTorch semantics (zero padding, groups 1, dilation 1). Only output rows in
     /// `rows` (all when nil) are computed; the others are left at 0.
-    static func reference(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, stride: Int, padding: Int,
-                          rows: [Int]? = nil) -> [Double] {
+    static func reference(
+        _ x: Tensor, _ w: Tensor, _ bias: Tensor?, stride: Int, padding: Int,
+        rows: [Int]? = nil
+    ) -> [Double] {
         let (b, c, h, wd) = (x.dim(0), x.dim(1), x.dim(2), x.dim(3))
         let (o, kh, kw) = (w.dim(0), w.dim(2), w.dim(3))
         let ho = (h + 2 * padding - kh) / stride + 1, wo = (wd + 2 * padding - kw) / stride + 1
@@ -38,8 +40,10 @@ final class ConvTests: XCTestCase {
     }
 
     /// Runs one configuration and compares the whole output.
-    func check(b: Int, c: Int, h: Int, w: Int, o: Int, kh: Int, kw: Int, stride: Int, padding: Int,
-               bias: Bool, seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
+    func check(
+        b: Int, c: Int, h: Int, w: Int, o: Int, kh: Int, kw: Int, stride: Int, padding: Int,
+        bias: Bool, seed: UInt64, file: StaticString = #filePath, line: UInt = #line
+    ) {
         var rng = SplitMix64(seed: seed)
         let x = rng.tensor([b, c, h, w])
         let wt = rng.tensor([o, c, kh, kw], -0.5, 0.5)
@@ -47,9 +51,10 @@ final class ConvTests: XCTestCase {
         let y = conv2d(x, weight: wt, bias: bt, stride: stride, padding: padding)
         let ho = (h + 2 * padding - kh) / stride + 1, wo = (w + 2 * padding - kw) / stride + 1
         let ref = Self.reference(x, wt, bt, stride: stride, padding: padding)
-        assertClose(y, ref, shape: [b, o, ho, wo],
-                    "conv2d b\(b) c\(c) \(h)x\(w) o\(o) k\(kh)x\(kw) s\(stride) p\(padding) bias \(bias)",
-                    file: file, line: line)
+        assertClose(
+            y, ref, shape: [b, o, ho, wo],
+            "conv2d b\(b) c\(c) \(h)x\(w) o\(o) k\(kh)x\(kw) s\(stride) p\(padding) bias \(bias)",
+            file: file, line: line)
     }
 
     func test3x3Stride1Pad1() {
@@ -113,8 +118,11 @@ final class ConvTests: XCTestCase {
         // About 0.4 s in a debug build on 2 shared cores; the bound only catches gross regressions.
         XCTAssertLessThan(elapsed, 5.0, "banded conv2d took \(elapsed) s")
         XCTAssertEqual(y.shape, [b, o, h, w])
-        let rows = Array(Set([0, 1, bandRows - 1, bandRows, bandRows + 1, h - 2, h - 1, h / 3]
-            .filter { $0 >= 0 && $0 < h })).sorted()
+        let rows = Array(
+            Set(
+                [0, 1, bandRows - 1, bandRows, bandRows + 1, h - 2, h - 1, h / 3]
+                    .filter { $0 >= 0 && $0 < h })
+        ).sorted()
         let ref = Self.reference(x, wt, bt, stride: 1, padding: 1, rows: rows)
         var got: [Float] = [], want: [Double] = []
         let ys = y.scalars
@@ -123,7 +131,8 @@ final class ConvTests: XCTestCase {
                 for oy in rows {
                     for ox in 0..<w {
                         let i = ((n * o + oc) * h + oy) * w + ox
-                        got.append(ys[i]); want.append(ref[i])
+                        got.append(ys[i])
+                        want.append(ref[i])
                     }
                 }
             }

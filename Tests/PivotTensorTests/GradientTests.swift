@@ -6,8 +6,10 @@ import XCTest
 /// accurate to ~1e-3 relative for these smooth functions.
 final class GradientTests: XCTestCase {
     /// Checks the gradient that `f` records on a tape for each of `inputs`.
-    func check(_ name: String, _ inputs: [Tensor], tol: Double = 2e-3, seed: UInt64 = 1,
-               _ f: ([Tensor]) -> Tensor) {
+    func check(
+        _ name: String, _ inputs: [Tensor], tol: Double = 2e-3, seed: UInt64 = 1,
+        _ f: ([Tensor]) -> Tensor
+    ) {
         var rng = SplitMix64(seed: seed)
         let tape = Tape()
         let xs = inputs.map { $0.copy() }
@@ -31,8 +33,9 @@ final class GradientTests: XCTestCase {
             let numeric = (loss(1) - loss(-1)) / (2 * Double(eps))
             let analytic = zip(g.scalars, u.scalars).reduce(0) { $0 + Double($1.0) * Double($1.1) }
             let scale = max(1, abs(numeric), abs(analytic))
-            XCTAssertLessThanOrEqual(abs(numeric - analytic) / scale, tol,
-                                     "\(name) input \(i): numeric \(numeric), analytic \(analytic)")
+            XCTAssertLessThanOrEqual(
+                abs(numeric - analytic) / scale, tol,
+                "\(name) input \(i): numeric \(numeric), analytic \(analytic)")
         }
     }
 

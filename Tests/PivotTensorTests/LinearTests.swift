@@ -24,8 +24,9 @@ final class LinearTests: XCTestCase {
         let w = rng.tensor([n, k], -0.5, 0.5)
         let b = bias ? rng.tensor([n]) : nil
         let y = linear(x, weight: w, bias: b)
-        assertClose(y, Self.reference(x, w, b), shape: Array(shape.dropLast()) + [n],
-                    "linear \(shape) → \(n) bias \(bias)", file: file, line: line)
+        assertClose(
+            y, Self.reference(x, w, b), shape: Array(shape.dropLast()) + [n],
+            "linear \(shape) → \(n) bias \(bias)", file: file, line: line)
     }
 
     func testThreeDimensionalInput() {

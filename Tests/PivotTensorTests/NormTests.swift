@@ -7,8 +7,10 @@ final class NormTests: XCTestCase {
     static func silu(_ v: Double) -> Double { v / (1 + exp(-v)) }
 
     /// Group norm of x [B, C, ...] in double: biased variance, per-channel affine, optional SiLU.
-    static func groupNormReference(_ x: Tensor, groups: Int, gamma: Tensor, beta: Tensor, eps: Double,
-                                   silu: Bool) -> [Double] {
+    static func groupNormReference(
+        _ x: Tensor, groups: Int, gamma: Tensor, beta: Tensor, eps: Double,
+        silu: Bool
+    ) -> [Double] {
         let b = x.dim(0), c = x.dim(1), hw = x.count / (b * c), cpg = c / groups
         let xs = doubles(x), gs = doubles(gamma), bs = doubles(beta)
         var y = [Double](repeating: 0, count: xs.count)
@@ -63,25 +65,31 @@ final class NormTests: XCTestCase {
         return 2 * 0x1p-24 * worst
     }
 
-    func checkGroupNorm(_ shape: [Int], groups: Int, silu: Bool, eps: Float = 1e-5, lo: Double = -1,
-                        hi: Double = 1, affineSlack: Bool = false, seed: UInt64,
-                        file: StaticString = #filePath, line: UInt = #line) {
+    func checkGroupNorm(
+        _ shape: [Int], groups: Int, silu: Bool, eps: Float = 1e-5, lo: Double = -1,
+        hi: Double = 1, affineSlack: Bool = false, seed: UInt64,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         var rng = SplitMix64(seed: seed)
         let x = rng.tensor(shape, lo, hi)
         let gamma = rng.tensor([shape[1]], 0.5, 1.5)
         let beta = rng.tensor([shape[1]], -0.5, 0.5)
-        checkGroupNorm(x, groups: groups, gamma: gamma, beta: beta, eps: eps, silu: silu, affineSlack: affineSlack,
-                       file: file, line: line)
+        checkGroupNorm(
+            x, groups: groups, gamma: gamma, beta: beta, eps: eps, silu: silu, affineSlack: affineSlack,
+            file: file, line: line)
     }
 
-    func checkGroupNorm(_ x: Tensor, groups: Int, gamma: Tensor, beta: Tensor, eps: Float, silu: Bool,
-                        affineSlack: Bool, file: StaticString = #filePath, line: UInt = #line) {
+    func checkGroupNorm(
+        _ x: Tensor, groups: Int, gamma: Tensor, beta: Tensor, eps: Float, silu: Bool,
+        affineSlack: Bool, file: StaticString = #filePath, line: UInt = #line
+    ) {
         let y = groupNorm(x, groups: groups, weight: gamma, bias: beta, eps: eps, silu: silu)
         let ref = Self.groupNormReference(x, groups: groups, gamma: gamma, beta: beta, eps: Double(eps), silu: silu)
         let scale = max(1, ref.map(abs).max() ?? 0)
         let slack = affineSlack ? Self.fusedAffineSlack(x, groups: groups, gamma: gamma, eps: Double(eps)) : 0
-        assertClose(y, ref, shape: x.shape, tol: 1e-5 + slack / scale,
-                    "groupNorm \(x.shape) groups \(groups) silu \(silu) slack \(slack)", file: file, line: line)
+        assertClose(
+            y, ref, shape: x.shape, tol: 1e-5 + slack / scale,
+            "groupNorm \(x.shape) groups \(groups) silu \(silu) slack \(slack)", file: file, line: line)
     }
 
     func testGroupNormGroupCounts() {
@@ -137,8 +145,10 @@ final class NormTests: XCTestCase {
         checkGroupNorm([2, 16, 6, 7], groups: 4, silu: true, lo: -101, hi: -99, affineSlack: true, seed: 307)
     }
 
-    func checkLayerNorm(_ shape: [Int], eps: Float = 1e-5, lo: Double = -1, hi: Double = 1, seed: UInt64,
-                        file: StaticString = #filePath, line: UInt = #line) {
+    func checkLayerNorm(
+        _ shape: [Int], eps: Float = 1e-5, lo: Double = -1, hi: Double = 1, seed: UInt64,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         var rng = SplitMix64(seed: seed)
         let d = shape.last!
         let x = rng.tensor(shape, lo, hi)

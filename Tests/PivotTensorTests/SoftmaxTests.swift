@@ -19,8 +19,10 @@ final class SoftmaxTests: XCTestCase {
         return y
     }
 
-    func check(rows: Int, cols: Int, ld: Int, scale: Float, causal: Int, lo: Double = -3, hi: Double = 3,
-               seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
+    func check(
+        rows: Int, cols: Int, ld: Int, scale: Float, causal: Int, lo: Double = -3, hi: Double = 3,
+        seed: UInt64, file: StaticString = #filePath, line: UInt = #line
+    ) {
         var rng = SplitMix64(seed: seed)
         // Padding columns (ld > cols) hold a sentinel that must survive.
         var x = [Float](repeating: 12345, count: rows * ld)
@@ -86,8 +88,9 @@ final class SoftmaxTests: XCTestCase {
             var x = (0..<cols).map { Float($0 % 7) * 0.3 }
             for c in stride(from: 1, to: cols, by: 3) { x[c] = -.infinity }
             x.withUnsafeMutableBufferPointer { pv_softmax_rows($0.baseAddress, 1, cols, cols, 1, -1) }
-            let ref = Self.reference((0..<cols).map { c in c % 3 == 1 ? -Float.greatestFiniteMagnitude : Float(c % 7) * 0.3 },
-                                     rows: 1, cols: cols, ld: cols, scale: 1, causal: -1)
+            let ref = Self.reference(
+                (0..<cols).map { c in c % 3 == 1 ? -Float.greatestFiniteMagnitude : Float(c % 7) * 0.3 },
+                rows: 1, cols: cols, ld: cols, scale: 1, causal: -1)
             assertClose(x, ref, "softmax with -inf entries, cols \(cols)")
             for c in stride(from: 1, to: cols, by: 3) { XCTAssertEqual(x[c], 0, accuracy: 1e-30, "cols \(cols) c \(c)") }
         }

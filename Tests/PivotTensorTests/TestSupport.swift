@@ -37,8 +37,10 @@ struct SplitMix64 {
 func doubles(_ t: Tensor) -> [Double] { t.scalars.map { Double($0) } }
 
 /// Asserts max |got − ref| ≤ tol · max(1, max |ref|), that every element is finite, and the shape.
-func assertClose(_ got: Tensor, _ ref: [Double], shape: [Int], tol: Double = 1e-5, _ what: String,
-                 file: StaticString = #filePath, line: UInt = #line) {
+func assertClose(
+    _ got: Tensor, _ ref: [Double], shape: [Int], tol: Double = 1e-5, _ what: String,
+    file: StaticString = #filePath, line: UInt = #line
+) {
     XCTAssertEqual(got.shape, shape, "\(what): shape", file: file, line: line)
     XCTAssertEqual(got.count, ref.count, "\(what): element count", file: file, line: line)
     guard got.count == ref.count else { return }
@@ -46,21 +48,30 @@ func assertClose(_ got: Tensor, _ ref: [Double], shape: [Int], tol: Double = 1e-
 }
 
 /// Asserts max |got − ref| ≤ tol · max(1, max |ref|) over two flat arrays, all finite.
-func assertClose(_ got: [Float], _ ref: [Double], tol: Double = 1e-5, _ what: String,
-                 file: StaticString = #filePath, line: UInt = #line) {
+func assertClose(
+    _ got: [Float], _ ref: [Double], tol: Double = 1e-5, _ what: String,
+    file: StaticString = #filePath, line: UInt = #line
+) {
     XCTAssertEqual(got.count, ref.count, "\(what): element count", file: file, line: line)
     guard got.count == ref.count, !got.isEmpty else { return }
     var maxRef = 0.0, maxErr = 0.0, worst = 0, nonFinite = 0
     for i in 0..<got.count {
         maxRef = max(maxRef, abs(ref[i]))
-        if !got[i].isFinite { nonFinite += 1; continue }
+        if !got[i].isFinite {
+            nonFinite += 1
+            continue
+        }
         let e = abs(Double(got[i]) - ref[i])
-        if e > maxErr { maxErr = e; worst = i }
+        if e > maxErr {
+            maxErr = e
+            worst = i
+        }
     }
     XCTAssertEqual(nonFinite, 0, "\(what): \(nonFinite) non-finite outputs", file: file, line: line)
     let bound = tol * max(1, maxRef)
-    XCTAssertLessThanOrEqual(maxErr, bound,
-                             "\(what): max |Δ| \(maxErr) at flat index \(worst) (got \(got[worst]), "
-                                 + "expected \(ref[worst])) exceeds \(bound)",
-                             file: file, line: line)
+    XCTAssertLessThanOrEqual(
+        maxErr, bound,
+        "\(what): max |Δ| \(maxErr) at flat index \(worst) (got \(got[worst]), "
+            + "expected \(ref[worst])) exceeds \(bound)",
+        file: file, line: line)
 }

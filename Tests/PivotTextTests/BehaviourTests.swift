@@ -84,12 +84,16 @@ final class BehaviourTests: XCTestCase {
     func testAddTokenAppendsAndRefusesTokensAlreadyPresent() throws {
         let tokenizer = try CLIPTokenizer.builtin()
         XCTAssertThrowsError(try tokenizer.addToken("cat</w>")) { XCTAssertEqual($0 as? TokenizerError, .tokenAlreadyPresent("cat</w>", id: 2368)) }
-        XCTAssertThrowsError(try tokenizer.addToken("<|endoftext|>")) { XCTAssertEqual($0 as? TokenizerError, .tokenAlreadyPresent("<|endoftext|>", id: 49407)) }
+        XCTAssertThrowsError(try tokenizer.addToken("<|endoftext|>")) {
+            XCTAssertEqual($0 as? TokenizerError, .tokenAlreadyPresent("<|endoftext|>", id: 49407))
+        }
         XCTAssertThrowsError(try tokenizer.addToken("")) { XCTAssertEqual($0 as? TokenizerError, .emptyToken) }
         XCTAssertEqual(tokenizer.vocabularySize, 49408)
         XCTAssertEqual(try tokenizer.addToken("<my-style>"), 49408)
         XCTAssertEqual(try tokenizer.addToken("<other>"), 49409)
-        XCTAssertThrowsError(try tokenizer.addToken("<my-style>")) { XCTAssertEqual($0 as? TokenizerError, .tokenAlreadyPresent("<my-style>", id: 49408)) }
+        XCTAssertThrowsError(try tokenizer.addToken("<my-style>")) {
+            XCTAssertEqual($0 as? TokenizerError, .tokenAlreadyPresent("<my-style>", id: 49408))
+        }
         XCTAssertEqual(tokenizer.vocabularySize, 49410)
         XCTAssertEqual(tokenizer.encode("a <MY-STYLE> photo").tokens, ["<|startoftext|>", "a</w>", "<my-style>", "photo</w>", "<|endoftext|>"])
         XCTAssertEqual(try CLIPTokenizer.builtin().vocabularySize, 49408, "a new tokenizer does not see tokens added to another")

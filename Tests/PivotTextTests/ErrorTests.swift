@@ -16,8 +16,10 @@ final class ErrorTests: XCTestCase {
         return folder
     }
 
-    func assertLoadError(_ path: String, _ expected: TokenizerError? = nil, mentions file: String,
-                         line: UInt = #line) {
+    func assertLoadError(
+        _ path: String, _ expected: TokenizerError? = nil, mentions file: String,
+        line: UInt = #line
+    ) {
         XCTAssertThrowsError(try CLIPTokenizer(folder: path), line: line) { error in
             guard let error = error as? TokenizerError else { return XCTFail("not a TokenizerError: \(error)", line: line) }
             if let expected { XCTAssertEqual(error, expected, line: line) }
@@ -36,8 +38,9 @@ final class ErrorTests: XCTestCase {
 
     func testMissingFiles() throws {
         let empty = try folder([:], tiny: false)
-        assertLoadError(empty, .missingFile(empty + "/vocab.json", why: "a tokenizer folder needs tokenizer.json, or vocab.json and merges.txt"),
-                        mentions: "vocab.json")
+        assertLoadError(
+            empty, .missingFile(empty + "/vocab.json", why: "a tokenizer folder needs tokenizer.json, or vocab.json and merges.txt"),
+            mentions: "vocab.json")
         assertLoadError(try folder(["merges.txt": nil]), mentions: "merges.txt")
         assertLoadError(try folder(["vocab.json": nil]), mentions: "vocab.json")
     }
@@ -66,7 +69,8 @@ final class ErrorTests: XCTestCase {
         assertLoadError(try folder(["tokenizer.json": "{"]), mentions: "tokenizer.json: malformed JSON")
         assertLoadError(try folder(["tokenizer.json": "[]"]), mentions: "tokenizer.json: expected a JSON object")
         assertLoadError(try folder(["tokenizer.json": "{}"]), mentions: "tokenizer.json: no model object")
-        assertLoadError(try folder(["tokenizer.json": "{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}"]), mentions: "tokenizer.json: model type Unigram")
+        assertLoadError(
+            try folder(["tokenizer.json": "{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}"]), mentions: "tokenizer.json: model type Unigram")
         assertLoadError(try folder(["tokenizer.json": "{\"model\": {\"type\": \"BPE\"}}"]), mentions: "tokenizer.json: model has no vocab")
         let pairs = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [\"a b c\"]}}"
         assertLoadError(try folder(["tokenizer.json": pairs]), mentions: "tokenizer.json: line 1 is not a merge pair")
@@ -80,9 +84,15 @@ final class ErrorTests: XCTestCase {
         assertLoadError(try folder(["tokenizer_config.json": "{,}"]), mentions: "tokenizer_config.json: malformed JSON")
         assertLoadError(try folder(["tokenizer_config.json": "{\"bos_token\": 5}"]), mentions: "tokenizer_config.json: bos_token is neither")
         assertLoadError(try folder(["tokenizer_config.json": "{\"model_max_length\": \"77\"}"]), mentions: "tokenizer_config.json: model_max_length")
-        assertLoadError(try folder(["tokenizer_config.json": "{\"added_tokens_decoder\": {\"x\": {}}}"]), mentions: "tokenizer_config.json: added_tokens_decoder entry")
-        assertLoadError(try folder(["tokenizer_config.json": "{\"added_tokens_decoder\": {\"5\": {\"lstrip\": true}}}"]), mentions: "tokenizer_config.json: an added token has no content")
-        assertLoadError(try folder(["tokenizer_config.json": "{\"pad_token\": null}", "special_tokens_map.json": nil]), mentions: "tokenizer_config.json: the tokenizer has no pad_token")
+        assertLoadError(
+            try folder(["tokenizer_config.json": "{\"added_tokens_decoder\": {\"x\": {}}}"]),
+            mentions: "tokenizer_config.json: added_tokens_decoder entry")
+        assertLoadError(
+            try folder(["tokenizer_config.json": "{\"added_tokens_decoder\": {\"5\": {\"lstrip\": true}}}"]),
+            mentions: "tokenizer_config.json: an added token has no content")
+        assertLoadError(
+            try folder(["tokenizer_config.json": "{\"pad_token\": null}", "special_tokens_map.json": nil]),
+            mentions: "tokenizer_config.json: the tokenizer has no pad_token")
         assertLoadError(try folder(["special_tokens_map.json": "{\"pad_token\": [1]}"]), mentions: "special_tokens_map.json: pad_token")
         assertLoadError(try folder(["special_tokens_map.json": "nope"]), mentions: "special_tokens_map.json: malformed JSON")
         assertLoadError(try folder(["added_tokens.json": "[1]"]), mentions: "added_tokens.json")
@@ -101,7 +111,8 @@ final class ErrorTests: XCTestCase {
             XCTAssertFalse(error.description.contains("\n"), error.description)
             XCTAssertFalse(error.description.isEmpty)
         }
-        XCTAssertEqual(TokenizerError.badMergeLine(file: "m", line: 2, text: "a\tb").description,
-                       "m: line 2 is not a merge pair (two tokens separated by one space): \"a\\tb\"")
+        XCTAssertEqual(
+            TokenizerError.badMergeLine(file: "m", line: 2, text: "a\tb").description,
+            "m: line 2 is not a merge pair (two tokens separated by one space): \"a\\tb\"")
     }
 }

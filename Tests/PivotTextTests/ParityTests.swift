@@ -63,8 +63,10 @@ final class ParityTests: XCTestCase {
     /// the config (legacy) or ignored (added_tokens_decoder), `normalized` defaults, the later of two
     /// names for one token winning, added_tokens.json, lstrip/rstrip/single_word, no config at all.
     func testConfigVariantsOnTinyVocabulary() throws {
-        let names = ["sd2-style", "decoder", "decoder-normalized", "config-only", "defaults", "flags", "named-objects",
-                     "added-tokens-json", "sd2-style-v5"]
+        let names = [
+            "sd2-style", "decoder", "decoder-normalized", "config-only", "defaults", "flags", "named-objects",
+            "added-tokens-json", "sd2-style-v5",
+        ]
         let prompts = Fixtures.expected.variantPrompts
         XCTAssertGreaterThan(prompts.count, 50)
         for name in names {
@@ -75,8 +77,9 @@ final class ParityTests: XCTestCase {
                 folder = try Fixtures.temporaryFolder(self)
                 try Fixtures.copyFiles(from: "variants/\(name)", to: folder)
                 for file in ["vocab.json", "merges.txt"] {
-                    try FileManager.default.copyItem(atPath: Fixtures.path("tiny-tokenizer/\(file)"),
-                                                     toPath: (folder as NSString).appendingPathComponent(file))
+                    try FileManager.default.copyItem(
+                        atPath: Fixtures.path("tiny-tokenizer/\(file)"),
+                        toPath: (folder as NSString).appendingPathComponent(file))
                 }
             }
             assertParity(try CLIPTokenizer(folder: folder), Fixtures.expectedCase("variant:\(name)"), prompts: prompts, name)

@@ -30,7 +30,8 @@ enum Fixtures {
 
     static let prompts: [String] = try! JSONDecoder().decode([String].self, from: Data(contentsOf: root.appendingPathComponent("prompts.json")))
 
-    static let expected: ExpectedFile = try! JSONDecoder().decode(ExpectedFile.self, from: Data(contentsOf: root.appendingPathComponent("expected.json")))
+    static let expected: ExpectedFile = try! JSONDecoder().decode(
+        ExpectedFile.self, from: Data(contentsOf: root.appendingPathComponent("expected.json")))
 
     static func expectedCase(_ name: String) -> ExpectedCase { expected.cases[name]! }
 
@@ -51,8 +52,9 @@ enum Fixtures {
     static func copyFiles(from fixture: String, to folder: String) throws {
         let source = path(fixture)
         for name in try FileManager.default.contentsOfDirectory(atPath: source) {
-            try FileManager.default.copyItem(atPath: (source as NSString).appendingPathComponent(name),
-                                             toPath: (folder as NSString).appendingPathComponent(name))
+            try FileManager.default.copyItem(
+                atPath: (source as NSString).appendingPathComponent(name),
+                toPath: (folder as NSString).appendingPathComponent(name))
         }
     }
 
@@ -86,19 +88,24 @@ enum Fixtures {
             e["id"] = vocab[entry["content"] as! String]!
             return e
         }
-        let json: [String: Any] = ["version": "1.0", "added_tokens": added,
-                                   "model": ["type": "BPE", "vocab": vocab, "merges": merges, "end_of_word_suffix": "</w>"]]
+        let json: [String: Any] = [
+            "version": "1.0", "added_tokens": added,
+            "model": ["type": "BPE", "vocab": vocab, "merges": merges, "end_of_word_suffix": "</w>"],
+        ]
         try write(json, to: (folder as NSString).appendingPathComponent("tokenizer.json"))
-        try FileManager.default.copyItem(atPath: path(fixture + "/tokenizer_config.json"),
-                                         toPath: (folder as NSString).appendingPathComponent("tokenizer_config.json"))
+        try FileManager.default.copyItem(
+            atPath: path(fixture + "/tokenizer_config.json"),
+            toPath: (folder as NSString).appendingPathComponent("tokenizer_config.json"))
     }
 }
 
 /// Asserts that `tokenizer` gives transformers' ids, truncation flags and dropped text on every prompt;
 /// reports the first few differences in full. Returns the number of prompts compared.
 @discardableResult
-func assertParity(_ tokenizer: CLIPTokenizer, _ expected: ExpectedCase, prompts: [String], _ label: String,
-                  file: StaticString = #filePath, line: UInt = #line) -> Int {
+func assertParity(
+    _ tokenizer: CLIPTokenizer, _ expected: ExpectedCase, prompts: [String], _ label: String,
+    file: StaticString = #filePath, line: UInt = #line
+) -> Int {
     XCTAssertEqual(prompts.count, expected.ids.count, "\(label): fixture size", file: file, line: line)
     XCTAssertEqual(tokenizer.pad, expected.pad, "\(label): pad id", file: file, line: line)
     XCTAssertEqual(tokenizer.bos, expected.bos, "\(label): bos id", file: file, line: line)
@@ -111,8 +118,9 @@ func assertParity(_ tokenizer: CLIPTokenizer, _ expected: ExpectedCase, prompts:
         if got.ids != want || got.truncated != expected.truncated[i] || got.droppedText != expected.dropped[i] {
             failures += 1
             if failures <= 5 {
-                XCTFail("\(label) prompt \(i) \(prompt.debugDescription):\n got  \(got.ids) \(got.truncated) \(got.droppedText.debugDescription)\n want \(want) \(expected.truncated[i]) \(expected.dropped[i].debugDescription)",
-                        file: file, line: line)
+                XCTFail(
+                    "\(label) prompt \(i) \(prompt.debugDescription):\n got  \(got.ids) \(got.truncated) \(got.droppedText.debugDescription)\n want \(want) \(expected.truncated[i]) \(expected.dropped[i].debugDescription)",
+                    file: file, line: line)
             }
         }
         XCTAssertEqual(got.ids.count, 77, file: file, line: line)

@@ -15,13 +15,20 @@ final class UnicodeTests: XCTestCase {
     }
 
     enum Value: Decodable {
-        case int(Int), string(String)
+        case int(Int)
+        case string(String)
         init(from decoder: Decoder) throws {
             let c = try decoder.singleValueContainer()
             if let i = try? c.decode(Int.self) { self = .int(i) } else { self = .string(try c.decode(String.self)) }
         }
-        var int: Int { if case .int(let i) = self { return i }; return -1 }
-        var string: String { if case .string(let s) = self { return s }; return "" }
+        var int: Int {
+            if case .int(let i) = self { return i }
+            return -1
+        }
+        var string: String {
+            if case .string(let s) = self { return s }
+            return ""
+        }
     }
 
     static let tables: Tables = try! JSONDecoder().decode(Tables.self, from: Data(contentsOf: Fixtures.root.appendingPathComponent("unicode.json")))
@@ -103,12 +110,14 @@ final class UnicodeTests: XCTestCase {
     }
 
     func testPreTokenizerPieces() {
-        XCTAssertEqual(CLIPTokenizer.preTokenize("it's a dog's life!!! 2023"),
-                       ["it", "'s", "a", "dog", "'s", "life", "!!!", "2", "0", "2", "3"])
+        XCTAssertEqual(
+            CLIPTokenizer.preTokenize("it's a dog's life!!! 2023"),
+            ["it", "'s", "a", "dog", "'s", "life", "!!!", "2", "0", "2", "3"])
         XCTAssertEqual(CLIPTokenizer.preTokenize("'sun ''s !'s"), ["'s", "un", "''", "s", "!'", "s"])
         XCTAssertEqual(CLIPTokenizer.preTokenize("<|endoftext|>!!"), ["<|", "endoftext", "|>", "!!"])
         XCTAssertEqual(CLIPTokenizer.preTokenize("!!<|endoftext|>"), ["!!<|", "endoftext", "|>"])
-        XCTAssertEqual(CLIPTokenizer.preTokenize("you're we've i'll he'd i'm"),
-                       ["you", "'re", "we", "'ve", "i", "'ll", "he", "'d", "i", "'m"])
+        XCTAssertEqual(
+            CLIPTokenizer.preTokenize("you're we've i'll he'd i'm"),
+            ["you", "'re", "we", "'ve", "i", "'ll", "he", "'d", "i", "'m"])
     }
 }
