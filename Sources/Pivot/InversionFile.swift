@@ -69,41 +69,49 @@ extension InversionRecord {
     public func validate(against shape: InversionShape, file: String) throws {
         let t = steps
         let latent = [shape.channels, shape.height, shape.width]
-        guard (1...min(shape.maxSteps, Self.maxSteps)).contains(t) else {
+        let most = min(shape.maxSteps, Self.maxSteps)
+        // [N] + the per-step shape of `tensors` (the leading batch dimension of 1 dropped).
+        func stacked(_ tensors: [Tensor]) -> [Int] { [tensors.count] + (tensors.first.map { Array($0.shape.dropFirst()) } ?? []) }
+        guard (1...most).contains(t) else {
             throw InversionError.shape(
-                file, tensor: "latents", found: [latents.count] + Array(latents[0].shape.dropFirst()),
-                expected:
-                    "[T+1, \(latent.map(String.init).joined(separator: ", "))] with T (the steps) between 1 and \(min(shape.maxSteps, Self.maxSteps))"
-            )
+                file, tensor: "latents", found: stacked(latents),
+                expected: "[T+1, \(latent.map(String.init).joined(separator: ", "))] with T (the steps) between 1 and \(most)")
         }
         if let recorded = metadata["steps"], recorded != String(t) {
-            throw InversionError.malformed(file, "the file records \(recorded) steps but holds latents for \(t)")
+            let needed =
+                Int(recorded).flatMap { (0..<Int(Int32.max)).contains($0) ? "\([$0 + 1] + latent)" : nil }
+                ?? "[steps+1, \(latent.map(String.init).joined(separator: ", "))]"
+            throw InversionError.shape(
+                file, tensor: "latents", found: stacked(latents),
+                expected: "\(needed) (the recorded steps \(recorded) + 1, latent channels, latent height, latent width)")
         }
-        func check(_ name: String, _ tensors: [Tensor], _ each: [Int], _ meaning: String) throws {
-            let found = [tensors.count] + Array(tensors[0].shape.dropFirst())
-            guard tensors.allSatisfy({ Array($0.shape.dropFirst()) == each }) else {
-                throw InversionError.shape(
-                    file, tensor: name, found: found,
-                    expected: "\([tensors.count] + each) (\(meaning)) for this model")
+        func check(_ name: String, _ tensors: [Tensor], count: Int, _ each: [Int], _ meaning: String) throws {
+            let fits = { (x: Tensor) in x.rank == each.count + 1 && x.dim(0) == 1 && Array(x.shape.dropFirst()) == each }
+            if tensors.count != count || !tensors.allSatisfy(fits) {
+                // The shape found: of the first step that does not fit (or of the first, if only the count is wrong).
+                let odd = tensors.first { !fits($0) } ?? tensors.first
+                let found = [tensors.count] + (odd.map { Array($0.shape.dropFirst()) } ?? [])
+                throw InversionError.shape(file, tensor: name, found: found, expected: "\([count] + each) (\(meaning)) for this model")
             }
-            guard tensors.allSatisfy(\.allFinite) else { throw InversionError.nonFinite(file, tensor: name) }
+            if let i = tensors.firstIndex(where: { !$0.allFinite }) {
+                let value = tensors[i].scalars.first { !$0.isFinite } ?? .nan
+                throw InversionError.nonFinite(file, tensor: name, shape: stacked(tensors), index: i, value: value)
+            }
         }
-        try check("latents", latents, latent, "steps + 1, latent channels, latent height, latent width")
+        try check("latents", latents, count: t + 1, latent, "steps + 1, latent channels, latent height, latent width")
+        if method == .nullText && nullEmbeddings == nil {
+            throw InversionError.missing(
+                file, tensor: "null_embeddings", method: method, expected: "[\(t), \(shape.tokens), \(shape.textWidth)] (steps, tokens, text width)")
+        }
+        if method == .direct && offsets == nil {
+            throw InversionError.missing(
+                file, tensor: "offsets", method: method, expected: "\([t] + latent) (steps, latent channels, latent height, latent width)")
+        }
         if let nullEmbeddings {
-            guard nullEmbeddings.count == t else {
-                throw InversionError.shape(
-                    file, tensor: "null_embeddings", found: [nullEmbeddings.count] + Array(nullEmbeddings[0].shape.dropFirst()),
-                    expected: "[\(t), \(shape.tokens), \(shape.textWidth)] (steps, tokens, text width)")
-            }
-            try check("null_embeddings", nullEmbeddings, [shape.tokens, shape.textWidth], "steps, tokens, text width")
+            try check("null_embeddings", nullEmbeddings, count: t, [shape.tokens, shape.textWidth], "steps, tokens, text width")
         }
         if let offsets {
-            guard offsets.count == t else {
-                throw InversionError.shape(
-                    file, tensor: "offsets", found: [offsets.count] + Array(offsets[0].shape.dropFirst()),
-                    expected: "\([t] + latent) (steps, latent channels, height, width)")
-            }
-            try check("offsets", offsets, latent, "steps, latent channels, latent height, latent width")
+            try check("offsets", offsets, count: t, latent, "steps, latent channels, latent height, latent width")
         }
     }
 }

@@ -65,6 +65,11 @@ public struct InversionRecord {
                 path, tensor: "latents", found: shape,
                 expected: "[T+1, C, h, w] with T (the steps) between 1 and \(Self.maxSteps)")
         }
+        for name in ["latents", "null_embeddings", "offsets"] {
+            if let info = file.info(name), !info.dtype.isFloatingPoint {
+                throw InversionError.dtype(path, tensor: name, shape: info.shape, found: info.dtype.rawValue)
+            }
+        }
         let perStep = Array(shape.dropFirst())
         func checked(_ name: String, _ expected: (Int) -> Bool, _ meaning: String) throws -> [Tensor]? {
             guard let info = file.info(name) else { return nil }
@@ -73,15 +78,26 @@ public struct InversionRecord {
             }
             return unstackBatch(try file.floatTensor(name))
         }
-        let nulls = try checked("null_embeddings", { $0 == 3 }, "[\(t), tokens, width] (steps, tokens, text width)")
-        let offsets = try checked("offsets", { _ in true }, "[\(t)] + \(perStep) (steps, then the latent's shape)")
+        // Of the right rank but the wrong length, the null embeddings' own tokens and width are the best guess.
+        let nullShape = file.info("null_embeddings")?.shape ?? []
+        let nullsExpected =
+            nullShape.count == 3 && nullShape.allSatisfy({ $0 > 0 })
+            ? "[\(t), \(nullShape[1]), \(nullShape[2])] (the latents' \(t) steps, tokens, text width)"
+            : "[\(t), tokens, width] (steps, tokens, text width)"
+        let nulls = try checked("null_embeddings", { $0 == 3 }, nullsExpected)
+        let offsets = try checked("offsets", { _ in true }, "\([t] + perStep) (steps, then the latent's shape)")
         if let o = offsets, o[0].shape != [1] + perStep {
             throw InversionError.shape(
                 path, tensor: "offsets", found: [t] + Array(o[0].shape.dropFirst()),
                 expected: "\([t] + perStep) (steps, then the latent's shape)")
         }
-        if method == .nullText && nulls == nil { throw InversionError.malformed(path, "null-text inversion needs null_embeddings [\(t), 77, D]") }
-        if method == .direct && offsets == nil { throw InversionError.malformed(path, "direct inversion needs offsets [\(t), C, h, w]") }
+        if method == .nullText && nulls == nil {
+            throw InversionError.missing(
+                path, tensor: "null_embeddings", method: method, expected: "[\(t), tokens, width] (steps, tokens, text width)")
+        }
+        if method == .direct && offsets == nil {
+            throw InversionError.missing(path, tensor: "offsets", method: method, expected: "\([t] + perStep) (steps, then the latent's shape)")
+        }
         self.method = method
         latents = unstackBatch(try file.floatTensor("latents"))
         metadata = file.metadata
@@ -98,8 +114,12 @@ public enum InversionError: SettingsNamingError {
     case mismatch(String, String)
     /// A tensor of the wrong shape: what it is and what it must be.
     case shape(String, tensor: String, found: [Int], expected: String)
-    /// A tensor holding NaN or ±∞.
-    case nonFinite(String, tensor: String)
+    /// A tensor holding NaN or ±∞: its shape, the first index along dimension 0 that does, and the value.
+    case nonFinite(String, tensor: String, shape: [Int], index: Int, value: Float)
+    /// A tensor the method needs that the file lacks, and the shape it must have.
+    case missing(String, tensor: String, method: InversionMethod, expected: String)
+    /// A tensor stored as integers or booleans rather than floating point.
+    case dtype(String, tensor: String, shape: [Int], found: String)
     /// A setting given for the edit that disagrees with the one the file was made with.
     case settingConflict(String, setting: String, given: String, recorded: String)
 
@@ -109,7 +129,13 @@ public enum InversionError: SettingsNamingError {
         case .malformed(let p, let why): return "\(p): \(why)"
         case .mismatch(let p, let why): return "\(p): made with \(why)"
         case .shape(let p, let tensor, let found, let expected): return "\(p): \(tensor) is \(found); it must be \(expected)"
-        case .nonFinite(let p, let tensor): return "\(p): \(tensor) holds values that are not finite (NaN or infinity)"
+        case .nonFinite(let p, let tensor, let shape, let index, let value):
+            return
+                "\(p): \(tensor) \(shape) holds values that are not finite (the first, \(value), at index \(index) of \(shape.first ?? 0)); every value must be finite"
+        case .missing(let p, let tensor, let method, let expected):
+            return "\(p): \(tensor) is missing; a \(method.rawValue) inversion needs it as \(expected)"
+        case .dtype(let p, let tensor, let shape, let found):
+            return "\(p): \(tensor) \(shape) is stored as \(found); it must be floating point (F32, F16 or BF16)"
         case .settingConflict(let p, let setting, let given, let recorded):
             return "\(p): made with other settings: \(naming(setting)) \(given) (the file has \(recorded.isEmpty ? "none" : recorded))"
         }
