@@ -4,7 +4,7 @@
 For the full-size parity checks (scripts/reference/parity_sd15.py) and the benchmarks
 (scripts/bench/bench_torch.py); not committed (about 4.3 GB in fp32, 2.1 GB in fp16).
 
-The configs come from /work/shared/reference/sd15 (unet/vae/text_encoder
+The configs come from docs/reference/sd15 (unet/vae/text_encoder
 config.json and scheduler/scheduler_config.json; ``--configs`` overrides).
 Weights: ``torch.manual_seed(0)`` before each network (UNet, VAE, text
 encoder), default diffusers/transformers initialisation, then every norm
