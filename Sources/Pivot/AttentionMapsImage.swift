@@ -11,7 +11,9 @@ extension StableDiffusion {
         _ maps: CrossAttentionMaps, prompt: String, tile: Int = 256,
         columns: Int = 8
     ) -> RGBImage? {
-        guard let (side, values) = maps.averaged() else { return nil }
+        guard let (height, width, values) = maps.averaged() else { return nil }
+        // Tiles keep the latent's aspect ratio: `tile` is the longer side.
+        let (tw, th) = width >= height ? (tile, max(1, tile * height / width)) : (max(1, tile * width / height), tile)
         let ids = [tokenizer.bos] + tokenizer.contentIds(prompt).prefix(tokenizer.maxLength - 2) + [tokenizer.eos]
         let tiles = ids.enumerated().compactMap { position, id -> RGBImage? in
             guard position < values.count else { return nil }
@@ -22,7 +24,7 @@ extension StableDiffusion {
                 return [level, level, level]
             }
             let label = tokenizer.decode([id])
-            return RGBImage(width: side, height: side, bytes: bytes).resized(width: tile, height: tile)
+            return RGBImage(width: width, height: height, bytes: bytes).resized(width: tw, height: th)
                 .labelled(label.isEmpty ? "?" : label)
         }
         return RGBImage.grid(tiles, columns: columns, gap: max(1, tile / 50))

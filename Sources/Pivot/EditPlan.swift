@@ -49,10 +49,18 @@ public enum EditError: SettingsNamingError {
 }
 
 extension StableDiffusion {
-    /// The Prompt-to-Prompt controller for `source` and `targets` over `steps` steps of a latent of side
-    /// `latentSide` (self-attention injection at layers of at most (side/2)² tokens: 32×32 for SD's 64×64).
+    /// The Prompt-to-Prompt controller for `source` and `targets` over `steps` steps of a square latent.
     public func promptToPrompt(
         source: String, targets: [String], steps: Int, latentSide: Int,
+        options o: EditOptions
+    ) throws -> PromptToPromptController {
+        try promptToPrompt(source: source, targets: targets, steps: steps, latent: LatentGrid(side: latentSide), options: o)
+    }
+
+    /// The Prompt-to-Prompt controller for `source` and `targets` over `steps` steps of a latent of size
+    /// `latent` (self-attention injection at layers of at most (h/2)·(w/2) tokens: 32×32 for SD's 64×64).
+    public func promptToPrompt(
+        source: String, targets: [String], steps: Int, latent: LatentGrid,
         options o: EditOptions
     ) throws -> PromptToPromptController {
         let length = tokenizer.maxLength
@@ -109,7 +117,7 @@ extension StableDiffusion {
         let controller = PromptToPromptController(
             prompts: 1 + targets.count, edit: edit, crossReplace: cross, equalizer: equalizer,
             selfReplace: PromptToPromptController.selfSchedule(start: o.selfReplace.start, end: o.selfReplace.end, steps: steps),
-            selfReplaceMaxTokens: (latentSide / 2) * (latentSide / 2))
+            selfReplaceMaxTokens: latent.tokens(downsampledBy: 2))
         if !o.blend.isEmpty {
             let tokens = all.map { prompt -> [Float] in
                 var row = [Float](repeating: 0, count: length)
@@ -118,7 +126,7 @@ extension StableDiffusion {
             }
             controller.localBlend = LocalBlend(
                 wordTokens: tokens, threshold: o.blendThreshold,
-                startStep: Int(0.2 * Double(steps)), latentSide: latentSide)
+                startStep: Int(0.2 * Double(steps)), latent: latent)
         }
         return controller
     }

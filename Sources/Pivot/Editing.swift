@@ -69,27 +69,28 @@ extension StableDiffusion {
     /// 3. the Prompt-to-Prompt controller (plus the attention-map recorder) renders the source and every
     ///    target from the inversion's x_T under the guidance the inversion was made for.
     public func edit(_ request: EditRequest, onEvent: (EditEvent) -> Void = { _ in }) throws -> EditResult {
-        let plan = { (steps: Int, side: Int) in
+        let plan = { (steps: Int, latent: LatentGrid) in
             try self.promptToPrompt(
-                source: request.source, targets: request.targets, steps: steps, latentSide: side,
+                source: request.source, targets: request.targets, steps: steps, latent: latent,
                 options: request.settings.edit)
         }
-        let record: InversionRecord, cachedAt: String?, early: PromptToPromptController?
+        let record: InversionRecord, cachedAt: String?
         switch request.input {
         case .photo(let photo, let photoHash):
-            early = try plan(request.settings.inversion.steps, latentSide)
+            _ = try plan(request.settings.inversion.steps, LatentGrid(side: latentSide))  // checks words and options first
             (record, cachedAt) = try inversion(
                 photo: photo, prompt: request.source, settings: request.settings.inversion,
                 cache: request.cache, photoHash: photoHash,
                 onEvent: { onEvent(.inversion($0)) }, warn: { onEvent(.warning($0)) })
         case .inversion(let r):
-            (record, cachedAt, early) = (r, nil, nil)
+            (record, cachedAt) = (r, nil)
         }
-        let controller = try early ?? plan(record.steps, record.latents[0].dim(2))
+        let latent = LatentGrid(height: record.latents[0].dim(2), width: record.latents[0].dim(3))
+        let controller = try plan(record.steps, latent)
         let guidance = Float(record.metadata["guidance"] ?? "") ?? request.settings.inversion.guidance
         let maps =
             request.attentionMaps
-            ? CrossAttentionMaps(prompts: 1 + request.targets.count, latentSide: record.latents[0].dim(2)) : nil
+            ? CrossAttentionMaps(prompts: 1 + request.targets.count, latent: latent) : nil
         let images = try render(
             record, source: request.source, targets: request.targets, guidance: guidance,
             controller: maps.map { ControllerChain([$0, controller]) } ?? controller,

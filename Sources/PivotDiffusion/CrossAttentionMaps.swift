@@ -3,20 +3,22 @@ import PivotTensor
 
 /// One prompt's cross-attention per token, gathered during an edit the way Prompt-to-Prompt's
 /// `show_cross_attention` inspects it: the conditional cross-attention of prompt `prompt` (0 = source) at
-/// `(side/4)²` query tokens (16×16 for SD's 64×64 latent; the smallest down/up size when the model has none
+/// (h/4)·(w/4) query tokens (16×16 for SD's 64×64 latent; the smallest down/up size when the model has none
 /// that size), from the down and up blocks, averaged over heads, layers and steps.
 public final class CrossAttentionMaps {
     public let prompt: Int
     public let prompts: Int
     public let preferredTokens: Int
+    public let latent: LatentGrid
     /// Sums by query-token count: [n · m], and how many head-maps went into each.
     private var sums: [Int: [Float]] = [:]
     private var counts: [Int: Int] = [:]
 
-    public init(prompt: Int = 0, prompts: Int, latentSide: Int) {
+    public init(prompt: Int = 0, prompts: Int, latent: LatentGrid) {
         self.prompt = prompt
         self.prompts = prompts
-        preferredTokens = (latentSide / 4) * (latentSide / 4)
+        self.latent = latent
+        preferredTokens = latent.tokens(downsampledBy: 4)
     }
 
     /// Adds prompt `prompt`'s conditional half of a cross-attention layer's probabilities [2B, heads, N, M].
@@ -35,15 +37,15 @@ public final class CrossAttentionMaps {
         counts[n, default: 0] += heads
     }
 
-    /// The averaged maps: `side` × `side` values per token (token-major: `values[token][y · side + x]`),
+    /// The averaged maps: `height` × `width` values per token (token-major: `values[token][y · width + x]`),
     /// or nil before any cross-attention was seen.
-    public func averaged() -> (side: Int, values: [[Float]])? {
+    public func averaged() -> (height: Int, width: Int, values: [[Float]])? {
         guard let n = sums[preferredTokens] != nil ? preferredTokens : sums.keys.min(), let sum = sums[n],
             let count = counts[n], count > 0
         else { return nil }
-        let m = sum.count / n, side = Int(Double(n).squareRoot())
+        let m = sum.count / n, grid = latent.grid(tokens: n)
         let values = (0..<m).map { t in (0..<n).map { sum[$0 * m + t] / Float(count) } }
-        return (side, values)
+        return (grid.height, grid.width, values)
     }
 }
 

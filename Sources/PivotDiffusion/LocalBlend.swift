@@ -3,7 +3,7 @@ import PivotTensor
 
 /// Prompt-to-Prompt's local blend (docs/ALGORITHMS.md §5): after each step (once `startStep` steps have
 /// passed) every target latent keeps the source's latent outside a mask drawn from the cross-attention of
-/// the chosen words. The maps are the conditional cross-attention at `(side/4)²` tokens (16×16 for SD's
+/// the chosen words. The maps are the conditional cross-attention at (h/4)·(w/4) tokens (16×16 for SD's
 /// 64×64 latent; the smallest down/up resolution when a model has none that size), summed over heads,
 /// layers and the steps so far, 3×3 max-pooled, upsampled (nearest) to the latent, divided by their
 /// maximum and thresholded; mask = source words' mask ∪ target words' mask.
@@ -13,14 +13,17 @@ public final class LocalBlend {
     public let threshold: Float
     public let startStep: Int
     public let preferredTokens: Int
+    /// The latent's height and width.
+    public let latent: LatentGrid
     /// Accumulated maps by query-token count: [prompt][n][m].
     private var sums: [Int: [[Float]]] = [:]
 
-    public init(wordTokens: [[Float]], threshold: Float = 0.3, startStep: Int, latentSide: Int) {
+    public init(wordTokens: [[Float]], threshold: Float = 0.3, startStep: Int, latent: LatentGrid) {
         self.wordTokens = wordTokens
         self.threshold = threshold
         self.startStep = startStep
-        preferredTokens = (latentSide / 4) * (latentSide / 4)
+        self.latent = latent
+        preferredTokens = latent.tokens(downsampledBy: 4)
     }
 
     /// Adds the conditional half of a cross-attention layer's probabilities [2B, heads, N, M].
@@ -44,25 +47,26 @@ public final class LocalBlend {
         guard step + 1 > startStep, let n = sums[preferredTokens] != nil ? preferredTokens : sums.keys.min(),
             let sum = sums[n]
         else { return }
-        let side = Int(Double(n).squareRoot()), b = wordTokens.count, m = sum[0].count / n
+        let grid = latent.grid(tokens: n), b = wordTokens.count, m = sum[0].count / n
+        let (gh, gw) = (grid.height, grid.width)
         let (c, h, w) = (z.dim(1), z.dim(2), z.dim(3))
         var masks: [[Bool]] = []
         for prompt in 0..<b {
             var map = [Float](repeating: 0, count: n)
             for i in 0..<n { for t in 0..<m where wordTokens[prompt][t] != 0 { map[i] += sum[prompt][i * m + t] * wordTokens[prompt][t] } }
             var pooled = [Float](repeating: -.infinity, count: n)
-            for y in 0..<side {
-                for x in 0..<side {
+            for y in 0..<gh {
+                for x in 0..<gw {
                     for dy in -1...1 {
                         for dx in -1...1 {
                             let yy = y + dy, xx = x + dx
-                            if yy >= 0, yy < side, xx >= 0, xx < side { pooled[y * side + x] = max(pooled[y * side + x], map[yy * side + xx]) }
+                            if yy >= 0, yy < gh, xx >= 0, xx < gw { pooled[y * gw + x] = max(pooled[y * gw + x], map[yy * gw + xx]) }
                         }
                     }
                 }
             }
             var up = [Float](repeating: 0, count: h * w)
-            for y in 0..<h { for x in 0..<w { up[y * w + x] = pooled[(y * side / h) * side + x * side / w] } }
+            for y in 0..<h { for x in 0..<w { up[y * w + x] = pooled[(y * gh / h) * gw + x * gw / w] } }
             let top = up.max() ?? 0
             masks.append(up.map { top > 0 && $0 / top > threshold })
         }
@@ -73,5 +77,47 @@ public final class LocalBlend {
                 for k in 0..<(h * w) where !(masks[0][k] || masks[prompt][k]) { target[k] = source[k] }
             }
         }
+    }
+}
+
+/// The height and width of a latent, and the token grids its attention layers see (the UNet halves both
+/// sides at each level, rounding up as its stride-2 convolutions do).
+public struct LatentGrid: Equatable, Sendable {
+    public var height: Int
+    public var width: Int
+
+    public init(height: Int, width: Int) {
+        precondition(height > 0 && width > 0, "LatentGrid: \(height)x\(width)")
+        self.height = height
+        self.width = width
+    }
+
+    /// A square latent.
+    public init(side: Int) { self.init(height: side, width: side) }
+
+    /// Query tokens of the attention layers at `factor`× downsampling (a power of 2).
+    public func tokens(downsampledBy factor: Int) -> Int {
+        let g = grid(factor: factor)
+        return g.height * g.width
+    }
+
+    /// The grid at `factor`× downsampling (a power of 2).
+    public func grid(factor: Int) -> (height: Int, width: Int) {
+        var (h, w, f) = (height, width, factor)
+        while f > 1 { (h, w, f) = ((h + 1) / 2, (w + 1) / 2, f / 2) }
+        return (h, w)
+    }
+
+    /// The grid of an attention layer with `tokens` query tokens (the downsampling whose grid has that many
+    /// tokens; a square root when none does).
+    public func grid(tokens: Int) -> (height: Int, width: Int) {
+        var factor = 1
+        while factor <= max(height, width) {
+            let g = grid(factor: factor)
+            if g.height * g.width == tokens { return g }
+            factor *= 2
+        }
+        let side = Int(Double(tokens).squareRoot())
+        return (side, max(1, tokens / max(side, 1)))
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import PivotTensor
 
 /// A user crop box in pixel coordinates of the (oriented) image: columns `left..<right`, rows `top..<bottom`
@@ -147,5 +148,57 @@ extension RGBImage {
             x0 += image.width
         }
         return RGBImage(width: w, height: h, pixels: pixels)
+    }
+}
+
+/// An image size in pixels.
+public struct ImageSize: Equatable, Hashable, Sendable, CustomStringConvertible {
+    public var width: Int
+    public var height: Int
+
+    public init(width: Int, height: Int) {
+        self.width = width
+        self.height = height
+    }
+
+    /// "WxH" (e.g. "640x448"), with positive sides; nil otherwise.
+    public init?(parsing text: String) {
+        let parts = text.lowercased().split(separator: "x", omittingEmptySubsequences: false)
+        guard parts.count == 2, let w = Int(parts[0]), let h = Int(parts[1]), w > 0, h > 0 else { return nil }
+        self.init(width: w, height: h)
+    }
+
+    /// "WxH".
+    public var description: String { "\(width)x\(height)" }
+
+    /// The size, with sides multiples of `multiple`, whose area is closest to `area` among those whose aspect
+    /// ratio is within `maxAspectError` (relative) of `self`'s, so that fitting `self` into it crops at most
+    /// about that fraction of one side; when none is (a very long or very thin photo), the size of closest
+    /// aspect ratio near `area`. Sides are at least `multiple` and at most `maxSide`.
+    public func fitted(area: Int, multiple: Int, maxAspectError: Double = 0.03, maxSide: Int = 4096) -> ImageSize {
+        precondition(area > 0 && multiple > 0, "fitted: area \(area), multiple \(multiple)")
+        let aspect = Double(width) / Double(height)
+        let units = max(1, maxSide / multiple)
+        var best: (size: ImageSize, areaError: Double, aspectError: Double)?
+        var closest: (size: ImageSize, aspectError: Double, areaError: Double)?
+        for wu in 1...units {
+            // For each width, the two heights around the one that keeps the area.
+            let w = wu * multiple
+            let ideal = Double(area) / Double(w) / Double(multiple)
+            for hu in Set([Int(ideal.rounded(.down)), Int(ideal.rounded(.up))]) where hu >= 1 && hu <= units {
+                let h = hu * multiple
+                let aspectError = abs(Double(w) / Double(h) / aspect - 1)
+                let areaError = abs(log(Double(w * h) / Double(area)))
+                guard areaError < log(2) else { continue }
+                let size = ImageSize(width: w, height: h)
+                if aspectError <= maxAspectError, best.map({ areaError < $0.areaError }) ?? true {
+                    best = (size, areaError, aspectError)
+                }
+                if closest.map({ aspectError < $0.aspectError || (aspectError == $0.aspectError && areaError < $0.areaError) }) ?? true {
+                    closest = (size, aspectError, areaError)
+                }
+            }
+        }
+        return best?.size ?? closest?.size ?? ImageSize(width: multiple, height: multiple)
     }
 }

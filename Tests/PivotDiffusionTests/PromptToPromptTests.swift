@@ -88,7 +88,7 @@ final class PromptToPromptTests: XCTestCase {
 /// Local blend on a hand-made attention map.
 final class LocalBlendTests: XCTestCase {
     func testMaskFromTheWordsAttention() {
-        let blend = LocalBlend(wordTokens: [[0, 0, 0, 0], [0, 0, 1, 0]], threshold: 0.3, startStep: 0, latentSide: 16)
+        let blend = LocalBlend(wordTokens: [[0, 0, 0, 0], [0, 0, 1, 0]], threshold: 0.3, startStep: 0, latent: LatentGrid(side: 16))
         // [uncond × 2, cond × 2], 1 head, 4×4 query tokens, 4 keys; the target attends to token 2 at the top-left.
         var values = [Float](repeating: 0, count: 4 * 16 * 4)
         values[(3 * 16 + 0) * 4 + 2] = 1
@@ -111,7 +111,7 @@ final class LocalBlendTests: XCTestCase {
     }
 
     func testNothingBeforeTheStartStep() {
-        let blend = LocalBlend(wordTokens: [[0, 0, 0, 0], [0, 0, 1, 0]], startStep: 3, latentSide: 16)
+        let blend = LocalBlend(wordTokens: [[0, 0, 0, 0], [0, 0, 1, 0]], startStep: 3, latent: LatentGrid(side: 16))
         var values = [Float](repeating: 0, count: 4 * 16 * 4)
         values[(3 * 16 + 0) * 4 + 2] = 1
         let controller = PromptToPromptController(
@@ -135,7 +135,7 @@ final class CrossAttentionMapsTests: XCTestCase {
     /// Averaged over heads, layers and steps at the preferred size; other sizes, the mid block, the
     /// unconditional half and other prompts are left out.
     func testAveragesTheSourceMaps() throws {
-        let maps = CrossAttentionMaps(prompts: 2, latentSide: 8)  // prefers (8/4)² = 4 query tokens
+        let maps = CrossAttentionMaps(prompts: 2, latent: LatentGrid(side: 8))  // prefers (8/4)² = 4 query tokens
         XCTAssertNil(maps.averaged())
         let down = AttentionSite(name: "down_blocks.0.attentions.0.transformer_blocks.0.attn2", place: .down, isCross: true)
         let mid = AttentionSite(name: "mid_block.attentions.0.transformer_blocks.0.attn2", place: .mid, isCross: true)
@@ -157,8 +157,8 @@ final class CrossAttentionMapsTests: XCTestCase {
         maps.edit(probs(7), at: mid)
         maps.edit(probs(9), at: selfSite)
         maps.edit(probs(5, queries: 16), at: down)
-        let (side, values) = try XCTUnwrap(maps.averaged())
-        XCTAssertEqual(side, 2)
+        let (height, width, values) = try XCTUnwrap(maps.averaged())
+        XCTAssertEqual([height, width], [2, 2])
         XCTAssertEqual(values.count, 3)
         for k in 0..<3 {
             for q in 0..<4 {
@@ -170,7 +170,7 @@ final class CrossAttentionMapsTests: XCTestCase {
 
     /// A chain materialises a layer when any controller wants it and hands it to those that do.
     func testChainPassesLayersToWhoWantsThem() {
-        let maps = CrossAttentionMaps(prompts: 1, latentSide: 8)
+        let maps = CrossAttentionMaps(prompts: 1, latent: LatentGrid(side: 8))
         let p2p = PromptToPromptController(
             prompts: 1, edit: .none, crossReplace: [], equalizer: nil,
             selfReplace: 0..<1, selfReplaceMaxTokens: 100)
@@ -184,5 +184,19 @@ final class CrossAttentionMapsTests: XCTestCase {
             Tensor(shape: [2, 1, 4, 2], values: Array(repeating: 0.5, count: 16)),
             at: AttentionSite(name: "up_blocks.0.attentions.0.transformer_blocks.0.attn2", place: .up, isCross: true))
         XCTAssertEqual(maps.averaged()?.values.first ?? [], [0.5, 0.5, 0.5, 0.5])
+    }
+
+    /// The token grids of a rectangular latent: each UNet level halves both sides (rounding up), and a
+    /// layer's grid is found from its token count.
+    func testLatentGridOfARectangularLatent() {
+        let latent = LatentGrid(height: 48, width: 80)  // 384×640 pixels at SD's factor 8
+        XCTAssertEqual(latent.tokens(downsampledBy: 4), 12 * 20)
+        XCTAssertEqual(latent.tokens(downsampledBy: 2), 24 * 40)
+        let g = latent.grid(tokens: 6 * 10)
+        XCTAssertEqual([g.height, g.width], [6, 10])
+        let odd = LatentGrid(height: 9, width: 5)
+        XCTAssertEqual([odd.grid(factor: 2).height, odd.grid(factor: 2).width], [5, 3])
+        let side = LatentGrid(side: 64).grid(tokens: 256)
+        XCTAssertEqual([side.height, side.width], [16, 16])
     }
 }
