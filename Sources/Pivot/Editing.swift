@@ -23,6 +23,9 @@ public struct EditRequest {
     public var cache: InversionCache?
     /// Also record the source's cross-attention per token and draw it (`EditResult.attentionMaps`).
     public var attentionMaps = false
+    /// The size of the images: the photo's own resolution (`PhotoComposite`) or the model's. An edit of an
+    /// inversion record, which carries no photo, is at the model's size.
+    public var outputSize = OutputSize.photo
 
     public init(
         input: EditInput, source: String, targets: [String], settings: EditSettings = EditSettings(),
@@ -38,8 +41,10 @@ public struct EditRequest {
 
 /// What an edit made.
 public struct EditResult {
-    /// The source's reconstruction, then one image per target.
+    /// The source's reconstruction (at the photo's size: the photo itself), then one image per target, at `outputSize`.
     public var images: [RGBImage]
+    /// The size the images are at.
+    public var outputSize: OutputSize
     /// The inversion the edit rendered from.
     public var record: InversionRecord
     /// Where the inversion came from when it was read from the cache.
@@ -91,17 +96,32 @@ extension StableDiffusion {
         let maps =
             request.attentionMaps
             ? CrossAttentionMaps(prompts: 1 + request.targets.count, latent: latent) : nil
-        let images = try render(
+        var images = try render(
             record, source: request.source, targets: request.targets, guidance: guidance,
             controller: maps.map { ControllerChain([$0, controller]) } ?? controller,
             blend: controller.localBlend
         ) { onEvent(.step($0, total: $1)) }
+        var outputSize = OutputSize.model
+        if case .photo(let photo, _) = request.input, request.outputSize == .photo {
+            // The photo plus the change each target made of the reconstruction (limited to the local-blend
+            // mask); in place of the reconstruction, the photo itself (what the edits are relative to).
+            let (original, size) = try loadPhoto(photo, crop: request.settings.inversion.crop, sizing: request.settings.inversion.size)
+            let composite = PhotoComposite(photo: original, size: size)
+            let masks = controller.localBlend?.lastMasks
+            images =
+                [original]
+                + images.dropFirst().enumerated().map { k, edited in
+                    composite.applying(
+                        edited, minus: images[0], mask: masks.map { (latent.height, latent.width, $0[k]) })
+                }
+            outputSize = .photo
+        }
         let parameters =
             "source: \(request.source); targets: \(request.targets.joined(separator: " | ")); "
             + "method: \(record.method.rawValue); steps: \(record.steps)"
             + (embeddingsUsed.isEmpty ? "" : "; embeddings: " + embeddingsDescription) + "; pivot \(pivotVersion)"
         return EditResult(
-            images: images, record: record, cachedAt: cachedAt,
+            images: images, outputSize: outputSize, record: record, cachedAt: cachedAt,
             attentionMaps: maps.flatMap { attentionMapsImage($0, prompt: request.source) }, parameters: parameters)
     }
 

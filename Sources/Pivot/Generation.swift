@@ -116,10 +116,35 @@ public final class StableDiffusion {
 }
 
 extension StableDiffusion {
-    /// The scaled latent z0 = mean(E(2x − 1)) · scaling_factor [1, C, s/f, s/f] of a photo, centre-cropped
-    /// (after an optional crop box) and resized to the native resolution (docs/ALGORITHMS.md §4).
-    public func encodePhoto(_ path: String, crop: CropBox? = nil) throws -> Tensor {
-        let image = try preprocess(try RGBImage(contentsOf: path), side: nativeResolution, crop: crop)
+    /// The pixel size a photo of `width` × `height` (after any crop box) is inverted at: for `.auto` its
+    /// aspect ratio at about the native area (`ImageSize.fitted`, sides multiples of `sizeMultiple`), for
+    /// `.square` the native square, for `.exact` that size (checked: a `SettingError` names `size`).
+    public func photoSize(width: Int, height: Int, sizing: PhotoSizing) throws -> ImageSize {
+        switch sizing {
+        case .square: return ImageSize(width: nativeResolution, height: nativeResolution)
+        case .auto:
+            return ImageSize(width: width, height: height).fitted(area: nativeResolution * nativeResolution, multiple: sizeMultiple)
+        case .exact(let s):
+            guard s.width % sizeMultiple == 0, s.height % sizeMultiple == 0, s.width <= 4096, s.height <= 4096 else {
+                throw SettingError("size", problem: "\(s): sides must be positive multiples of \(sizeMultiple), at most 4096")
+            }
+            return s
+        }
+    }
+
+    /// A photo (after an optional crop box) as pivot inverts it: its pixels and the size it is inverted at.
+    public func loadPhoto(_ path: String, crop: CropBox? = nil, sizing: PhotoSizing = .auto) throws -> (image: RGBImage, size: ImageSize) {
+        let image = try RGBImage(contentsOf: path)
+        let cropped = try crop.map { try image.cropped(to: $0) } ?? image
+        return (cropped, try photoSize(width: cropped.width, height: cropped.height, sizing: sizing))
+    }
+
+    /// The scaled latent z0 = mean(E(2x − 1)) · scaling_factor [1, C, H/f, W/f] of a photo: after an optional
+    /// crop box, centre-cropped to the aspect ratio of its inversion size (`photoSize`; a square for
+    /// `.square`, the reference's `load_512`) and resized to it (docs/ALGORITHMS.md §4).
+    public func encodePhoto(_ path: String, crop: CropBox? = nil, sizing: PhotoSizing = .auto) throws -> Tensor {
+        let (photo, size) = try loadPhoto(path, crop: crop, sizing: sizing)
+        let image = try preprocess(photo, size: (size.width, size.height))
         let mean = try vae.encode(toTensor(image))
         return scale(mean, Float(vae.config.scalingFactor))
     }

@@ -57,8 +57,11 @@ extension StableDiffusion {
         let key = InversionCache.key(
             photoHash: photoHash, modelFingerprint: fingerprint, prompt: prompt, settings: settings,
             embeddings: embeddingsDescription, precisionTag: precision.hashTag)
-        // A cached record that does not fit this model (damaged, hand-edited) counts as absent.
-        if let cache, let record = cache.load(key), (try? record.validate(against: inversionShape, file: cache.path(for: key))) != nil {
+        // A cached record that does not fit this model and photo (damaged, hand-edited) counts as absent.
+        let size = try loadPhoto(photo, crop: settings.crop, sizing: settings.size).size
+        if let cache, let record = cache.load(key),
+            (try? record.validate(against: inversionShape(size: size), file: cache.path(for: key))) != nil
+        {
             return (record, cache.path(for: key))
         }
         var record = try invert(photo: photo, prompt: prompt, settings: settings, onEvent: onEvent)

@@ -35,12 +35,13 @@ extension InversionSettings {
         public var guidance: Float?
         public var innerSteps: Int?
         public var crop: CropBox?
+        public var size: PhotoSizing?
 
         public init(
             method: InversionMethod? = nil, steps: Int? = nil, guidance: Float? = nil, innerSteps: Int? = nil,
-            crop: CropBox? = nil
+            crop: CropBox? = nil, size: PhotoSizing? = nil
         ) {
-            (self.method, self.steps, self.guidance, self.innerSteps, self.crop) = (method, steps, guidance, innerSteps, crop)
+            (self.method, self.steps, self.guidance, self.innerSteps, self.crop, self.size) = (method, steps, guidance, innerSteps, crop, size)
         }
 
         /// The given settings in the canonical text of `InversionSettings.fields`, by key.
@@ -51,10 +52,11 @@ extension InversionSettings {
             s.guidance = guidance ?? s.guidance
             s.innerSteps = innerSteps ?? s.innerSteps
             s.crop = crop
+            s.size = size ?? s.size
             let given: Set<String> = Set(
                 [
                     method.map { _ in "method" }, steps.map { _ in "steps" }, guidance.map { _ in "guidance" },
-                    innerSteps.map { _ in "inner_steps" }, crop.map { _ in "crop" },
+                    innerSteps.map { _ in "inner_steps" }, crop.map { _ in "crop" }, size.map { _ in "size" },
                 ].compactMap { $0 })
             return Dictionary(uniqueKeysWithValues: s.fields.filter { given.contains($0.key) }.map { ($0.key, $0.value) })
         }
@@ -117,11 +119,28 @@ extension InversionRecord {
 }
 
 extension StableDiffusion {
-    /// The shapes this model needs of an inversion made at its native resolution.
-    public var inversionShape: InversionShape {
-        InversionShape(
-            channels: unet.config.inChannels, height: latentSide, width: latentSide, tokens: tokenizer.maxLength,
+    /// The shapes this model needs of an inversion made at `size` pixels (the native square by default).
+    public func inversionShape(size: ImageSize? = nil) -> InversionShape {
+        let f = vae.config.downsampleFactor
+        let s = size ?? ImageSize(width: nativeResolution, height: nativeResolution)
+        return InversionShape(
+            channels: unet.config.inChannels, height: s.height / f, width: s.width / f, tokens: tokenizer.maxLength,
             textWidth: textEncoder.config.hiddenSize, maxSteps: scheduler.numTrainTimesteps)
+    }
+
+    /// The pixel size an inversion file says it was made at: its recorded "width" and "height" when they
+    /// are valid for this model, else (files of earlier versions) the native square.
+    func recordedSize(_ record: InversionRecord, file: String) throws -> ImageSize {
+        guard let w = record.metadata["width"], let h = record.metadata["height"] else {
+            return ImageSize(width: nativeResolution, height: nativeResolution)
+        }
+        guard let width = Int(w), let height = Int(h), width > 0, height > 0, width % sizeMultiple == 0, height % sizeMultiple == 0,
+            width <= 4096, height <= 4096
+        else {
+            throw InversionError.malformed(
+                file, "the recorded size \(w)x\(h) is not a size this model renders (positive multiples of \(sizeMultiple), at most 4096)")
+        }
+        return ImageSize(width: width, height: height)
     }
 
     /// Reads an inversion file for an edit and checks it before any work: its structure and shapes against
@@ -130,7 +149,7 @@ extension StableDiffusion {
     /// `InversionError.settingConflict` names the first that differs).
     public func readInversion(path: String, source: String, given: InversionSettings.Given = .init()) throws -> InversionRecord {
         let record = try InversionRecord(path: path)
-        try record.validate(against: inversionShape, file: path)
+        try record.validate(against: inversionShape(size: try recordedSize(record, file: path)), file: path)
         let fingerprint = try modelFingerprint()
         if let f = record.metadata["model_fingerprint"], f != fingerprint {
             throw InversionError.mismatch(path, "another model (fingerprint \(f.prefix(12))…, this model \(fingerprint.prefix(12))…)")

@@ -25,7 +25,8 @@ extension StableDiffusion {
         onEvent: (InversionEvent) -> Void = { _ in }
     ) throws -> InversionRecord {
         try s.validate(trainTimesteps: scheduler.numTrainTimesteps)
-        let z0 = try encodePhoto(photo, crop: s.crop)
+        let z0 = try encodePhoto(photo, crop: s.crop, sizing: s.size)
+        let f = vae.config.downsampleFactor
         let cond = try encode(prompt).embedding
         let inversion = try PivotInversion(unet: unet, scheduler: scheduler, steps: s.steps, guidance: s.guidance)
         let latents = try inversion.trajectory(z0: z0, cond: cond) { onEvent(.trajectory(step: $0, total: $1)) }
@@ -34,6 +35,7 @@ extension StableDiffusion {
             metadata: [
                 "prompt": prompt, "embeddings": embeddingsDescription,
                 "scheduler": schedulerDescription, "model": model.path, "precision": precision.description,
+                "width": String(z0.dim(3) * f), "height": String(z0.dim(2) * f),
             ].merging(s.fields.map { ($0.key, $0.value) }) { $1 })
         switch s.method {
         case .nullText:

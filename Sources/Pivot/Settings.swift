@@ -4,6 +4,36 @@ import PivotIO
 import PivotLoading
 import PivotImage
 
+/// The pixel size a photo is inverted and edited at.
+public enum PhotoSizing: Equatable, Sendable, CustomStringConvertible {
+    /// The photo's aspect ratio at about the model's native area, sides multiples of what the networks need
+    /// (`ImageSize.fitted`): at most ~3% of a side is cropped.
+    case auto
+    /// The reference's centred square at the native resolution.
+    case square
+    /// This size (sides multiples of what the networks need); the photo is centre-cropped to its aspect.
+    case exact(ImageSize)
+
+    /// "auto", "square" or "WxH"; nil for anything else.
+    public init?(parsing text: String) {
+        switch text.lowercased() {
+        case "auto": self = .auto
+        case "square": self = .square
+        default:
+            guard let size = ImageSize(parsing: text) else { return nil }
+            self = .exact(size)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .auto: return "auto"
+        case .square: return "square"
+        case .exact(let s): return s.description
+        }
+    }
+}
+
 /// How a photo is inverted (`pivot invert`, and the inversion behind every edit).
 public struct InversionSettings: Sendable, Equatable {
     public var method = InversionMethod.nullText
@@ -11,6 +41,8 @@ public struct InversionSettings: Sendable, Equatable {
     public var guidance: Float = 7.5
     public var innerSteps = 10
     public var crop: CropBox?
+    /// The size the photo is inverted at.
+    public var size = PhotoSizing.auto
 
     public init() {}
 
@@ -20,12 +52,12 @@ public struct InversionSettings: Sendable, Equatable {
     public var fields: [(key: String, value: String)] {
         [
             ("method", method.rawValue), ("steps", String(steps)), ("guidance", String(guidance)),
-            ("inner_steps", String(innerSteps)), ("crop", crop?.text ?? ""),
+            ("inner_steps", String(innerSteps)), ("crop", crop?.text ?? ""), ("size", size.description),
         ]
     }
 
     /// The keys of `fields`, in order.
-    public static let fieldKeys = ["method", "steps", "guidance", "inner_steps", "crop"]
+    public static let fieldKeys = ["method", "steps", "guidance", "inner_steps", "crop", "size"]
 
     /// `fields` as one string (key=value, unit-separated).
     public var canonical: String { fields.map { "\($0.key)=\($0.value)" }.joined(separator: "\u{1F}") }
@@ -53,7 +85,7 @@ public struct EditSettings: Sendable {
     /// The keys `set` understands (manifest columns and their flags without `--`, with `_`).
     public static let keys: Set<String> = [
         "cross_replace", "self_replace", "reweight", "blend", "blend_threshold", "mode",
-        "method", "steps", "guidance", "inner_steps", "crop", "seed",
+        "method", "steps", "guidance", "inner_steps", "crop", "size", "seed",
     ]
 
     /// Sets one setting from its string form: `cross_replace` "0.8" or "WORD=0.4" (several joined by `;`),
@@ -112,6 +144,9 @@ public struct EditSettings: Sendable {
         case "crop":
             guard let c = CropBox(parsing: value) else { throw bad("L,T,R,B in pixels") }
             inversion.crop = c
+        case "size":
+            guard let s = PhotoSizing(parsing: value) else { throw bad("auto, square or WxH") }
+            inversion.size = s
         case "seed": seed = value
         default: throw EditError.badValue("unknown setting '\(key)'")  // a manifest column; flags never reach here
         }

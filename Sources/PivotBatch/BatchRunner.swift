@@ -17,6 +17,8 @@ public struct BatchJob {
     public var cache: InversionCache?
     /// Write the source reconstruction and the edit side by side (as `pivot edit --side-by-side`).
     public var sideBySide = false
+    /// The size outputs are written at (as `pivot edit --output-size`).
+    public var outputSize = OutputSize.photo
 
     public init(
         inputDirectory: String, outputDirectory: String, rows: [BatchRow], defaults: EditSettings = EditSettings(),
@@ -97,9 +99,10 @@ extension StableDiffusion {
                     inversions = nil
                     input = .photo(plan.photo, photoHash: plan.photoHash)
                 }
-                let request = EditRequest(
+                var request = EditRequest(
                     input: input, source: row.source, targets: [row.target], settings: plan.settings,
                     cache: job.cache)
+                request.outputSize = job.outputSize
                 let result = try edit(request) { event in
                     switch event {
                     case .inversion(let e): onEvent(.inversion(e))
@@ -162,7 +165,7 @@ extension StableDiffusion {
             [
                 pivotVersion, photoHash, try modelFingerprint(), embeddingsDescription, row.source, row.target,
                 settings.canonical, output,
-            ] + (job.sideBySide ? ["side-by-side"] : [])
+            ] + (job.sideBySide ? ["side-by-side"] : []) + ["output-size=\(job.outputSize.rawValue)"]
             + (precision.hashTag.map { ["precision=\($0)"] } ?? [])
         let hash = SHA256.hex(SHA256.hash(Array(fields.joined(separator: "\u{1E}").utf8)))
         let inversionKey = InversionCache.key(

@@ -15,7 +15,7 @@ struct BatchCommand: ParsableCommand {
             NAME.png, or NAME-K.png for the K-th of several targets), or --manifest FILE lists the edits: CSV with a \
             header, a JSON array or JSON lines, with columns image (relative to INPUT_DIR), source, target, optional \
             output (relative to OUT_DIR; default IMAGE-ROW.png) and optional settings (cross_replace, self_replace, \
-            reweight, blend, blend_threshold, mode, method, steps, guidance, inner_steps, crop, seed) that override the \
+            reweight, blend, blend_threshold, mode, method, steps, guidance, inner_steps, crop, size, seed) that override the \
             flags. Several items in one CSV cell are separated by ';' (reweight "cat=2;hat=0.5").
 
             Every output is written atomically and recorded in OUT_DIR/pivot-batch.jsonl; a rerun skips rows already \
@@ -74,6 +74,9 @@ struct BatchCommand: ParsableCommand {
     @Flag(name: .long, help: "Neither read nor write the inversion cache.")
     var noCache = false
 
+    @Option(name: .long, help: "photo: each edit at its photo's own resolution (default); model: the size the model rendered.")
+    var outputSize: OutputSize = .photo
+
     @Flag(name: .long, help: "Print each row's outcome and a summary as JSON lines on standard output.")
     var json = false
 
@@ -126,6 +129,7 @@ struct BatchCommand: ParsableCommand {
             inputDirectory: inputDirectory, outputDirectory: output, rows: try rows(), defaults: try defaults(),
             shard: shard.flatMap(BatchShard.init(parsing:)), cache: noCache ? nil : InversionCache())
         job.sideBySide = sideBySide
+        job.outputSize = outputSize
         let progress = Progress("batch", quiet: quiet)
         var done = 0, total = 0, current = ""
         let outcomes = try sd.runBatch(job) { event in

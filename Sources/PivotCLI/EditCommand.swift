@@ -8,6 +8,7 @@ import PivotImage
 import PivotIO
 
 extension EditOptions.Mode: ExpressibleByArgument {}
+extension OutputSize: ExpressibleByArgument {}
 
 struct EditCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -61,6 +62,13 @@ struct EditCommand: ParsableCommand {
 
     @Flag(name: .long, help: "Neither read nor write the inversion cache.")
     var noCache = false
+
+    @Option(
+        name: .long,
+        help:
+            "photo: the edit at the photo's own resolution (the photo plus the change the edit made); model: the size the model rendered. An inversion file gives model."
+    )
+    var outputSize: OutputSize = .photo
 
     @Option(name: .shortAndLong, help: "Output image; with several targets, -1, -2, … are added before the extension.")
     var output: String
@@ -117,6 +125,7 @@ struct EditCommand: ParsableCommand {
             input: source, source: self.source, targets: target, settings: try settings(),
             cache: noCache ? nil : InversionCache())
         request.attentionMaps = attentionMaps != nil
+        request.outputSize = outputSize
         var inverting: InversionProgress?
         let progress = Progress("edit", quiet: quiet)
         var rendering = false

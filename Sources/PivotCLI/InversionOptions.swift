@@ -25,9 +25,24 @@ struct InversionOptions: ParsableArguments {
     @Option(name: .long, help: "Crop box L,T,R,B in pixels before the centre crop.")
     var crop: String?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Size to invert and edit at: WxH (multiples of the model's 64 px for SD), or auto (default: the photo's aspect ratio at about the model's native area).",
+            valueName: "WxH"))
+    var size: String?
+
+    @Flag(name: .long, help: "Invert the centred square at the native resolution (the reference's crop), not the photo's aspect ratio.")
+    var square = false
+
     func validate() throws {
         if let crop, parseCrop(crop) == nil { throw ValidationError("--crop must look like 10,20,400,380 (left,top,right,bottom)") }
+        if let size, PhotoSizing(parsing: size) == nil { throw ValidationError("--size must look like 640x448, or be auto or square") }
+        if square, size != nil { throw ValidationError("give --square or --size, not both") }
     }
+
+    /// The sizing asked for, nil when neither flag was given.
+    var sizing: PhotoSizing? { square ? .square : size.flatMap(PhotoSizing.init(parsing:)) }
 
     var settings: InversionSettings {
         var s = InversionSettings()
@@ -36,12 +51,14 @@ struct InversionOptions: ParsableArguments {
         s.guidance = guidance ?? s.guidance
         s.innerSteps = innerSteps ?? s.innerSteps
         s.crop = crop.flatMap(parseCrop)
+        s.size = sizing ?? s.size
         return s
     }
 
     /// The settings given on the command line (to be checked against an inversion file).
     var given: InversionSettings.Given {
-        InversionSettings.Given(method: method, steps: steps, guidance: guidance, innerSteps: innerSteps, crop: crop.flatMap(parseCrop))
+        InversionSettings.Given(
+            method: method, steps: steps, guidance: guidance, innerSteps: innerSteps, crop: crop.flatMap(parseCrop), size: sizing)
     }
 }
 

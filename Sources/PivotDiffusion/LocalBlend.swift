@@ -17,6 +17,9 @@ public final class LocalBlend {
     public let latent: LatentGrid
     /// Accumulated maps by query-token count: [prompt][n][m].
     private var sums: [Int: [[Float]]] = [:]
+    /// The masks of the last step applied, one per target (latent height × width, row-major; true where the
+    /// target keeps its own latent); nil before the blend first applied.
+    public private(set) var lastMasks: [[Bool]]?
 
     public init(wordTokens: [[Float]], threshold: Float = 0.3, startStep: Int, latent: LatentGrid) {
         self.wordTokens = wordTokens
@@ -70,6 +73,7 @@ public final class LocalBlend {
             let top = up.max() ?? 0
             masks.append(up.map { top > 0 && $0 / top > threshold })
         }
+        lastMasks = (1..<b).map { prompt in (0..<(h * w)).map { masks[0][$0] || masks[prompt][$0] } }
         let planes = z.planes(of: h * w)  // [B · C] planes of h × w
         for prompt in 1..<b {
             for ch in 0..<c {

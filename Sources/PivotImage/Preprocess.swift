@@ -182,14 +182,11 @@ public struct ImageSize: Equatable, Hashable, Sendable, CustomStringConvertible 
         var best: (size: ImageSize, areaError: Double, aspectError: Double)?
         var closest: (size: ImageSize, aspectError: Double, areaError: Double)?
         for wu in 1...units {
-            // For each width, the two heights around the one that keeps the area.
-            let w = wu * multiple
-            let ideal = Double(area) / Double(w) / Double(multiple)
-            for hu in Set([Int(ideal.rounded(.down)), Int(ideal.rounded(.up))]) where hu >= 1 && hu <= units {
-                let h = hu * multiple
-                let aspectError = abs(Double(w) / Double(h) / aspect - 1)
+            for hu in 1...units {
+                let (w, h) = (wu * multiple, hu * multiple)
                 let areaError = abs(log(Double(w * h) / Double(area)))
                 guard areaError < log(2) else { continue }
+                let aspectError = abs(Double(w) / Double(h) / aspect - 1)
                 let size = ImageSize(width: w, height: h)
                 if aspectError <= maxAspectError, best.map({ areaError < $0.areaError }) ?? true {
                     best = (size, areaError, aspectError)

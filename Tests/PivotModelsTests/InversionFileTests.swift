@@ -20,7 +20,7 @@ final class InversionFileTests: XCTestCase, CLIRunning {
     /// embeddings [T, 77, 32]).
     func load() throws -> (StableDiffusion, InversionShape) {
         let sd = try StableDiffusion(model: ModelFolder(path: model))
-        return (sd, sd.inversionShape)
+        return (sd, sd.inversionShape())
     }
 
     /// The tensors of a hand-made file: `latents` (the model's shape unless given) and, where given,
@@ -222,7 +222,7 @@ final class InversionFileTests: XCTestCase, CLIRunning {
         XCTAssertEqual(invert.status, 0, invert.err)
         let record = try sd.readInversion(path: path, source: "a red circle", given: .init(method: .ddim, steps: 2))
         XCTAssertEqual(record.steps, 2)
-        XCTAssertNoThrow(try record.validate(against: sd.inversionShape, file: path))
+        XCTAssertNoThrow(try record.validate(against: sd.inversionShape(), file: path))
         let edit = try pivot(["edit", path, "--model", model, "--source", "a red circle", "--target", "a blue circle", "-o", out, "--quiet"])
         XCTAssertEqual(edit.status, 0, edit.err)
         XCTAssertTrue(FileManager.default.fileExists(atPath: out))
