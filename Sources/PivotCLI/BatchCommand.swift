@@ -29,6 +29,7 @@ struct BatchCommand: ParsableCommand {
 
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
     @OptionGroup var precisionOptions: PrecisionOptions
+    @OptionGroup var threadOptions: ThreadOptions
     var model: String { modelOptions.model }
 
     @Option(name: .shortAndLong, help: "The output folder (created if needed).")

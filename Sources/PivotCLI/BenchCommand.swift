@@ -11,6 +11,7 @@ struct BenchCommand: ParsableCommand {
 
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
     @OptionGroup var precisionOptions: PrecisionOptions
+    @OptionGroup var threadOptions: ThreadOptions
     var model: String { modelOptions.model }
 
     @Option(

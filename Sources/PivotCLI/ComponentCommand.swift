@@ -23,6 +23,7 @@ struct ComponentCommand: ParsableCommand {
 
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
     @OptionGroup var precisionOptions: PrecisionOptions
+    @OptionGroup var threadOptions: ThreadOptions
     var model: String { modelOptions.model }
 
     @Option(name: .customLong("in"), help: "Input safetensors file.")

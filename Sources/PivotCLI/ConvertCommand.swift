@@ -16,6 +16,9 @@ struct ConvertCommand: ParsableCommand {
 
     enum Precision: String, ExpressibleByArgument { case fp16, fp32 }
 
+    @OptionGroup var threadOptions: ThreadOptions
+    @OptionGroup var jsonOutput: JSONOutputOption
+
     @Argument(help: "The checkpoint (original SD 1.x/2.x layout).")
     var file: String
 
@@ -31,6 +34,7 @@ struct ConvertCommand: ParsableCommand {
     var quiet = false
 
     func run() throws {
+        let started = Date()
         let folder = try ModelFolder(
             path: file, config: singleFile.config, tokenizer: singleFile.tokenizer,
             predictionType: singleFile.predictionType)
@@ -39,5 +43,6 @@ struct ConvertCommand: ParsableCommand {
             if !quiet { note("convert: \(component)") }
         }
         if !quiet { note("wrote \(output)") }
+        try jsonOutput.emit(OutputLine("convert", path: output, kind: "model", started: started))
     }
 }

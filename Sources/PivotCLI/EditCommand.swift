@@ -26,6 +26,8 @@ struct EditCommand: ParsableCommand {
 
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
     @OptionGroup var precisionOptions: PrecisionOptions
+    @OptionGroup var threadOptions: ThreadOptions
+    @OptionGroup var jsonOutput: JSONOutputOption
     var model: String { modelOptions.model }
 
     @Option(name: .long, help: "The prompt that describes the photo.")
@@ -116,6 +118,7 @@ struct EditCommand: ParsableCommand {
     }
 
     func run() throws {
+        let started = Date()
         let folder = try modelOptions.folder()
         let sd = try StableDiffusion(model: folder)
         sd.precision = try precisionOptions.plan()
@@ -147,20 +150,28 @@ struct EditCommand: ParsableCommand {
         }
         if let cached = result.cachedAt, !quiet { note("using the cached inversion \(cached)") }
         let protected = result.record.metadata["photo_path"].map { [$0, input] } ?? [input]
+        func wrote(_ path: String, _ image: RGBImage, kind: String = "image", target: String? = nil) throws {
+            if !quiet { note("wrote \(path)") }
+            var line = OutputLine("edit", path: path, kind: kind, started: started)
+            (line.width, line.height, line.target) = (image.width, image.height, target)
+            (line.method, line.steps, line.precision) = (result.record.method.rawValue, result.record.steps, sd.precision.description)
+            try jsonOutput.emit(line)
+        }
         if let path = attentionMaps, let picture = result.attentionMaps {
             try picture.write(path, protecting: protected, text: [("parameters", "cross-attention of \"\(self.source)\"")])
-            if !quiet { note("wrote \(path)") }
+            try wrote(path, picture, kind: "attention-maps")
         }
         let text = [("parameters", result.parameters)]
         if sideBySide {
-            try RGBImage.sideBySide(result.images).write(output, protecting: protected, text: text)
-            if !quiet { note("wrote \(output)") }
+            let picture = RGBImage.sideBySide(result.images)
+            try picture.write(output, protecting: protected, text: text)
+            try wrote(output, picture, target: target.joined(separator: " | "))
             return
         }
         for (i, image) in result.images.dropFirst().enumerated() {
             let path = target.count == 1 ? output : numbered(output, i + 1)
             try image.write(path, protecting: protected, text: text)
-            if !quiet { note("wrote \(path)") }
+            try wrote(path, image, target: target[i])
         }
     }
 

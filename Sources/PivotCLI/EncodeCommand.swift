@@ -20,6 +20,8 @@ struct EncodeCommand: ParsableCommand {
 
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
     @OptionGroup var precisionOptions: PrecisionOptions
+    @OptionGroup var threadOptions: ThreadOptions
+    @OptionGroup var jsonOutput: JSONOutputOption
     var model: String { modelOptions.model }
 
     @OptionGroup(title: "Textual inversion") var embeddingOptions: EmbeddingOptions
@@ -36,6 +38,7 @@ struct EncodeCommand: ParsableCommand {
     }
 
     func run() throws {
+        let started = Date()
         let sd = try StableDiffusion(model: modelOptions.folder())
         sd.precision = try precisionOptions.plan()
         try embeddingOptions.apply(to: sd, quiet: quiet)
@@ -56,5 +59,8 @@ struct EncodeCommand: ParsableCommand {
             ],
             to: out)
         if !quiet { note("wrote \(out): last_hidden_state [\(states.count), \(t), \(d)]") }
+        var line = OutputLine("encode", path: out, kind: "embeddings", started: started)
+        line.precision = sd.precision.description
+        try jsonOutput.emit(line)
     }
 }

@@ -16,6 +16,8 @@ struct GenerateCommand: ParsableCommand {
 
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
     @OptionGroup var precisionOptions: PrecisionOptions
+    @OptionGroup var threadOptions: ThreadOptions
+    @OptionGroup var jsonOutput: JSONOutputOption
     var model: String { modelOptions.model }
 
     @Option(name: .long, help: "Negative prompt (the unconditional branch of guidance).")
@@ -49,6 +51,7 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
+        let started = Date()
         var request = GenerationRequest(prompt: prompt)
         request.negativePrompt = negative
         request.steps = steps
@@ -87,6 +90,9 @@ struct GenerateCommand: ParsableCommand {
                     total, network, total - network, 100 * (total - network) / max(total, 1e-9)))
         }
         if !quiet { note("wrote \(output)") }
+        var line = OutputLine("generate", path: output, kind: "image", started: started)
+        (line.width, line.height, line.steps, line.precision) = (w, h, steps, sd.precision.description)
+        try jsonOutput.emit(line)
     }
 }
 

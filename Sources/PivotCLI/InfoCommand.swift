@@ -10,6 +10,7 @@ struct InfoCommand: ParsableCommand {
 
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
     @OptionGroup var precisionOptions: PrecisionOptions
+    @OptionGroup var threadOptions: ThreadOptions
     var model: String { modelOptions.model }
 
     @Flag(name: .long, help: "Print one JSON object instead of text.")

@@ -21,6 +21,8 @@ struct InvertCommand: ParsableCommand {
 
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
     @OptionGroup var precisionOptions: PrecisionOptions
+    @OptionGroup var threadOptions: ThreadOptions
+    @OptionGroup var jsonOutput: JSONOutputOption
     var model: String { modelOptions.model }
 
     @Option(name: .long, help: "A prompt that describes the photo.")
@@ -44,6 +46,7 @@ struct InvertCommand: ParsableCommand {
     }
 
     func run() throws {
+        let started = Date()
         let folder = try modelOptions.folder()
         let sd = try StableDiffusion(model: folder)
         sd.precision = try precisionOptions.plan()
@@ -56,5 +59,10 @@ struct InvertCommand: ParsableCommand {
         record.metadata["photo_sha256"] = try SHA256.hexDigest(ofFile: photo)
         try record.write(to: output)
         if !quiet { note("wrote \(output)") }
+        var line = OutputLine("invert", path: output, kind: "inversion", started: started)
+        line.width = record.metadata["width"].flatMap { Int($0) }
+        line.height = record.metadata["height"].flatMap { Int($0) }
+        (line.method, line.steps, line.precision) = (record.method.rawValue, record.steps, sd.precision.description)
+        try jsonOutput.emit(line)
     }
 }

@@ -26,3 +26,41 @@ func flagged<T>(_ body: () throws -> T) throws -> T {
         throw ValidationError(error.description(naming: flagName))
     }
 }
+
+/// One line of `--json` output per file a command wrote (generate, invert, edit, convert, encode): what it is,
+/// its size, how it was made and how long the command took. Absent fields are left out.
+struct OutputLine: Encodable {
+    var command: String
+    var path: String
+    /// "image", "inversion", "attention-maps", "model", "embeddings".
+    var kind: String
+    var width: Int?
+    var height: Int?
+    /// Inversion method (invert, edit).
+    var method: String?
+    var steps: Int?
+    /// The precision plan the networks ran under.
+    var precision: String?
+    /// Target prompt of an edit output.
+    var target: String?
+    /// Seconds since the command started (after argument parsing).
+    var seconds: Double
+
+    init(_ command: String, path: String, kind: String, started: Date) {
+        self.command = command
+        self.path = path
+        self.kind = kind
+        seconds = (Date().timeIntervalSince(started) * 1000).rounded() / 1000
+    }
+}
+
+/// `--json`: machine-readable results on standard output (progress and warnings stay on standard error).
+struct JSONOutputOption: ParsableArguments {
+    @Flag(name: .long, help: "Print one JSON object per file written on standard output.")
+    var json = false
+
+    /// Prints `line` when `--json` was given.
+    func emit(_ line: OutputLine) throws {
+        if json { try printJSON(line) }
+    }
+}

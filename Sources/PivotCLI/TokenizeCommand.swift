@@ -14,6 +14,8 @@ struct TokenizeCommand: ParsableCommand {
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
     var model: String { modelOptions.model }
 
+    @OptionGroup var threadOptions: ThreadOptions
+
     @Flag(name: .long, help: "Print one JSON object per prompt per line.")
     var json = false
 

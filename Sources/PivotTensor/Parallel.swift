@@ -3,8 +3,15 @@ import Foundation
 
 /// Work splitting for elementwise kernels (OpenBLAS threads its own GEMMs).
 public enum Parallel {
-    /// Number of worker threads: the active processor count, at least 1.
-    public static let workers: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// The environment variable that sets the worker count (`pivot --threads N` sets it).
+    public static let threadsVariable = "PIVOT_THREADS"
+
+    /// Number of worker threads, read once: `$PIVOT_THREADS` when it is a whole number in 1…1024, else the
+    /// active processor count (at least 1).
+    public static let workers: Int = {
+        if let text = ProcessInfo.processInfo.environment[threadsVariable], let n = Int(text), (1...1024).contains(n) { return n }
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }()
 
     /// Runs `body` over disjoint ranges covering `0..<count`, in parallel when the work is large enough.
     /// `grain` is the smallest range worth a thread.

@@ -127,4 +127,43 @@ final class PhotoSizeTests: XCTestCase, CLIRunning {
         XCTAssertEqual(square.status, 0, square.err)
         XCTAssertEqual(try InversionRecord(path: out).latents[0].dim(2), try InversionRecord(path: out).latents[0].dim(3))
     }
+
+    /// `--json` prints one object per file written (path, size, method, precision, seconds); `--threads`
+    /// is accepted everywhere.
+    func testJSONResultsAndThreads() throws {
+        let wide = try widePhoto()
+        let dir = NSTemporaryDirectory() + "pivot-json-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        func objects(_ r: CLIRun) throws -> [[String: Any]] {
+            XCTAssertEqual(r.status, 0, r.err)
+            return try r.out.split(separator: "\n").map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        }
+        let inv = dir + "/inv.safetensors"
+        let invert = try objects(
+            try pivot([
+                "invert", wide, "--model", model, "--prompt", "a red circle", "--method", "ddim", "--steps", "2", "-o", inv,
+                "--json", "--quiet", "--threads", "1", "--precision", "fp32",
+            ]))
+        XCTAssertEqual(invert.count, 1)
+        XCTAssertEqual(invert.first?["path"] as? String, inv)
+        XCTAssertEqual(invert.first?["method"] as? String, "ddim")
+        XCTAssertEqual(invert.first?["precision"] as? String, "fp32")
+        XCTAssertNotNil(invert.first?["seconds"] as? Double)
+        let edit = try objects(
+            try pivot([
+                "edit", wide, "--model", model, "--source", "a red circle", "--target", "a blue circle", "--target", "a red square",
+                "--method", "ddim", "--steps", "2", "--no-cache", "-o", dir + "/e.png", "--json", "--quiet", "--threads", "2",
+            ]))
+        XCTAssertEqual(edit.map { $0["path"] as? String }, [dir + "/e-1.png", dir + "/e-2.png"])
+        XCTAssertEqual(edit.map { $0["width"] as? Int }, [48, 48])
+        XCTAssertEqual(edit.map { $0["height"] as? Int }, [32, 32])
+        XCTAssertEqual(edit.map { $0["target"] as? String }, ["a blue circle", "a red square"])
+        let generate = try objects(
+            try pivot(["generate", "a red circle", "--model", model, "--steps", "2", "-o", dir + "/g.png", "--json", "--quiet"]))
+        XCTAssertEqual(generate.first?["kind"] as? String, "image")
+        let bad = try pivot(["generate", "a red circle", "--model", model, "-o", dir + "/g.png", "--threads", "0"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.err.contains("--threads must be between 1 and 1024"), bad.err)
+    }
 }
