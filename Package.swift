@@ -22,12 +22,15 @@ let package = Package(
         .systemLibrary(
             name: "COpenBLAS", path: "Sources/COpenBLAS",
             providers: [.apt(["libopenblas-dev"])]),
-        // Image codecs from Debian packages (libpng-dev, libjpeg-dev, libtiff-dev).
+        // Image codecs from Debian packages (libpng-dev, libjpeg-dev, libtiff-dev; libwebp-dev, libheif-dev and
+        // liblcms2-dev are linked by CPivotImageShim).
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", providers: [.apt(["libjpeg-dev"])]),
         .systemLibrary(name: "CTIFF", path: "Sources/CTIFF", providers: [.apt(["libtiff-dev"])]),
         // C side of the image codecs: keeps libpng's and libjpeg's setjmp/longjmp error handling out of Swift.
-        .target(name: "CPivotImageShim", dependencies: ["CPNG", "CJPEG", "CTIFF"], path: "Sources/CPivotImageShim"),
+        .target(
+            name: "CPivotImageShim", dependencies: ["CPNG", "CJPEG", "CTIFF"], path: "Sources/CPivotImageShim",
+            linkerSettings: [.linkedLibrary("webp"), .linkedLibrary("webpdemux"), .linkedLibrary("heif"), .linkedLibrary("lcms2")]),
         // Vectorised elementwise kernels (softmax, norms, activations, im2col) with runtime ISA dispatch.
         .target(name: "CPivotKernels", path: "Sources/CPivotKernels"),
         // Matrix products on oneDNN (Debian's libdnnl-dev): bf16 in, fp32 out, primitives cached by shape;

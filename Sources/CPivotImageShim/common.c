@@ -68,6 +68,7 @@ void pv_image_free(pv_image *image) {
     if (image == NULL) return;
     free(image->data);
     free(image->exif);
+    free(image->icc);
     if (image->text_keys) {
         for (int32_t i = 0; i < image->text_count; i++) free(image->text_keys[i]);
         free(image->text_keys);

@@ -138,7 +138,16 @@ int pv_jpeg_read(const char *path, const pv_limits *limits, pv_image *out, char 
     cinfo->progress = &ctx->progress;
     jpeg_stdio_src(cinfo, ctx->file);
     jpeg_save_markers(cinfo, JPEG_APP0 + 1, 0xFFFF);
+    jpeg_save_markers(cinfo, JPEG_APP0 + 2, 0xFFFF); /* ICC_PROFILE chunks */
     jpeg_read_header(cinfo, TRUE);
+    {
+        JOCTET *icc = NULL;
+        unsigned int icc_length = 0;
+        if (jpeg_read_icc_profile(cinfo, &icc, &icc_length) && icc && icc_length > 0) {
+            out->icc = icc; /* malloc'd by libjpeg; freed by pv_image_free */
+            out->icc_length = icc_length;
+        }
+    }
     status = pv_check_size(cinfo->image_width, cinfo->image_height, limits, err, errlen);
     if (status != PV_OK) goto done;
 
@@ -197,7 +206,10 @@ done:
     free(ctx->row);
     free(ctx->exif);
     free(ctx);
-    if (status != PV_OK) memset(out, 0, sizeof *out);
+    if (status != PV_OK) {
+        free(out->icc);
+        memset(out, 0, sizeof *out);
+    }
     return status;
 }
 

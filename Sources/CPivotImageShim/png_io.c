@@ -108,6 +108,30 @@ int pv_png_read(const char *path, const pv_limits *limits, int want_text, pv_ima
     status = pv_check_size(width, height, limits, err, errlen);
     if (status != PV_OK) goto done;
 
+    /* The ICC profile (iCCP) and the EXIF payload (eXIf, TIFF-structured) when present. */
+    png_charp icc_name = NULL;
+    int icc_compression = 0;
+    png_bytep icc = NULL;
+    png_uint_32 icc_length = 0;
+    if (png_get_iCCP(ctx->png, ctx->info, &icc_name, &icc_compression, &icc, &icc_length) && icc && icc_length > 0) {
+        out->icc = malloc(icc_length);
+        if (out->icc) {
+            memcpy(out->icc, icc, icc_length);
+            out->icc_length = icc_length;
+        }
+    }
+#ifdef PNG_eXIf_SUPPORTED
+    png_bytep exif = NULL;
+    png_uint_32 exif_length = 0;
+    if (png_get_eXIf_1(ctx->png, ctx->info, &exif_length, &exif) && exif && exif_length > 0) {
+        out->exif = malloc(exif_length);
+        if (out->exif) {
+            memcpy(out->exif, exif, exif_length);
+            out->exif_length = exif_length;
+        }
+    }
+#endif
+
     if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(ctx->png);
     if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(ctx->png);
     if (png_get_valid(ctx->png, ctx->info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(ctx->png);

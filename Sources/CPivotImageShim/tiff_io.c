@@ -195,6 +195,15 @@ int pv_tiff_read(const char *path, const pv_limits *limits, pv_image *out, char 
         out->width = (int32_t)width;
         out->height = (int32_t)height;
         out->orientation = orientation >= 1 && orientation <= 8 ? orientation : 1;
+        uint32_t icc_length = 0;
+        void *icc = NULL;
+        if (TIFFGetField(tif, TIFFTAG_ICCPROFILE, &icc_length, &icc) && icc && icc_length > 0 && icc_length < (64u << 20)) {
+            out->icc = malloc(icc_length);
+            if (out->icc) {
+                memcpy(out->icc, icc, icc_length);
+                out->icc_length = icc_length;
+            }
+        }
     }
 
 done:

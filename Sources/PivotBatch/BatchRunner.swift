@@ -186,8 +186,8 @@ extension StableDiffusion {
         guard !output.hasPrefix("/"), !parts.contains(where: { $0 == ".." || $0.isEmpty }) else {
             throw EditError.badValue("output '\(output)' would leave the output folder")
         }
-        guard ImageFormat(pathExtension: output) != nil else {
-            throw EditError.badValue("output '\(output)' must end in .png, .jpg, .jpeg, .tif or .tiff")
+        guard ImageFormat(pathExtension: output)?.isWritable == true else {
+            throw EditError.badValue("output '\(output)' must end in .png, .jpg, .jpeg, .tif, .tiff or .webp")
         }
         return parts.filter { $0 != "." }.joined(separator: "/")
     }

@@ -108,7 +108,7 @@ struct BatchCommand: ParsableCommand {
     func rows() throws -> [BatchRow] {
         if let manifest { return try BatchManifest.read(manifest) }
         let names = try FileManager.default.contentsOfDirectory(atPath: inputDirectory).sorted()
-            .filter { ImageFormat(pathExtension: $0) != nil }
+            .filter { BatchCommand.isImageName($0) }
         var rows: [BatchRow] = []
         for name in names {
             for (k, t) in target.enumerated() {
@@ -192,5 +192,14 @@ struct BatchCommand: ParsableCommand {
             lines.append(String(format: "%-4d ", o.row) + status + String(format: " %7.1f  ", o.seconds) + what)
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// Files of a folder that become rows: every extension pivot reads (any case), and other image formats,
+    /// which then fail as rows that say why instead of being skipped silently.
+    static func isImageName(_ name: String) -> Bool {
+        guard !name.hasPrefix(".") else { return false }
+        if ImageFormat(pathExtension: name) != nil { return true }
+        let ext = (name as NSString).pathExtension.lowercased()
+        return ["gif", "bmp", "jp2", "j2k", "jxl", "psd", "ico", "dng", "cr2", "cr3", "nef", "arw", "raw", "exr", "svg"].contains(ext)
     }
 }

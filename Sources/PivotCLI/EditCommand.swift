@@ -82,14 +82,16 @@ struct EditCommand: ParsableCommand {
 
     func validate() throws {
         guard !target.isEmpty else { throw ValidationError("give at least one --target") }
-        guard ImageFormat(pathExtension: output) != nil else { throw ValidationError("-o must end in .png, .jpg, .jpeg, .tif or .tiff") }
+        guard ImageFormat(pathExtension: output)?.isWritable == true else {
+            throw ValidationError("-o must end in .png, .jpg, .jpeg, .tif, .tiff or .webp")
+        }
         let outputs = target.count == 1 || sideBySide ? [output] : (1...target.count).map { numbered(output, $0) }
         for path in outputs where sameFile(path, input) {
             throw ValidationError("-o would overwrite the input \(input)")
         }
         if let maps = attentionMaps {
-            guard ImageFormat(pathExtension: maps) != nil else {
-                throw ValidationError("--attention-maps must end in .png, .jpg, .jpeg, .tif or .tiff")
+            guard ImageFormat(pathExtension: maps)?.isWritable == true else {
+                throw ValidationError("--attention-maps must end in .png, .jpg, .jpeg, .tif, .tiff or .webp")
             }
             guard !sameFile(maps, input), !outputs.contains(where: { sameFile($0, maps) }) else {
                 throw ValidationError("--attention-maps would overwrite the input or an output")

@@ -45,8 +45,8 @@ struct GenerateCommand: ParsableCommand {
 
     func validate() throws {
         if let size, parseSize(size) == nil { throw ValidationError("--size must look like 512x512") }
-        guard ImageFormat(pathExtension: output) != nil else {
-            throw ValidationError("-o must end in .png, .jpg, .jpeg, .tif or .tiff")
+        guard ImageFormat(pathExtension: output)?.isWritable == true else {
+            throw ValidationError("-o must end in .png, .jpg, .jpeg, .tif, .tiff or .webp")
         }
     }
 

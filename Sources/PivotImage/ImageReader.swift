@@ -10,8 +10,21 @@ public enum ImageFormat: String, Sendable, CaseIterable {
     case png = "PNG"
     case jpeg = "JPEG"
     case tiff = "TIFF"
+    case webp = "WebP"
+    /// HEIF containers: HEIC (HEVC) and AVIF (AV1), read through libheif.
+    case heif = "HEIF"
 
-    /// The format a path's extension names (.png, .jpg, .jpeg, .tif, .tiff, any case), or nil.
+    /// The extensions pivot reads (any case), for messages and folder scans.
+    public static let readableExtensions = ["png", "jpg", "jpeg", "tif", "tiff", "webp", "heic", "heif", "hif", "avif"]
+
+    /// Whether pivot writes this format (HEIF/AVIF are read only).
+    public var isWritable: Bool { self != .heif }
+
+    /// The extensions pivot writes, for messages.
+    public static let writableDescription = ".png, .jpg, .jpeg, .tif, .tiff or .webp"
+
+    /// The format a path's extension names (.png, .jpg, .jpeg, .tif, .tiff, .webp, .heic, .heif, .hif, .avif, any
+    /// case), or nil.
     public init?(pathExtension path: String) {
         let name = path.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? path
         guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return nil }
@@ -19,6 +32,8 @@ public enum ImageFormat: String, Sendable, CaseIterable {
         case "png": self = .png
         case "jpg", "jpeg": self = .jpeg
         case "tif", "tiff": self = .tiff
+        case "webp": self = .webp
+        case "heic", "heif", "hif", "avif": self = .heif
         default: return nil
         }
     }
@@ -37,11 +52,16 @@ public enum ImageFormat: String, Sendable, CaseIterable {
         {
             return .tiff
         }
-        let supported = "pivot reads PNG, JPEG and TIFF"
+        if head.count >= 12 && head.starts(with: Array("RIFF".utf8)) && Array(head[8..<12]) == Array("WEBP".utf8) { return .webp }
+        if head.count >= 12 && Array(head[4..<8]) == Array("ftyp".utf8) {
+            let brand = String(decoding: head[8..<12], as: UTF8.self)
+            if ["heic", "heix", "hevc", "hevx", "heim", "heis", "mif1", "msf1", "avif", "avis"].contains(brand) { return .heif }
+        }
+        let supported = "pivot reads PNG, JPEG, TIFF, WebP, HEIC/HEIF and AVIF"
         if let other = otherFormatName(head) {
             throw ImageError(.unknownFormat, path: path, "unsupported image format (\(other)); \(supported)")
         }
-        throw ImageError(.unknownFormat, path: path, "not a PNG, JPEG or TIFF image (unrecognised content); \(supported)")
+        throw ImageError(.unknownFormat, path: path, "not a PNG, JPEG, TIFF, WebP or HEIF image (unrecognised content); \(supported)")
     }
 }
 
@@ -69,9 +89,15 @@ extension RGBImage {
         var decoded = try decode(path, format: format, limits: limits, wantText: false)
         defer { pv_image_free(&decoded) }
         var orientation = Int(decoded.orientation)
-        if format == .jpeg, let exif = decoded.exif, decoded.exif_length > 0 {
+        // JPEG APP1, PNG eXIf and WebP EXIF carry the orientation in EXIF (HEIF's rotation is applied on decoding).
+        if [.jpeg, .png, .webp].contains(format), let exif = decoded.exif, decoded.exif_length > 0 {
             orientation = exifOrientation(Array(UnsafeBufferPointer(start: exif, count: decoded.exif_length))) ?? 1
         }
+        // An embedded ICC profile (Display P3, Adobe RGB, …) is converted to sRGB with Little CMS.
+        var converted: Int32 = 0
+        var message = [CChar](repeating: 0, count: 256)
+        let status = message.withUnsafeMutableBufferPointer { pv_icc_to_srgb(&decoded, &converted, $0.baseAddress, $0.count) }
+        guard status == Int32(PV_OK) else { throw ImageError(.outOfMemory, path: path, String(cString: message)) }
         let image = try composite(decoded, path: path)
         return applyOrientation ? image.oriented(orientation) : image
     }
@@ -106,6 +132,8 @@ private func decode(_ path: String, format: ImageFormat, limits: ImageLimits, wa
         case .png: return pv_png_read(path, &cLimits, wantText ? 1 : 0, &image, err.baseAddress, err.count)
         case .jpeg: return pv_jpeg_read(path, &cLimits, &image, err.baseAddress, err.count)
         case .tiff: return pv_tiff_read(path, &cLimits, &image, err.baseAddress, err.count)
+        case .webp: return pv_webp_read(path, &cLimits, &image, err.baseAddress, err.count)
+        case .heif: return pv_heif_read(path, &cLimits, &image, err.baseAddress, err.count)
         }
     }
     guard status == Int32(PV_OK) else {

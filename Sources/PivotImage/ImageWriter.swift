@@ -19,13 +19,26 @@ extension RGBImage {
         _ path: String, protecting inputs: [String] = [], text: [(String, String)] = [],
         jpegQuality: Int = 95
     ) throws {
-        guard let format = ImageFormat(pathExtension: path) else {
-            throw ImageError(.unknownFormat, path: path, "unknown image file extension; use .png, .jpg, .jpeg, .tif or .tiff")
+        guard let format = ImageFormat(pathExtension: path), format.isWritable else {
+            throw ImageError(.unknownFormat, path: path, "unknown or read-only image file extension; use \(ImageFormat.writableDescription)")
         }
         switch format {
         case .png: try writePNG(path, text: text, protecting: inputs)
         case .jpeg: try writeJPEG(path, quality: jpegQuality, protecting: inputs)
         case .tiff: try writeTIFF(path, protecting: inputs)
+        case .webp: try writeWebP(path, quality: 100, protecting: inputs)
+        case .heif: break
+        }
+    }
+
+    /// Writes a WebP file whatever the extension: lossless for `quality` 100 (the default), lossy below.
+    public func writeWebP(_ path: String, quality: Int = 100, protecting inputs: [String] = []) throws {
+        guard (1...100).contains(quality) else {
+            throw ImageError(.invalidArgument, path: path, "WebP quality \(quality) is outside 1...100")
+        }
+        let bytes = quantized()
+        try atomicallyWrite(path, protecting: inputs) { fd, err, errlen in
+            pv_webp_write(fd, bytes, Int32(width), Int32(height), Int32(quality), err, errlen)
         }
     }
 

@@ -10,6 +10,7 @@ final class FuzzTests: XCTestCase {
         "jpeg_rgb.jpg", "jpeg_progressive.jpg", "jpeg_orientation6.jpg", "jpeg_cmyk.jpg", "jpeg_grey.jpg",
         "tiff_rgb8_lzw.tif", "tiff_rgb16.tif", "tiff_rgb8_tiled.tif", "tiff_rgb8_jpeg.tif", "tiff_rgb8_planar.tif",
         "tiff_palette.tif", "tiff_rgba8.tif", "tiff_rgb8_deflate.tif",
+        "formats/source.webp", "formats/source.heic", "formats/source.avif", "formats/p3.png", "formats/orientation6.png",
     ]
 
     private struct Outcome {

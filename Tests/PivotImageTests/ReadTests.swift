@@ -103,7 +103,7 @@ final class ReadTests: XCTestCase {
             (dir + "/missing.png", .notFound, "no such file"),
             (dir, .notARegularFile, "directory"),
             (dir + "/empty.png", .empty, "empty"),
-            (dir + "/text.png", .unknownFormat, "not a PNG, JPEG or TIFF"),
+            (dir + "/text.png", .unknownFormat, "not a PNG, JPEG, TIFF, WebP or HEIF image"),
             (dir + "/anim.gif", .unknownFormat, "GIF"),
         ]
         for (path, kind, phrase) in cases {
@@ -164,7 +164,11 @@ final class ReadTests: XCTestCase {
         XCTAssertEqual(ImageFormat(pathExtension: "x.jpg"), .jpeg)
         XCTAssertEqual(ImageFormat(pathExtension: "x.tif"), .tiff)
         XCTAssertEqual(ImageFormat(pathExtension: "x.TIFF"), .tiff)
-        XCTAssertNil(ImageFormat(pathExtension: "x.webp"))
+        XCTAssertEqual(ImageFormat(pathExtension: "x.webp"), .webp)
+        XCTAssertEqual(ImageFormat(pathExtension: "IMG_0001.HEIC"), .heif)
+        XCTAssertEqual(ImageFormat(pathExtension: "x.avif"), .heif)
+        XCTAssertEqual(ImageFormat(pathExtension: "x.heif")?.isWritable, false)
+        XCTAssertNil(ImageFormat(pathExtension: "x.gif"))
         XCTAssertNil(ImageFormat(pathExtension: ".png"))
         XCTAssertNil(ImageFormat(pathExtension: "dir.png/file"))
     }

@@ -166,4 +166,54 @@ final class PhotoSizeTests: XCTestCase, CLIRunning {
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.err.contains("--threads must be between 1 and 1024"), bad.err)
     }
+
+    /// A non-square photo in each new format (WebP, HEIC, AVIF: 48 × 32) through invert and edit: the output
+    /// has the photo's size, and an identity edit is the photo as pivot reads it (within 1/255).
+    func testNewFormatsThroughInvertAndEdit() throws {
+        let formats = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("PivotImageTests/Fixtures/formats").path
+        let sd = try StableDiffusion(model: ModelFolder(path: model))
+        var settings = EditSettings()
+        settings.inversion.method = .ddim
+        settings.inversion.steps = 2
+        for name in ["source.webp", "source.heic", "source.avif"] {
+            let path = formats + "/" + name
+            let photo = try RGBImage(contentsOf: path)
+            XCTAssertEqual([photo.width, photo.height], [48, 32], name)
+            let result = try sd.edit(
+                EditRequest(input: .photo(path), source: "a red circle", targets: ["a red circle"], settings: settings, cache: nil))
+            let identity = result.images[1]
+            XCTAssertEqual([identity.width, identity.height], [48, 32], name)
+            let worst = zip(identity.pixels, photo.pixels).map { abs($0 - $1) }.max() ?? 1
+            XCTAssertLessThanOrEqual(worst, 1 / 255, name)
+            XCTAssertNotEqual(result.record.latents[0].dim(2), result.record.latents[0].dim(3), "\(name): inverted at its aspect")
+        }
+    }
+
+    /// A batch over a folder takes every supported extension in any case, and a file it cannot read becomes a
+    /// failed row that says why (not a silent skip).
+    func testBatchTakesEveryFormatAndReportsUnreadableFiles() throws {
+        let formats = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("PivotImageTests/Fixtures/formats").path
+        let dir = NSTemporaryDirectory() + "pivot-batch-formats-\(UUID().uuidString)"
+        let input = dir + "/in", out = dir + "/out"
+        try FileManager.default.createDirectory(atPath: input, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.copyItem(atPath: formats + "/source.webp", toPath: input + "/a.WEBP")
+        try FileManager.default.copyItem(atPath: formats + "/source.heic", toPath: input + "/b.heic")
+        try Data("GIF89a not really".utf8).write(to: URL(fileURLWithPath: input + "/c.gif"))
+        try Data("notes".utf8).write(to: URL(fileURLWithPath: input + "/notes.txt"))
+        let r = try pivot([
+            "batch", input, "--model", model, "-o", out, "--source", "a red circle", "--target", "a blue circle",
+            "--method", "ddim", "--steps", "2", "--json", "--quiet",
+        ])
+        XCTAssertEqual(r.status, 1, "one row failed: \(r.err)")
+        let rows = r.out.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .filter { $0["image"] != nil }
+        XCTAssertEqual(Set(rows.compactMap { $0["image"] as? String }), ["a.WEBP", "b.heic", "c.gif"])
+        let failed = rows.filter { ($0["status"] as? String) == "error" }
+        XCTAssertEqual(failed.compactMap { $0["image"] as? String }, ["c.gif"])
+        XCTAssertTrue((failed.first?["message"] as? String)?.contains("GIF") ?? false, "\(failed)")
+        XCTAssertEqual(try RGBImage(contentsOf: out + "/a.png").width, 48)
+    }
 }

@@ -1,5 +1,5 @@
 /*
- * C side of pivot's image codecs (libpng, libjpeg, libtiff).
+ * C side of pivot's image codecs (libpng, libjpeg, libtiff, libwebp, libheif) and colour management (lcms2).
  *
  * libpng and libjpeg report errors by longjmp out of a callback, which Swift cannot catch; libtiff reports
  * them through handlers. Every function here keeps that inside C: it returns a PV_* status and, on failure,
@@ -46,6 +46,8 @@ typedef struct pv_image {
     int32_t text_count;    /* PNG: number of text chunks (tEXt, zTXt, iTXt) when requested */
     char **text_keys;      /* PNG: keywords, UTF-8 or Latin-1 as stored */
     char **text_values;    /* PNG: text (iTXt: UTF-8; tEXt/zTXt: Latin-1 as stored) */
+    uint8_t *icc;          /* the embedded ICC profile (PNG iCCP, JPEG APP2, TIFF, WebP ICCP, HEIF), or NULL */
+    size_t icc_length;
 } pv_image;
 
 /* Frees everything a decoder allocated in `image` and zeroes it. Safe on a zeroed image. */
@@ -79,6 +81,17 @@ int pv_tiff_read(const char *path, const pv_limits *limits, pv_image *out, char 
 /* TIFF: 8-bit RGB rows, LZW-compressed with horizontal prediction. `name` is used in messages only. */
 int pv_tiff_write(int fd, const char *name, const uint8_t *rgb, int32_t width, int32_t height, char *err,
                   size_t errlen);
+
+/* WebP (still images; animations are refused): 8-bit RGBA, with the ICC profile and EXIF payload when present. */
+int pv_webp_read(const char *path, const pv_limits *limits, pv_image *out, char *err, size_t errlen);
+/* WebP: 8-bit RGB rows; quality 1...99 lossy, 100 lossless. */
+int pv_webp_write(int fd, const uint8_t *rgb, int32_t width, int32_t height, int32_t quality, char *err, size_t errlen);
+/* HEIF, HEIC and AVIF (the primary image): RGB(A), 8-bit or (for deeper files) 16-bit, with the file's rotation
+   and mirroring applied and its ICC profile when present. */
+int pv_heif_read(const char *path, const pv_limits *limits, pv_image *out, char *err, size_t errlen);
+/* Converts an RGB(A) image with an ICC profile to sRGB in place (perceptual intent, as Pillow's ImageCms does
+   by default); `converted` is 1 when it did. Grey images, unreadable and non-RGB profiles are left alone. */
+int pv_icc_to_srgb(pv_image *image, int32_t *converted, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }
