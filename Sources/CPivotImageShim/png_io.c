@@ -184,9 +184,9 @@ done:
     return status;
 }
 
-int pv_png_write(int fd, const uint8_t *rgb, int32_t width, int32_t height, const pv_text *texts, int32_t text_count,
-                 char *err, size_t errlen) {
-    if (width <= 0 || height <= 0 || (text_count > 0 && texts == NULL) || text_count < 0) {
+int pv_png_write(int fd, const uint8_t *rgb, int32_t width, int32_t height, int32_t depth, const pv_text *texts,
+                 int32_t text_count, char *err, size_t errlen) {
+    if (width <= 0 || height <= 0 || (depth != 8 && depth != 16) || (text_count > 0 && texts == NULL) || text_count < 0) {
         pv_set_error(err, errlen, "invalid image or text arguments");
         return PV_ERR_ARGUMENT;
     }
@@ -215,7 +215,7 @@ int pv_png_write(int fd, const uint8_t *rgb, int32_t width, int32_t height, cons
         goto done;
     }
     png_init_io(ctx->png, ctx->file);
-    png_set_IHDR(ctx->png, ctx->info, (png_uint_32)width, (png_uint_32)height, 8, PNG_COLOR_TYPE_RGB,
+    png_set_IHDR(ctx->png, ctx->info, (png_uint_32)width, (png_uint_32)height, depth, PNG_COLOR_TYPE_RGB,
                  PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     for (int32_t i = 0; i < text_count; i++) {
         chunks[i].compression = texts[i].international ? PNG_ITXT_COMPRESSION_NONE : PNG_TEXT_COMPRESSION_NONE;
@@ -225,7 +225,11 @@ int pv_png_write(int fd, const uint8_t *rgb, int32_t width, int32_t height, cons
     }
     if (text_count > 0) png_set_text(ctx->png, ctx->info, chunks, text_count);
     png_write_info(ctx->png, ctx->info);
-    for (int32_t y = 0; y < height; y++) png_write_row(ctx->png, rgb + (size_t)y * (size_t)width * 3);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (depth == 16) png_set_swap(ctx->png); /* PNG stores 16-bit samples big-endian */
+#endif
+    size_t row_bytes = (size_t)width * 3 * (size_t)(depth / 8);
+    for (int32_t y = 0; y < height; y++) png_write_row(ctx->png, rgb + (size_t)y * row_bytes);
     png_write_end(ctx->png, NULL);
     status = PV_OK;
 

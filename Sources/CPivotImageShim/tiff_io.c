@@ -212,10 +212,10 @@ done:
     return status;
 }
 
-int pv_tiff_write(int fd, const char *name, const uint8_t *rgb, int32_t width, int32_t height, char *err,
+int pv_tiff_write(int fd, const char *name, const uint8_t *rgb, int32_t width, int32_t height, int32_t depth, char *err,
                   size_t errlen) {
     tiff_errors errors = {err, errlen, 0};
-    if (width <= 0 || height <= 0) return fail(&errors, PV_ERR_ARGUMENT, "invalid image size");
+    if (width <= 0 || height <= 0 || (depth != 8 && depth != 16)) return fail(&errors, PV_ERR_ARGUMENT, "invalid image size or depth");
     TIFFOpenOptions *options = make_options(&errors);
     if (!options) return fail(&errors, PV_ERR_NOMEM, "out of memory");
     int copy = dup(fd);
@@ -229,13 +229,13 @@ int pv_tiff_write(int fd, const char *name, const uint8_t *rgb, int32_t width, i
         close(copy);
         return fail(&errors, PV_ERR_IO, "cannot start the TIFF file");
     }
-    size_t row_bytes = (size_t)width * 3;
+    size_t row_bytes = (size_t)width * 3 * (size_t)(depth / 8);
     uint8_t *row = malloc(row_bytes);
     int status = PV_OK;
     if (!row) status = fail(&errors, PV_ERR_NOMEM, "out of memory");
     if (status == PV_OK &&
         !(TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, (uint32_t)width) && TIFFSetField(tif, TIFFTAG_IMAGELENGTH, (uint32_t)height) &&
-          TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, 8) && TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, 3) &&
+          TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, depth) && TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, 3) &&
           TIFFSetField(tif, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_RGB) &&
           TIFFSetField(tif, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG) &&
           TIFFSetField(tif, TIFFTAG_ORIENTATION, ORIENTATION_TOPLEFT) &&

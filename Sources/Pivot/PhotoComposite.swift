@@ -54,6 +54,9 @@ public struct PhotoComposite {
                 out[p + 2] = min(max(photo.pixels[p + 2] + d2, 0), 1)
             }
         }
-        return RGBImage(width: photo.width, height: photo.height, pixels: out, bitDepth: out == photo.pixels ? photo.bitDepth : 32)
+        if out == photo.pixels { return photo }
+        // A 16-bit photo's edit stays on the 16-bit grid (written as 16-bit PNG or TIFF); others are floats.
+        guard photo.bitDepth == 16 else { return RGBImage(width: photo.width, height: photo.height, pixels: out, bitDepth: 32) }
+        return RGBImage(width: photo.width, height: photo.height, pixels: out.map { ($0 * 65535).rounded() / 65535 }, bitDepth: 16)
     }
 }

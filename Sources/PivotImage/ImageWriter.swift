@@ -42,15 +42,16 @@ extension RGBImage {
         }
     }
 
-    /// Writes an 8-bit RGB PNG whatever the extension, with `text` as text chunks before the image data:
+    /// Writes an RGB PNG whatever the extension — 16-bit when the image is on the 16-bit grid (`bitDepth` 16,
+    /// from a 16-bit photo), 8-bit otherwise — with `text` as text chunks before the image data:
     /// tEXt when the text is ASCII, iTXt (UTF-8) otherwise. Keywords must be 1...79 printable ASCII
     /// characters without leading, trailing or doubled spaces; text must not contain NUL.
     public func writePNG(_ path: String, text: [(String, String)] = [], protecting inputs: [String] = []) throws {
         let chunks = try validatedText(text, path: path)
-        let bytes = quantized()
+        let (bytes, depth) = samplesForWriting()
         try atomicallyWrite(path, protecting: inputs) { fd, err, errlen in
             withCStrings(chunks) { texts in
-                pv_png_write(fd, bytes, Int32(width), Int32(height), texts.baseAddress, Int32(texts.count), err, errlen)
+                pv_png_write(fd, bytes, Int32(width), Int32(height), depth, texts.baseAddress, Int32(texts.count), err, errlen)
             }
         }
     }
@@ -67,12 +68,26 @@ extension RGBImage {
         }
     }
 
-    /// Writes an 8-bit RGB TIFF (LZW with horizontal prediction) whatever the extension.
+    /// Writes an RGB TIFF (LZW with horizontal prediction) whatever the extension: 16-bit for an image on the
+    /// 16-bit grid, 8-bit otherwise.
     public func writeTIFF(_ path: String, protecting inputs: [String] = []) throws {
-        let bytes = quantized()
+        let (bytes, depth) = samplesForWriting()
         try atomicallyWrite(path, protecting: inputs) { fd, err, errlen in
-            pv_tiff_write(fd, path, bytes, Int32(width), Int32(height), err, errlen)
+            pv_tiff_write(fd, path, bytes, Int32(width), Int32(height), depth, err, errlen)
         }
+    }
+
+    /// The samples PNG and TIFF files get: native-endian 16-bit samples for `bitDepth` 16, bytes otherwise.
+    func samplesForWriting() -> (bytes: [UInt8], depth: Int32) {
+        guard bitDepth == 16 else { return (quantized(), 8) }
+        var bytes = [UInt8](repeating: 0, count: pixels.count * 2)
+        bytes.withUnsafeMutableBytes { raw in
+            for (i, v) in pixels.enumerated() {
+                let sample = UInt16((min(max(v, 0), 1) * 65535).rounded(.toNearestOrEven))
+                raw.storeBytes(of: sample, toByteOffset: i * 2, as: UInt16.self)
+            }
+        }
+        return (bytes, 16)
     }
 }
 

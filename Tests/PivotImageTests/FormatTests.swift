@@ -72,4 +72,18 @@ final class FormatTests: XCTestCase {
             }
         }
     }
+
+    /// 16-bit photos stay 16-bit: PNG and TIFF round trips keep every sample.
+    func testSixteenBitRoundTrip() throws {
+        let source = try RGBImage(contentsOf: Fixtures.path("png_rgb16.png"))
+        XCTAssertEqual(source.bitDepth, 16)
+        for ext in ["png", "tif"] {
+            let path = NSTemporaryDirectory() + "pivot-16-\(UUID().uuidString).\(ext)"
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            try source.write(path)
+            let back = try RGBImage(contentsOf: path)
+            XCTAssertEqual(back.bitDepth, 16, ext)
+            XCTAssertEqual(back.pixels, source.pixels, ext)
+        }
+    }
 }

@@ -216,4 +216,24 @@ final class PhotoSizeTests: XCTestCase, CLIRunning {
         XCTAssertTrue((failed.first?["message"] as? String)?.contains("GIF") ?? false, "\(failed)")
         XCTAssertEqual(try RGBImage(contentsOf: out + "/a.png").width, 48)
     }
+
+    /// A 16-bit photo's edit is written as 16-bit PNG; an identity edit keeps every 16-bit sample.
+    func testSixteenBitPhotoGivesSixteenBitOutput() throws {
+        let square = try RGBImage(contentsOf: photo)
+        let samples = square.pixels.enumerated().map { UInt16(min(65535, Int(($1 * 65535).rounded()) + ($0 % 7))) }
+        let deep = RGBImage(width: square.width, height: square.height, samples16: samples)
+        let dir = NSTemporaryDirectory() + "pivot-16-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        try deep.write(dir + "/deep.png")
+        let r = try pivot([
+            "edit", dir + "/deep.png", "--model", model, "--source", "a red circle", "--target", "a red circle", "--target", "a blue circle",
+            "--method", "ddim", "--steps", "2", "--no-cache", "-o", dir + "/out.png", "--quiet",
+        ])
+        XCTAssertEqual(r.status, 0, r.err)
+        let identity = try RGBImage(contentsOf: dir + "/out-1.png"), edited = try RGBImage(contentsOf: dir + "/out-2.png")
+        XCTAssertEqual(identity.bitDepth, 16)
+        XCTAssertEqual(identity.pixels, deep.pixels)
+        XCTAssertEqual(edited.bitDepth, 16)
+    }
 }

@@ -63,8 +63,9 @@ typedef struct pv_text {
 /* PNG: any colour type and bit depth; palettes and tRNS are expanded to RGB(A), grey stays grey.
    With `want_text`, text chunks are returned in text_count/text_keys/text_values. */
 int pv_png_read(const char *path, const pv_limits *limits, int want_text, pv_image *out, char *err, size_t errlen);
-/* PNG: 8-bit RGB rows (width * 3 bytes each, no padding), with text chunks before the image data. */
-int pv_png_write(int fd, const uint8_t *rgb, int32_t width, int32_t height, const pv_text *texts, int32_t text_count,
+/* PNG: RGB rows of 8-bit samples (depth 8) or native-endian uint16 samples (depth 16), no padding, with text
+   chunks before the image data. */
+int pv_png_write(int fd, const uint8_t *rgb, int32_t width, int32_t height, int32_t depth, const pv_text *texts, int32_t text_count,
                  char *err, size_t errlen);
 
 /* JPEG: greyscale (1 channel) or RGB (3 channels); CMYK and YCCK are converted to RGB as Pillow does
@@ -78,8 +79,9 @@ int pv_jpeg_write(int fd, const uint8_t *rgb, int32_t width, int32_t height, int
    natively; everything else libtiff's RGBA interface handles (tiles, palettes, 1-bit, CMYK, YCbCr) as 8-bit
    premultiplied RGBA. `orientation` is set from the Orientation tag. */
 int pv_tiff_read(const char *path, const pv_limits *limits, pv_image *out, char *err, size_t errlen);
-/* TIFF: 8-bit RGB rows, LZW-compressed with horizontal prediction. `name` is used in messages only. */
-int pv_tiff_write(int fd, const char *name, const uint8_t *rgb, int32_t width, int32_t height, char *err,
+/* TIFF: RGB rows of 8- or 16-bit samples (as for PNG), LZW-compressed with horizontal prediction. `name` is
+   used in messages only. */
+int pv_tiff_write(int fd, const char *name, const uint8_t *rgb, int32_t width, int32_t height, int32_t depth, char *err,
                   size_t errlen);
 
 /* WebP (still images; animations are refused): 8-bit RGBA, with the ICC profile and EXIF payload when present. */
