@@ -38,6 +38,10 @@ final class FormatTests: XCTestCase {
         let p3 = try image("p3.png"), expected = try image("p3-as-srgb.png"), untagged = try image("source.png")
         let (worst, _) = difference(p3, expected)
         XCTAssertLessThanOrEqual(worst, 1, "P3 → sRGB as lcms converts it")
+        // The same profile in WebP (ICCP chunk), TIFF (ICC tag) and JPEG (APP2; lossy at quality 100).
+        for (name, tolerance) in [("p3.webp", 1), ("p3.tif", 1), ("p3.jpg", 8)] {
+            XCTAssertLessThanOrEqual(difference(try image(name), expected).max, tolerance, name)
+        }
         XCTAssertGreaterThan(difference(p3, untagged).max, 10, "the profile must change the saturated red")
     }
 
