@@ -21,7 +21,7 @@ struct EditCommand: ParsableCommand {
             word counts match and a refinement otherwise.
             """)
 
-    @Argument(help: "A photo (PNG, JPEG, TIFF) or an inversion file from `pivot invert` (.safetensors).")
+    @Argument(help: "A photo (PNG, JPEG, TIFF, WebP, HEIC, AVIF) or an inversion file from `pivot invert` (.safetensors).")
     var input: String
 
     @OptionGroup(title: "Model") var modelOptions: ModelOptions

@@ -16,7 +16,7 @@ struct InvertCommand: ParsableCommand {
             [T+1, 4, h, w], null_embeddings [T, 77, D] or offsets [T, 4, h, w], and metadata.
             """)
 
-    @Argument(help: "The photo (PNG, JPEG or TIFF).")
+    @Argument(help: "The photo (PNG, JPEG, TIFF, WebP, HEIC or AVIF).")
     var photo: String
 
     @OptionGroup(title: "Model") var modelOptions: ModelOptions

@@ -15,7 +15,7 @@ public struct ImageError: Error, CustomStringConvertible, Equatable, Sendable {
         case empty
         /// The file could not be opened or read (permissions, I/O error).
         case unreadable
-        /// The content is not PNG, JPEG or TIFF (by its leading bytes), or the extension of a path to write
+        /// The content is not PNG, JPEG, TIFF, WebP or HEIF (by its leading bytes), or the extension of a path to write
         /// is not one of .png .jpg .jpeg .tif .tiff.
         case unknownFormat
         /// A valid file of a kind pivot does not decode (12-bit JPEG, floating-point TIFF, ...).

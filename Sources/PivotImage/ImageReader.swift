@@ -41,7 +41,7 @@ public enum ImageFormat: String, Sendable, CaseIterable {
     /// The format of the file's content, from its leading bytes (never from its name).
     ///
     /// Throws `ImageError` when the path is missing, not a regular file, empty, unreadable, or holds
-    /// something other than PNG, JPEG or TIFF (naming the format when it is a common one).
+    /// something other than PNG, JPEG, TIFF, WebP or HEIF (naming the format when it is a common one).
     public static func sniff(_ path: String) throws -> ImageFormat {
         let head = try readHead(path)
         if head.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) { return .png }
@@ -66,12 +66,12 @@ public enum ImageFormat: String, Sendable, CaseIterable {
 }
 
 extension RGBImage {
-    /// Reads a PNG, JPEG or TIFF file (recognised by content, not extension); see `read(_:applyOrientation:limits:)`.
+    /// Reads a PNG, JPEG, TIFF, WebP, HEIC or AVIF file (recognised by content, not extension); see `read(_:applyOrientation:limits:)`.
     public init(contentsOf path: String, applyOrientation: Bool = true, limits: ImageLimits = .default) throws {
         self = try RGBImage.read(path, applyOrientation: applyOrientation, limits: limits)
     }
 
-    /// Reads a PNG, JPEG or TIFF file, recognised by its content (magic bytes), not by its extension.
+    /// Reads a PNG, JPEG, TIFF, WebP, HEIC or AVIF file, recognised by its content (magic bytes), not by its extension.
     ///
     /// - PNG: 1/2/4/8/16-bit grey, grey+alpha, RGB, RGBA, palette (with tRNS transparency).
     /// - JPEG: baseline, progressive, arithmetic-coded; greyscale, RGB/YCbCr, CMYK/YCCK (converted as Pillow
@@ -79,6 +79,10 @@ extension RGBImage {
     /// - TIFF: 8/16-bit grey/RGB with or without alpha in strips (any libtiff codec: none, LZW, Deflate,
     ///   PackBits, JPEG, ...), plus whatever libtiff's RGBA interface reads (tiles, palettes, 1-bit, CMYK,
     ///   YCbCr) at 8 bits. The Orientation tag is applied when `applyOrientation` is true.
+    /// - WebP (still images, lossy or lossless, with alpha); HEIC/HEIF and AVIF (the primary image, 8-bit or
+    ///   deeper as 16-bit, with the file's rotation and mirroring applied). PNG eXIf and WebP EXIF orientations
+    ///   are applied like JPEG's.
+    /// - An embedded ICC profile (any format) is converted to sRGB with Little CMS (perceptual intent).
     ///
     /// Alpha is composited on white, in integers on the file's own grid (`round((c·a + M·(M − a)) / M)` with
     /// M = 255 or 65535), so the result keeps `bitDepth` 8 or 16. Grey becomes R = G = B.

@@ -99,7 +99,10 @@ final class EditCommandTests: XCTestCase, CLIRunning {
                 ["edit", inversion, "--model", other, "--source", "a red circle", "--target", "a blue circle", "-o", out],
                 "another model"
             ),
-            (["edit", model + "/model_index.json", "--model", model, "--source", "a", "--target", "b", "-o", out], "not a PNG, JPEG or TIFF"),
+            (
+                ["edit", model + "/model_index.json", "--model", model, "--source", "a", "--target", "b", "-o", out],
+                "not a PNG, JPEG, TIFF, WebP or HEIF image"
+            ),
             (
                 [
                     "edit", Bundle.module.path(forResource: "Fixtures/sd1-tiny/unet.in.safetensors", ofType: nil) ?? "",
