@@ -252,6 +252,11 @@ int pv_jpeg_write(int fd, const uint8_t *rgb, int32_t width, int32_t height, int
         }
     }
     jpeg_start_compress(cinfo, TRUE);
+    {
+        size_t icc_length = 0;
+        const uint8_t *icc = pv_srgb_profile(&icc_length);
+        if (icc) jpeg_write_icc_profile(cinfo, icc, (unsigned int)icc_length); /* the samples are sRGB: say so */
+    }
     while (cinfo->next_scanline < cinfo->image_height) {
         JSAMPROW row = (JSAMPROW)(rgb + (size_t)cinfo->next_scanline * (size_t)width * 3);
         jpeg_write_scanlines(cinfo, &row, 1);

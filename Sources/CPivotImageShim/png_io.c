@@ -224,6 +224,7 @@ int pv_png_write(int fd, const uint8_t *rgb, int32_t width, int32_t height, int3
         chunks[i].text_length = strlen(texts[i].value);
     }
     if (text_count > 0) png_set_text(ctx->png, ctx->info, chunks, text_count);
+    png_set_sRGB(ctx->png, ctx->info, PNG_sRGB_INTENT_PERCEPTUAL); /* the samples are sRGB: say so */
     png_write_info(ctx->png, ctx->info);
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     if (depth == 16) png_set_swap(ctx->png); /* PNG stores 16-bit samples big-endian */

@@ -244,6 +244,11 @@ int pv_tiff_write(int fd, const char *name, const uint8_t *rgb, int32_t width, i
           TIFFSetField(tif, TIFFTAG_ROWSPERSTRIP, TIFFDefaultStripSize(tif, 0)))) {
         status = fail(&errors, PV_ERR_IO, "cannot set TIFF fields");
     }
+    size_t icc_length = 0;
+    const uint8_t *icc = pv_srgb_profile(&icc_length);
+    if (status == PV_OK && icc && !TIFFSetField(tif, TIFFTAG_ICCPROFILE, (uint32_t)icc_length, icc)) {
+        status = fail(&errors, PV_ERR_IO, "cannot set the TIFF ICC profile");
+    }
     for (int32_t y = 0; status == PV_OK && y < height; y++) {
         memcpy(row, rgb + (size_t)y * row_bytes, row_bytes); /* the predictor rewrites the row in place */
         if (TIFFWriteScanline(tif, row, (uint32_t)y, 0) < 0) status = fail(&errors, PV_ERR_IO, "cannot write image data");

@@ -90,4 +90,22 @@ final class FormatTests: XCTestCase {
             XCTAssertEqual(back.pixels, source.pixels, ext)
         }
     }
+
+    /// Outputs say they are sRGB: an sRGB chunk in PNG, an sRGB ICC profile in JPEG (APP2) and TIFF; and
+    /// reading them back changes nothing (an sRGB profile is not converted).
+    func testOutputsAreTaggedSRGB() throws {
+        let source = try image("source.png")
+        func contains(_ bytes: [UInt8], _ text: String) -> Bool {
+            let needle = Array(text.utf8)
+            return bytes.count >= needle.count && (0...(bytes.count - needle.count)).contains { Array(bytes[$0..<$0 + needle.count]) == needle }
+        }
+        for (ext, marker) in [("png", "sRGB"), ("jpg", "ICC_PROFILE"), ("tif", "acsp")] {
+            let path = NSTemporaryDirectory() + "pivot-srgb-\(UUID().uuidString).\(ext)"
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            try source.write(path)
+            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+            XCTAssertTrue(contains(bytes, marker), "\(ext) has no \(marker)")
+            if ext != "jpg" { XCTAssertEqual(try RGBImage(contentsOf: path).pixels, source.pixels, ext) }
+        }
+    }
 }

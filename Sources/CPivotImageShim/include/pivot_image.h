@@ -94,6 +94,9 @@ int pv_heif_read(const char *path, const pv_limits *limits, pv_image *out, char 
 /* Converts an RGB(A) image with an ICC profile to sRGB in place (perceptual intent, as Pillow's ImageCms does
    by default); `converted` is 1 when it did. Grey images, unreadable and non-RGB profiles are left alone. */
 int pv_icc_to_srgb(pv_image *image, int32_t *converted, char *err, size_t errlen);
+/* Little CMS's sRGB profile (fixed date, no ID: the same bytes every time), which writers embed; NULL if it cannot
+   be made. Owned by the library. */
+const uint8_t *pv_srgb_profile(size_t *length);
 
 #ifdef __cplusplus
 }
