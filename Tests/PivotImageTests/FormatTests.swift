@@ -45,6 +45,15 @@ final class FormatTests: XCTestCase {
         XCTAssertGreaterThan(difference(p3, untagged).max, 10, "the profile must change the saturated red")
     }
 
+    /// HEIF's rotation (`irot`) is applied on decoding.
+    func testHEIFRotationIsApplied() throws {
+        let rotated = try image("rotated.heic"), source = try image("source.png")
+        XCTAssertEqual([rotated.width, rotated.height], [48, 32])
+        let (worst, mean) = difference(rotated, source)
+        XCTAssertLessThanOrEqual(mean, 2)
+        XCTAssertLessThanOrEqual(worst, 8)
+    }
+
     func testPNGExifOrientation() throws {
         let oriented = try image("orientation6.png"), source = try image("source.png")
         XCTAssertEqual([oriented.width, oriented.height], [48, 32])
