@@ -30,7 +30,9 @@ let package = Package(
         // C side of the image codecs: keeps libpng's and libjpeg's setjmp/longjmp error handling out of Swift.
         .target(
             name: "CPivotImageShim", dependencies: ["CPNG", "CJPEG", "CTIFF"], path: "Sources/CPivotImageShim",
-            linkerSettings: [.linkedLibrary("webp"), .linkedLibrary("webpdemux"), .linkedLibrary("heif"), .linkedLibrary("lcms2")]),
+            linkerSettings: [
+                .linkedLibrary("webp"), .linkedLibrary("webpdemux"), .linkedLibrary("webpmux"), .linkedLibrary("heif"), .linkedLibrary("lcms2"),
+            ]),
         // Vectorised elementwise kernels (softmax, norms, activations, im2col) with runtime ISA dispatch.
         .target(name: "CPivotKernels", path: "Sources/CPivotKernels"),
         // Matrix products on oneDNN (Debian's libdnnl-dev): bf16 in, fp32 out, primitives cached by shape;

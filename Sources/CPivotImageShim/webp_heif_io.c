@@ -10,6 +10,7 @@
 #include <webp/decode.h>
 #include <webp/demux.h>
 #include <webp/encode.h>
+#include <webp/mux.h>
 
 /* The whole file in memory (at most 1 GiB), or NULL with a message. */
 static uint8_t *read_file(const char *path, size_t *size, char *err, size_t errlen) {
@@ -140,19 +141,35 @@ int pv_webp_write(int fd, const uint8_t *rgb, int32_t width, int32_t height, int
         pv_set_error(err, errlen, "WebP encoding failed");
         return PV_ERR_NOMEM;
     }
+    /* The samples are sRGB: say so with an ICCP chunk (an extended file), as JPEG and TIFF outputs do. */
+    WebPData assembled = {encoded, size};
+    WebPData tagged = {NULL, 0};
+    size_t icc_length = 0;
+    const uint8_t *icc = pv_srgb_profile(&icc_length);
+    WebPMux *mux = icc ? WebPMuxNew() : NULL;
+    if (mux) {
+        WebPData image = {encoded, size}, profile = {icc, icc_length};
+        if (WebPMuxSetImage(mux, &image, 0) == WEBP_MUX_OK && WebPMuxSetChunk(mux, "ICCP", &profile, 0) == WEBP_MUX_OK &&
+            WebPMuxAssemble(mux, &tagged) == WEBP_MUX_OK) {
+            assembled = tagged;
+        }
+        WebPMuxDelete(mux);
+    }
     size_t done = 0;
-    while (done < size) {
-        ssize_t n = write(fd, encoded + done, size - done);
+    int status = PV_OK;
+    while (done < assembled.size) {
+        ssize_t n = write(fd, assembled.bytes + done, assembled.size - done);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             pv_set_error(err, errlen, "write: %s", strerror(errno));
-            WebPFree(encoded);
-            return PV_ERR_IO;
+            status = PV_ERR_IO;
+            break;
         }
         done += (size_t)n;
     }
+    WebPDataClear(&tagged);
     WebPFree(encoded);
-    return PV_OK;
+    return status;
 }
 
 static int heif_status(struct heif_error e) {

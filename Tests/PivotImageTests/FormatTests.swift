@@ -108,7 +108,7 @@ final class FormatTests: XCTestCase {
             let needle = Array(text.utf8)
             return bytes.count >= needle.count && (0...(bytes.count - needle.count)).contains { Array(bytes[$0..<$0 + needle.count]) == needle }
         }
-        for (ext, marker) in [("png", "sRGB"), ("jpg", "ICC_PROFILE"), ("tif", "acsp")] {
+        for (ext, marker) in [("png", "sRGB"), ("jpg", "ICC_PROFILE"), ("tif", "acsp"), ("webp", "ICCP")] {
             let path = NSTemporaryDirectory() + "pivot-srgb-\(UUID().uuidString).\(ext)"
             defer { try? FileManager.default.removeItem(atPath: path) }
             try source.write(path)
