@@ -138,7 +138,8 @@ final class BatchTests: XCTestCase, CLIRunning {
         XCTAssertTrue(third.err.contains("batch: 8 rows, 3 already done"), third.err)
     }
 
-    /// --side-by-side writes the source reconstruction beside the edit; the edit half is the plain output, and
+    /// --side-by-side writes the photo (at the photo's size; the reconstruction with --output-size model) beside
+    /// the edit; the edit half is the plain output, and
     /// switching the flag redoes the row instead of skipping it.
     func testSideBySide() throws {
         let (_, input, out) = try folders(photos: 1)

@@ -41,7 +41,7 @@ def psnr(a, b):
 def run_edit(photo, source, target, precision, method, out, cache):
     env = dict(os.environ, PIVOT_CACHE_DIR=cache)
     cmd = [PIVOT, "edit", photo, "--model", ARGS.model, "--source", source, "--target", target,
-           "--method", method, "--precision", precision, "-o", out]
+           "--method", method, "--precision", precision, "--output-size", "model", "-o", out]
     subprocess.run(cmd, check=True, capture_output=True, env=env)
     return Image.open(out).convert("RGB")
 

@@ -95,7 +95,8 @@ def main():
                 name = f"scene{s['index']:03d}"
                 w.writerow([name + ".png", s["caption"], s["target"], f"{name}.png"])
         r = subprocess.run([exe, "batch", inputs, "--model", args.model, "-o", out, "--manifest", manifest, "--method", method,
-                            "--steps", str(args.steps), "--inner-steps", str(args.inner_steps), "--side-by-side", "--no-cache", "--quiet", "--json"],
+                            "--steps", str(args.steps), "--inner-steps", str(args.inner_steps), "--side-by-side", "--output-size", "model",
+                            "--no-cache", "--quiet", "--json"],
                            capture_output=True, text=True)
         if r.returncode != 0:
             sys.exit(f"pivot batch failed for {method}: {r.stderr[-2000:]}")
