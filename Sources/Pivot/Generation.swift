@@ -73,15 +73,22 @@ public final class StableDiffusion {
         return (try textEncoder(ids: t.ids, batch: 1), t)
     }
 
+    /// Whether the networks render an image of `width` × `height` pixels: positive sides, multiples of
+    /// `sizeMultiple`, at most 4096 (`sizeRule` says so in words).
+    public func renders(width: Int, height: Int) -> Bool {
+        width > 0 && height > 0 && width % sizeMultiple == 0 && height % sizeMultiple == 0 && width <= 4096 && height <= 4096
+    }
+
+    /// The rule `renders(width:height:)` checks, for messages.
+    public var sizeRule: String { "sides must be positive multiples of \(sizeMultiple), at most 4096" }
+
     /// Checks a request before any work: step count and image size.
     public func validate(_ r: GenerationRequest) throws -> (width: Int, height: Int) {
         let w = r.width ?? nativeResolution, h = r.height ?? nativeResolution
         guard (1...scheduler.numTrainTimesteps).contains(r.steps) else {
             throw SettingError("steps", problem: "must be between 1 and \(scheduler.numTrainTimesteps), got \(r.steps)")
         }
-        guard w > 0, h > 0, w % sizeMultiple == 0, h % sizeMultiple == 0, w <= 4096, h <= 4096 else {
-            throw SettingError("size", problem: "\(w)x\(h): sides must be positive multiples of \(sizeMultiple), at most 4096")
-        }
+        guard renders(width: w, height: h) else { throw SettingError("size", problem: "\(w)x\(h): \(sizeRule)") }
         guard r.guidance.isFinite else { throw SettingError("guidance", problem: "must be a finite number") }
         return (w, h)
     }
@@ -97,7 +104,7 @@ public final class StableDiffusion {
         var rng = TorchGenerator(seed: r.seed)
         let latents = rng.randn([1, unet.config.inChannels, h / f, w / f])
         let loop = try DenoisingLoop(unet: unet, scheduler: scheduler, steps: r.steps, guidance: r.guidance)
-        let total = scheduler.timesteps(steps: r.steps).filter { $0 >= 0 }.count
+        let total = loop.timesteps.count
         let z = try loop.run(start: latents, prompts: [cond], uncond: { _ in uncond }) { i, _ in onStep(i, total) }
         let latent = scale(z, Float(1 / vae.config.scalingFactor))
         let image = try Profiler.measure("network") { try vae.decode(latent) }
@@ -125,9 +132,7 @@ extension StableDiffusion {
         case .auto:
             return ImageSize(width: width, height: height).fitted(area: nativeResolution * nativeResolution, multiple: sizeMultiple)
         case .exact(let s):
-            guard s.width % sizeMultiple == 0, s.height % sizeMultiple == 0, s.width <= 4096, s.height <= 4096 else {
-                throw SettingError("size", problem: "\(s): sides must be positive multiples of \(sizeMultiple), at most 4096")
-            }
+            guard renders(width: s.width, height: s.height) else { throw SettingError("size", problem: "\(s): \(sizeRule)") }
             return s
         }
     }

@@ -57,10 +57,11 @@ extension StableDiffusion {
         let key = InversionCache.key(
             photoHash: photoHash, modelFingerprint: fingerprint, prompt: prompt, settings: settings,
             embeddings: embeddingsDescription, precisionTag: precision.hashTag)
-        // A cached record that does not fit this model and photo (damaged, hand-edited) counts as absent.
-        let size = try loadPhoto(photo, crop: settings.crop, sizing: settings.size).size
+        // A cached record that does not fit this model at the size it records (damaged, hand-edited) counts as
+        // absent. The key holds the photo and the sizing, so the recorded size is the one this photo inverts at.
         if let cache, let record = cache.load(key),
-            (try? record.validate(against: inversionShape(size: size), file: cache.path(for: key))) != nil
+            (try? record.validate(against: inversionShape(size: recordedSize(of: record, file: cache.path(for: key))), file: cache.path(for: key)))
+                != nil
         {
             return (record, cache.path(for: key))
         }

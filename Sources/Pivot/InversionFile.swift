@@ -130,15 +130,12 @@ extension StableDiffusion {
 
     /// The pixel size an inversion file says it was made at: its recorded "width" and "height" when they
     /// are valid for this model, else (files of earlier versions) the native square.
-    func recordedSize(_ record: InversionRecord, file: String) throws -> ImageSize {
+    func recordedSize(of record: InversionRecord, file: String) throws -> ImageSize {
         guard let w = record.metadata["width"], let h = record.metadata["height"] else {
             return ImageSize(width: nativeResolution, height: nativeResolution)
         }
-        guard let width = Int(w), let height = Int(h), width > 0, height > 0, width % sizeMultiple == 0, height % sizeMultiple == 0,
-            width <= 4096, height <= 4096
-        else {
-            throw InversionError.malformed(
-                file, "the recorded size \(w)x\(h) is not a size this model renders (positive multiples of \(sizeMultiple), at most 4096)")
+        guard let width = Int(w), let height = Int(h), renders(width: width, height: height) else {
+            throw InversionError.malformed(file, "the recorded size \(w)x\(h) is not a size this model renders (\(sizeRule))")
         }
         return ImageSize(width: width, height: height)
     }
@@ -149,15 +146,15 @@ extension StableDiffusion {
     /// `InversionError.settingConflict` names the first that differs).
     public func readInversion(path: String, source: String, given: InversionSettings.Given = .init()) throws -> InversionRecord {
         let record = try InversionRecord(path: path)
-        try record.validate(against: inversionShape(size: try recordedSize(record, file: path)), file: path)
+        try record.validate(against: inversionShape(size: try recordedSize(of: record, file: path)), file: path)
         let fingerprint = try modelFingerprint()
         if let f = record.metadata["model_fingerprint"], f != fingerprint {
             throw InversionError.mismatch(path, "another model (fingerprint \(f.prefix(12))…, this model \(fingerprint.prefix(12))…)")
         }
-        let recorded = InversionSettings.fieldKeys
-        for (key, value) in given.fields.sorted(by: { recorded.firstIndex(of: $0.key) ?? 0 < recorded.firstIndex(of: $1.key) ?? 0 }) {
+        let fields = given.fields
+        for key in InversionSettings.fieldKeys {
             // The inner steps only shape null-text inversions.
-            if key == "inner_steps" && record.method != .nullText { continue }
+            guard let value = fields[key], key != "inner_steps" || record.method == .nullText else { continue }
             let had = key == "method" ? record.method.rawValue : key == "steps" ? String(record.steps) : record.metadata[key]
             if let had, had != value { throw InversionError.settingConflict(path, setting: key, given: value, recorded: had) }
         }

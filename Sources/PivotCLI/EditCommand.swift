@@ -97,25 +97,19 @@ struct EditCommand: ParsableCommand {
                 throw ValidationError("--attention-maps would overwrite the input or an output")
             }
         }
-        _ = try options()
+        _ = try settings()
     }
 
-    func options() throws -> EditOptions {
+    /// The edit's settings: the edit flags and the inversion flags.
+    func settings() throws -> EditSettings {
         var s = EditSettings()
+        s.inversion = inversion.settings
         for item in crossReplace { try flagged { try s.set("cross_replace", item) } }
         try flagged { try s.set("self_replace", selfReplace) }
         for item in reweight { try flagged { try s.set("reweight", item) } }
         s.edit.mode = mode
         s.edit.blend = blend
         s.edit.blendThreshold = blendThreshold
-        return s.edit
-    }
-
-    /// The edit's settings: the edit flags and the inversion flags.
-    func settings() throws -> EditSettings {
-        var s = EditSettings()
-        s.edit = try options()
-        s.inversion = inversion.settings
         return s
     }
 

@@ -33,6 +33,9 @@ public struct DenoisingLoop {
     /// Whether the unconditional branch runs (guidance > 1).
     public var guided: Bool { guidance > 1 }
 
+    /// The timesteps the loop runs, highest first (the schedule's, without a "trailing" schedule's −1).
+    public var timesteps: [Int] { scheduler.timesteps(steps: steps).filter { $0 >= 0 } }
+
     /// The final latents [B, C, h, w] for `prompts` (each [1, M, D]) from `start` [1, C, h, w].
     /// `offsets` (one [1, C, h, w] per step) are added to branch 0 after each step.
     public func run(
@@ -47,7 +50,6 @@ public struct DenoisingLoop {
             "DenoisingLoop: offsets must be one \(start.shape) per step")
         var z = repeatBatch(start, b)
         let cond = concatBatch(prompts)
-        let timesteps = scheduler.timesteps(steps: steps).filter { $0 >= 0 }
         for (i, t) in timesteps.enumerated() {
             let context = guided ? concatBatch(repeatBatch(uncond(i), b), cond) : cond
             let input = guided ? concatBatch(z, z) : z

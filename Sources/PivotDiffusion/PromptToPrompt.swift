@@ -90,8 +90,10 @@ public final class PromptToPromptController: AttentionController {
             guard alpha.contains(where: { $0 > 0 }) else { continue }
             let edited = editedBase(base, target: target, index: t - 1, rows: heads * n, m: m)
             let scale = equalizer?[t - 1] ?? [Float](repeating: 1, count: m)
-            for r in 0..<(heads * n) {
-                for c in 0..<m { target[r * m + c] = edited[r * m + c] * scale[c] * alpha[c] + target[r * m + c] * (1 - alpha[c]) }
+            edited.withUnsafeBufferPointer { e in  // buffers: no per-element array checks in this hot loop
+                for r in 0..<(heads * n) {
+                    for c in 0..<m { target[r * m + c] = e[r * m + c] * scale[c] * alpha[c] + target[r * m + c] * (1 - alpha[c]) }
+                }
             }
         }
     }
@@ -106,9 +108,11 @@ public final class PromptToPromptController: AttentionController {
         switch edit {
         case .replace:
             let entries = mapperEntries[t]
-            for r in 0..<rows {
-                let row = r * m
-                for e in entries { out[row + e.to] += base[row + e.from] * e.weight }
+            out.withUnsafeMutableBufferPointer { o in
+                for r in 0..<rows {
+                    let row = r * m
+                    for e in entries { o[row + e.to] += base[row + e.from] * e.weight }
+                }
             }
         case .refine(let maps, let alphas):
             let map = maps[t], a = alphas[t]

@@ -257,9 +257,6 @@ private func otherFormatName(_ head: [UInt8]) -> String? {
     }
     if at(0, "GIF8") { return "GIF" }
     if at(0, "BM") { return "BMP" }
-    if at(0, "RIFF") && at(8, "WEBP") { return "WebP" }
-    if at(4, "ftypavif") || at(4, "ftypavis") { return "AVIF" }
-    if at(4, "ftypheic") || at(4, "ftypheix") || at(4, "ftypmif1") || at(4, "ftyphevc") { return "HEIF" }
     if head.starts(with: [0x00, 0x00, 0x00, 0x0C, 0x6A, 0x50]) || head.starts(with: [0xFF, 0x4F, 0xFF, 0x51]) { return "JPEG 2000" }
     if at(0, "8BPS") { return "Photoshop PSD" }
     if at(0, "%PDF") { return "PDF" }

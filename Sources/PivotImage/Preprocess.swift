@@ -182,8 +182,12 @@ public struct ImageSize: Equatable, Hashable, Sendable, CustomStringConvertible 
         var best: (size: ImageSize, areaError: Double, aspectError: Double)?
         var closest: (size: ImageSize, aspectError: Double, areaError: Double)?
         for wu in 1...units {
-            for hu in 1...units {
-                let (w, h) = (wu * multiple, hu * multiple)
+            // Only heights whose area is within a factor 2 of `area` can qualify (the filter below).
+            let w = wu * multiple
+            let lowest = max(1, area / (2 * w * multiple)), highest = min(units, 2 * area / (w * multiple) + 1)
+            guard lowest <= highest else { continue }
+            for hu in lowest...highest {
+                let h = hu * multiple
                 let areaError = abs(log(Double(w * h) / Double(area)))
                 guard areaError < log(2) else { continue }
                 let aspectError = abs(Double(w) / Double(h) / aspect - 1)

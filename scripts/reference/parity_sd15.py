@@ -28,15 +28,10 @@ import gc
 import json
 import os
 import time
-import warnings
 
 import torch
 
-torch.set_num_threads(2)
-warnings.filterwarnings("ignore")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+import scripts.oracle  # noqa: E402,F401  (2 torch threads, warnings off, the libraries quiet)
 
 from safetensors.torch import save_file  # noqa: E402
 
