@@ -55,18 +55,11 @@ DEFAULT_IR_DIR = os.path.join(os.path.expanduser("~"), ".cache", "pivot", "openv
 
 
 def parse_args():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", required=True, help="diffusers folder")
-    ap.add_argument("--network", default="unet", choices=NETWORKS + ["all"])
-    ap.add_argument("--size", type=int, default=512, help="image side in pixels (latent = size / VAE factor)")
-    ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--precision", default="fp32", choices=sorted(OV_PRECISION),
-                    help="INFERENCE_PRECISION_HINT: fp32 -> f32, bf16 -> bf16")
+    from scripts.bench.bench_torch import network_parser  # the options bench_torch.py takes, passed on alike
+
+    ap = network_parser(__doc__, NETWORKS, "INFERENCE_PRECISION_HINT: fp32 -> f32, bf16 -> bf16")
     ap.add_argument("--ir-dir", default=os.environ.get("PIVOT_OPENVINO_IR", DEFAULT_IR_DIR),
                     help="cache of converted models (default $PIVOT_OPENVINO_IR or %(default)s)")
-    ap.add_argument("--json", action="store_true")
     ap.add_argument("--convert-to", metavar="DIR", help=argparse.SUPPRESS)  # internal: the conversion child
     return ap.parse_args()
 

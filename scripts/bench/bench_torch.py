@@ -52,18 +52,23 @@ from scripts import REPO_ROOT  # noqa: E402
 NETWORKS = ["text-encoder", "unet", "unet-vjp", "vae-encode", "vae-decode"]
 
 
-def parse_args():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def network_parser(doc, networks, precision_help):
+    """The options every peer benchmark takes (model, network, size, batch, runs, threads, precision, json);
+    `run_each_network` passes them on to each network's process. Shared with bench_openvino.py."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--model", required=True, help="diffusers folder")
-    ap.add_argument("--network", default="unet", choices=NETWORKS + ["all"])
+    ap.add_argument("--network", default="unet", choices=networks + ["all"])
     ap.add_argument("--size", type=int, default=512, help="image side in pixels (latent = size / VAE factor)")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
-                    help="fp32, or bf16 autocast around each timed step (weights stay fp32)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help=precision_help)
     ap.add_argument("--json", action="store_true")
-    return ap.parse_args()
+    return ap
+
+
+def parse_args():
+    return network_parser(__doc__, NETWORKS, "fp32, or bf16 autocast around each timed step (weights stay fp32)").parse_args()
 
 
 def run_all(args):
