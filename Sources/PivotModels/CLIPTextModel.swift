@@ -30,6 +30,14 @@ public final class CLIPTextModel {
     /// Rows of the token embedding table: the config's vocabulary plus appended tokens.
     public var tokenCount: Int { tokenEmbedding.dim(0) }
 
+    /// Row `row` of the token embedding table [1, D] (a copy).
+    public func tokenEmbedding(row: Int) throws -> Tensor {
+        guard (0..<tokenCount).contains(row) else {
+            throw ModelError.invalidInput("token id \(row) is outside the vocabulary (0..<\(tokenCount))")
+        }
+        return batchSlice(tokenEmbedding, row..<row + 1)  // [1, D]
+    }
+
     /// Sets rows `first ..< first + n` of the token embedding table to `rows` [n, D], growing the table as
     /// needed (textual-inversion tokens, as transformers' `resize_token_embeddings` then setting the rows).
     public func setTokenEmbeddings(startingAt first: Int, _ rows: Tensor) throws {

@@ -56,3 +56,22 @@ extension CLIPTextModel {
         return (out, try tape.requiredGradient(of: e, name: "the text encoder's input embeddings"))
     }
 }
+
+extension CLIPTextModel {
+    /// Like `vjp(ids:batch:gradOut:)`, for a cotangent that depends on the output: `gradOut(out)` is called
+    /// between the forward and the backward pass (e.g. a UNet backward from a loss on what the text
+    /// conditions). Returns `last_hidden_state` [B, T, D] and the gradient with respect to the input
+    /// embeddings [B, T, D] (the gradient of a token-embedding row is the sum over the positions it fills).
+    public func vjp(ids: [Int], batch: Int, gradOut: (Tensor) throws -> Tensor) throws -> (out: Tensor, gradEmbeddings: Tensor) {
+        let e = try embed(ids: ids, batch: batch)
+        let tape = Tape()
+        tape.watch(e)
+        let out = tape.record { encode(embeddings: e) }
+        let g = try gradOut(out)
+        guard g.count == out.count else {
+            throw ModelError.invalidInput("text encoder: cotangent must have the output's shape \(out.shape), got \(g.shape)")
+        }
+        tape.backward(from: out, gradient: g)
+        return (out, try tape.requiredGradient(of: e, name: "the text encoder's input embeddings"))
+    }
+}

@@ -1,3 +1,4 @@
+import Foundation
 import PivotTensor
 
 /// diffusers' `AutoencoderKL`: `encode` returns the posterior mean (unscaled), `decode` the image in
@@ -23,6 +24,13 @@ public final class VAE {
 
     /// Posterior mean [B, latent, H/f, W/f] of images [B, 3, H, W] in [-1, 1].
     public func encode(_ image: Tensor) throws -> Tensor {
+        try posterior(image).mean
+    }
+
+    /// The posterior diffusers' `latent_dist` is: mean and standard deviation exp(½·clamp(logvar, −30, 20)),
+    /// each [B, latent, H/f, W/f], of images [B, 3, H, W] in [-1, 1] (`latent_dist.sample()` is
+    /// mean + std · randn).
+    public func posterior(_ image: Tensor) throws -> (mean: Tensor, std: Tensor) {
         let f = config.downsampleFactor
         guard image.rank == 4, image.dim(1) == config.inChannels, image.dim(2) % f == 0, image.dim(3) % f == 0,
             image.dim(2) > 0, image.dim(3) > 0
@@ -33,7 +41,8 @@ public final class VAE {
             let m = encoder(image)
             return quantConv.map { $0(m) } ?? m
         }
-        return splitChannels(moments, config.latentChannels).0  // the mean [B, L, h, w]; the log-variance is unused
+        let (mean, logvar) = splitChannels(moments, config.latentChannels)  // [B, L, h, w] each
+        return (mean, mapElements(logvar) { Foundation.exp(0.5 * min(max($0, -30), 20)) })
     }
 
     /// Image [B, 3, fh, fw] for latents [B, latent, h, w] (already divided by the scaling factor).
