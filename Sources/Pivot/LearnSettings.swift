@@ -177,7 +177,8 @@ public enum LearnError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .tokenInVocabulary(let t):
-            return "the token '\(t)' is already in the model's vocabulary; choose a new word, e.g. '<\(t.trimmingCharacters(in: CharacterSet(charactersIn: "<>")))>'"
+            return
+                "the token '\(t)' is already in the model's vocabulary; choose a new word, e.g. '<\(t.trimmingCharacters(in: CharacterSet(charactersIn: "<>")))>'"
         case .initWord(let w, let n):
             return n == 0
                 ? "the init word '\(w)' tokenizes to nothing; give one word of the vocabulary"

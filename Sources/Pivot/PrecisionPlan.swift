@@ -79,6 +79,17 @@ public struct PrecisionPlan: Sendable, Equatable, CustomStringConvertible {
     /// before precision existed stay valid), else `description`.
     public var hashTag: String? { description == "fp32" ? nil : description }
 
+    /// The plan for textual inversion: `auto` with native bf16 runs its gradient passes in bf16 too (a
+    /// stochastic training whose step-to-step noise dwarfs bf16's error; docs/BENCHMARKS.md measures both);
+    /// every other plan is kept as it is.
+    public var learning: PrecisionPlan {
+        guard choice == .auto, networks.forward == .bf16, networks.gradient != .bf16 else { return self }
+        var plan = self
+        plan.networks.gradient = .bf16
+        plan.reason = "auto: bf16 for textual inversion, gradients too (native bf16: \(CPUFeatures.summary))"
+        return plan
+    }
+
     /// Sets every network of a pipeline to this plan.
     public func apply(to sd: StableDiffusion) {
         sd.unet.precision = networks

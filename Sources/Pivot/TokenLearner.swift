@@ -285,14 +285,14 @@ public final class TokenLearner {
 
     // MARK: state (see LearnState.swift)
 
-    func restore(vectors v: Tensor, step s: Int, moments: (m: [Float], v: [Float], steps: Int), losses l: [Float],
-                 validations va: [(step: Int, loss: Float)], best b: (step: Int, loss: Float, vectors: Tensor)?) -> Bool {
-        guard v.shape == vectors.shape, optimizer.restore(m: moments.m, v: moments.v, steps: moments.steps) else { return false }
-        vectors = v.copy()
-        step = s
-        losses = l
-        validations = va
-        best = b
+    /// Continues from a checkpoint; false (nothing changed) if its shapes do not fit this learner.
+    func restore(_ state: LearnState) -> Bool {
+        guard state.vectors.shape == vectors.shape, optimizer.restore(m: state.m, v: state.v, steps: state.adamSteps) else { return false }
+        vectors = state.vectors.copy()
+        step = state.step
+        losses = state.losses
+        validations = state.validations
+        best = state.best.map { ($0.step, $0.loss, $0.vectors.copy()) }
         try? installVectors()
         return true
     }

@@ -9,10 +9,13 @@ final class Progress {
     private var start = Date()
     private var lastDraw = Date.distantPast
     private var lastDone = -1
+    /// Off a terminal: the least time between two lines (0: a line per finished step).
+    private let logInterval: TimeInterval
 
-    init(_ label: String, quiet: Bool = false) {
+    init(_ label: String, quiet: Bool = false, logInterval: TimeInterval = 0) {
         self.label = label
         self.quiet = quiet
+        self.logInterval = logInterval
     }
 
     /// Restarts the clock (call when the timed work begins).
@@ -36,8 +39,9 @@ final class Progress {
             if done == total { line += "\n" }
             FileHandle.standardError.write(Data(line.utf8))
         } else {
-            // Logs get a line per finished step, and at most one every 5 s in between.
-            guard done != lastDone || Date().timeIntervalSince(lastDraw) >= 5 else { return }
+            // Logs get a line per finished step (at most one per logInterval), and one every 5 s in between.
+            let since = Date().timeIntervalSince(lastDraw)
+            guard done == total || (done != lastDone && since >= logInterval) || since >= max(5, logInterval) else { return }
             lastDone = done
             lastDraw = Date()
             note(

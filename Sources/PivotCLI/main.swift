@@ -19,7 +19,8 @@ struct PivotCommand: ParsableCommand {
         abstract: "Edit real photos with Stable Diffusion through inversion, on the CPU.",
         version: pivotVersion,
         subcommands: [
-            InfoCommand.self, GenerateCommand.self, InvertCommand.self, EditCommand.self, BatchCommand.self, TokenizeCommand.self,
+            InfoCommand.self, GenerateCommand.self, InvertCommand.self, EditCommand.self, BatchCommand.self, LearnCommand.self,
+            TokenizeCommand.self,
             EncodeCommand.self, ConvertCommand.self,
             ComponentCommand.self,
             BenchCommand.self,
