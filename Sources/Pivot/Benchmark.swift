@@ -1,5 +1,6 @@
 import Foundation
 import PivotIO
+import PivotImage
 import PivotLoading
 import PivotModels
 import PivotTensor
@@ -17,10 +18,34 @@ public enum Benchmark {
         public var size: Int
         public var batch: Int
         public var runs: Int
+        /// learn-step under a non-fp32 plan: how its token gradient compares with fp32's.
+        public var gradientCheck: GradientCheck?
 
         enum CodingKeys: String, CodingKey {
             case network, impl, times, gflop, gflops, size, batch, runs
             case medianSeconds = "median_s"
+            case gradientCheck = "gradient_check"
+        }
+    }
+
+    /// The token gradient of one sample in the plan's precision against fp32's, beside how much two samples'
+    /// fp32 gradients differ (the noise of the training itself).
+    public struct GradientCheck: Codable, Sendable {
+        /// cos(g_plan, g_fp32) for the same sample.
+        public var cosine: Double
+        /// |g_plan − g_fp32| / |g_fp32|.
+        public var relativeError: Double
+        /// cos(g_fp32(sample 0), g_fp32(sample 1)): two training samples.
+        public var cosineBetweenSamples: Double
+        /// The loss in the plan's precision and in fp32.
+        public var loss: Float
+        public var lossFP32: Float
+
+        enum CodingKeys: String, CodingKey {
+            case cosine, loss
+            case relativeError = "relative_error"
+            case cosineBetweenSamples = "cosine_between_samples"
+            case lossFP32 = "loss_fp32"
         }
     }
 
@@ -47,6 +72,52 @@ public enum Benchmark {
         return Result(
             network: network.rawValue, medianSeconds: median, times: times, gflop: flop / 1e9,
             gflops: flop / 1e9 / median, size: size, batch: batch, runs: runs)
+    }
+
+    /// Times one textual-inversion step (`TokenLearner.trainStep`: text encoder and UNet forward and
+    /// backward to the token, one AdamW update) on a synthetic `size`² photo, after one warm-up step;
+    /// network "learn-step". The pipeline's precision plan applies as `learn` would use it.
+    public static func learnStep(sd: StableDiffusion, size: Int, runs: Int, progress: (String) -> Void = { _ in }) throws -> Result {
+        var settings = LearnSettings(token: "<pivot-bench>", initWord: "a")  // one token in every CLIP vocabulary
+        settings.steps = runs + 1
+        let plan = sd.precision
+        sd.precision = plan.learning
+        defer { sd.precision = plan }
+        let learner = try TokenLearner.benchmark(sd: sd, settings: settings, size: ImageSize(width: size, height: size))
+        progress("learn-step: warm-up")
+        let f0 = BLAS.flops
+        try learner.trainStep()
+        let flop = Double(BLAS.flops - f0)
+        var times: [Double] = []
+        for i in 0..<runs {
+            let start = DispatchTime.now().uptimeNanoseconds
+            try learner.trainStep()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            progress("learn-step: run \(i + 1)/\(runs) \(String(format: "%.3f", times.last ?? 0)) s")
+        }
+        let median = times.sorted()[times.count / 2]
+        var result = Result(
+            network: "learn-step", medianSeconds: median, times: times, gflop: flop / 1e9, gflops: flop / 1e9 / median, size: size,
+            batch: 1, runs: runs)
+        if sd.precision.networks.gradient != .fp32 {
+            progress("learn-step: gradient against fp32")
+            let (loss, g) = try learner.lossAndGradient(learner.sample(0))
+            sd.precision = .fp32
+            let (loss32, g32) = try learner.lossAndGradient(learner.sample(0))
+            let (_, other) = try learner.lossAndGradient(learner.sample(1))
+            result.gradientCheck = GradientCheck(
+                cosine: cosine(g, g32), relativeError: distance(g, g32) / max(norm(g32), 1e-30), cosineBetweenSamples: cosine(g32, other),
+                loss: loss, lossFP32: loss32)
+        }
+        return result
+    }
+
+    static func norm(_ a: Tensor) -> Double { (0..<a.count).reduce(0.0) { $0 + Double(a.data[$1]) * Double(a.data[$1]) }.squareRoot() }
+    static func distance(_ a: Tensor, _ b: Tensor) -> Double {
+        (0..<a.count).reduce(0.0) { $0 + pow(Double(a.data[$1]) - Double(b.data[$1]), 2) }.squareRoot()
+    }
+    static func cosine(_ a: Tensor, _ b: Tensor) -> Double {
+        (0..<a.count).reduce(0.0) { $0 + Double(a.data[$1]) * Double(b.data[$1]) } / max(norm(a) * norm(b), 1e-300)
     }
 
     /// A closure running one forward pass on fixed random inputs.

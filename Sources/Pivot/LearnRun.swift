@@ -238,6 +238,8 @@ extension StableDiffusion {
                 LinePlot.Series(
                     points: l.validations.map { (Double($0.step), Double($0.loss)) }, color: (0.85, 0.1, 0.1), label: "validation", lineWidth: 2))
         }
-        return LinePlot(title: "learning \(l.settings.token)", xLabel: "step", yLabel: "loss", series: series).render()
+        var plot = LinePlot(title: "learning \(l.settings.token)", xLabel: "step", yLabel: "loss (log scale)", series: series)
+        plot.logY = true  // per-step losses span decades (small timesteps are hard); validation sits far below them
+        return plot.render()
     }
 }

@@ -25,7 +25,8 @@ public enum PrecisionError: Error, CustomStringConvertible, Equatable {
 ///
 /// `auto` picks bf16 for plain network passes (sampling, inversion trajectories, edits, VAE, text encoder)
 /// where the processor has native bf16 (AVX512_BF16 or AMX), fp32 elsewhere, and keeps gradient passes
-/// (null-text optimisation, textual inversion) in fp32: docs/BENCHMARKS.md measures the bf16 errors that
+/// (null-text optimisation) in fp32; textual inversion learns in bf16 there (`learning`): docs/BENCHMARKS.md
+/// and docs/QUALITY.md measure the bf16 errors that
 /// this choice rests on. `bf16` runs everything in bf16, also where oneDNN has to emulate bf16 arithmetic on
 /// AVX-512 without AVX512_BF16 (correct, but slower than fp32; `emulated` says so).
 public struct PrecisionPlan: Sendable, Equatable, CustomStringConvertible {

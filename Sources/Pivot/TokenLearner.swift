@@ -75,7 +75,36 @@ public final class TokenLearner {
     /// the photos (`onPhoto(done, total)` after each). Unreadable photos are skipped (see `skipped`).
     /// - Throws: `SettingError` for bad settings, `LearnError` for a token already in the vocabulary, an
     ///   init word that is not one token, no readable photo or a model without a training target.
-    public init(sd: StableDiffusion, photos paths: [String], settings: LearnSettings, onPhoto: (Int, Int) -> Void = { _, _ in }) throws {
+    public convenience init(sd: StableDiffusion, photos paths: [String], settings: LearnSettings, onPhoto: (Int, Int) -> Void = { _, _ in }) throws {
+        try self.init(sd: sd, settings: settings) {
+            // The photos before anything is registered: nothing changes if none can be read.
+            var read: [LearnPhoto] = [], skipped: [String] = []
+            for (i, path) in paths.enumerated() {
+                do {
+                    read.append(try Self.encode(sd: sd, path: path, sizing: settings.size))
+                } catch {
+                    skipped.append("\(path): \(error)")
+                }
+                onPhoto(i + 1, paths.count)
+            }
+            guard !read.isEmpty else { throw LearnError.noPhotos(skipped.first ?? "none given") }
+            return (read, skipped)
+        }
+    }
+
+    /// A learner on one synthetic photo of `size` pixels (a random posterior), for benchmarks: its steps do
+    /// the work of real ones.
+    public static func benchmark(sd: StableDiffusion, settings: LearnSettings, size: ImageSize) throws -> TokenLearner {
+        try TokenLearner(sd: sd, settings: settings) {
+            let f = sd.vae.config.downsampleFactor
+            var rng = TorchGenerator(seed: 1)
+            let shape = [1, sd.vae.config.latentChannels, size.height / f, size.width / f]
+            let posterior = (mean: rng.randn(shape), std: mapElements(rng.rand(shape)) { 0.01 * $0 })
+            return ([LearnPhoto(path: "synthetic", sha256: "", size: size, plain: posterior, mirrored: posterior)], [])
+        }
+    }
+
+    init(sd: StableDiffusion, settings: LearnSettings, photos source: () throws -> ([LearnPhoto], [String])) throws {
         try settings.validate()
         self.sd = sd
         self.settings = settings
@@ -92,19 +121,7 @@ public final class TokenLearner {
         guard initIds.count == 1 else { throw LearnError.initWord(settings.initWord, tokens: initIds.count) }
         let initVector = try sd.textEncoder.tokenEmbedding(row: initIds[0])  // [1, D]
 
-        // The photos first: nothing is registered if none can be read.
-        var read: [LearnPhoto] = [], skipped: [String] = []
-        for (i, path) in paths.enumerated() {
-            do {
-                read.append(try Self.encode(sd: sd, path: path, sizing: settings.size))
-            } catch {
-                skipped.append("\(path): \(error)")
-            }
-            onPhoto(i + 1, paths.count)
-        }
-        guard !read.isEmpty else { throw LearnError.noPhotos(skipped.first ?? "none given") }
-        photos = read
-        self.skipped = skipped
+        (photos, skipped) = try source()
 
         var ids: [Int] = []
         for name in names { ids.append(try sd.tokenizer.addToken(name)) }

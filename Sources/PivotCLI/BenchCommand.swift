@@ -16,7 +16,9 @@ struct BenchCommand: ParsableCommand {
 
     @Option(
         name: .long, parsing: .upToNextOption,
-        help: "Networks to time: unet, unet-vjp, text-encoder, text-encoder-vjp, vae-encode, vae-decode or all (repeatable).")
+        help:
+            "Networks to time: unet, unet-vjp, text-encoder, text-encoder-vjp, vae-encode, vae-decode, learn-step (one textual-inversion step) or all (repeatable)."
+    )
     var network: [String] = ["unet"]
 
     @Option(name: .long, help: "Image side in pixels (latent side = size / 8 for SD).")
@@ -35,8 +37,9 @@ struct BenchCommand: ParsableCommand {
         guard batch >= 1, batch <= 64 else { throw ValidationError("--batch must be between 1 and 64") }
         guard runs >= 1, runs <= 1000 else { throw ValidationError("--runs must be between 1 and 1000") }
         if let size, size < 8 || size > 4096 { throw ValidationError("--size must be between 8 and 4096") }
-        for n in network where n != "all" && Component(rawValue: n) == nil {
-            throw ValidationError("unknown network '\(n)' (expected unet, unet-vjp, text-encoder, text-encoder-vjp, vae-encode, vae-decode or all)")
+        for n in network where n != "all" && n != "learn-step" && Component(rawValue: n) == nil {
+            throw ValidationError(
+                "unknown network '\(n)' (expected unet, unet-vjp, text-encoder, text-encoder-vjp, vae-encode, vae-decode, learn-step or all)")
         }
     }
 
@@ -79,6 +82,20 @@ struct BenchCommand: ParsableCommand {
                     String(
                         format: "%@: median %.3f s over %d runs, %.1f GFLOP, %.1f GFLOP/s",
                         r.network, r.medianSeconds, r.runs, r.gflop, r.gflops))
+            }
+        }
+        if network.contains("learn-step") {
+            let sd = try StableDiffusion(model: folder)
+            sd.precision = plan
+            var r = try Benchmark.learnStep(sd: sd, size: side, runs: runs, progress: { if !json { note($0) } })
+            r.size = side
+            if json {
+                try printJSON(
+                    BenchLine(
+                        result: r, precision: plan.learning, residentBytes: ProcessMemory.residentBytes,
+                        peakResidentBytes: ProcessMemory.peakResidentBytes, weightsResidentBytes: loaded, weightsFP32Bytes: fp32))
+            } else {
+                print(String(format: "learn-step: median %.3f s over %d runs, %.1f GFLOP, %.1f GFLOP/s", r.medianSeconds, r.runs, r.gflop, r.gflops))
             }
         }
         if !json {

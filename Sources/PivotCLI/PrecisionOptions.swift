@@ -9,7 +9,7 @@ struct PrecisionOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Arithmetic of the matrix work: auto (bf16 network passes where the processor has native bf16, fp32 gradients; fp32 elsewhere), fp32 (the reference path), or bf16 (bf16 inputs, fp32 accumulation).",
+            "Arithmetic of the matrix work: auto (bf16 network passes where the processor has native bf16, fp32 gradients but for learn; fp32 elsewhere), fp32 (the reference path), or bf16 (bf16 inputs, fp32 accumulation).",
             valueName: "auto|fp32|bf16"))
     var precision: PrecisionChoice = .auto
 

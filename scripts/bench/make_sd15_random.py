@@ -11,8 +11,9 @@ encoder), default diffusers/transformers initialisation, then every norm
 weight/bias and every constant parameter gets ``+0.02*randn`` (same rule as
 the test fixtures, see make_fixtures.py).  One network is built, saved and
 freed at a time (peak RSS ~3.8 GB in fp32).
-No tokenizer/ is written (the real CLIP vocabulary is not available here);
-model_index.json lists ``tokenizer`` as ``[null, null]``.
+No tokenizer/ is written by default (the real CLIP vocabulary is not available here; model_index.json lists
+``tokenizer`` as ``[null, null]``); ``write_tokenizer`` writes CLIP's vocabulary rebuilt from the merges pivot
+ships (what ``pivot learn`` and ``pivot bench --network learn-step`` need).
 
     python3 -m scripts.bench.make_sd15_random --out /tmp/sd15-fp32 [--dtype fp32|fp16|bf16] [--seed 0]
 
@@ -43,6 +44,31 @@ def load_config(configs, name):
 def clip_config(cfg):
     drop = {"transformers_version", "model_type", "architectures", "_name_or_path", "torch_dtype", "dtype"}
     return {k: v for k, v in cfg.items() if k not in drop}
+
+
+def write_tokenizer(folder):
+    """Writes ``folder/tokenizer``: CLIP's vocabulary rebuilt as OpenAI's SimpleTokenizer builds it (the 256 byte
+    symbols, the same with ``</w>``, one entry per merge, the two specials) from Sources/PivotText/Resources."""
+    from scripts import REPO_ROOT
+    with open(os.path.join(REPO_ROOT, "Sources/PivotText/Resources/clip-merges.txt"), encoding="utf-8") as f:
+        merges = [tuple(line.split()) for line in f.read().splitlines() if line.strip()]
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]  # GPT-2's byte-to-symbol table: the rest from U+0100 on
+    table = dict(zip(printable + others, printable + [256 + i for i in range(len(others))]))
+    symbols = [chr(table[b]) for b in printable + others]  # in the table's order, as CLIP lists them
+    vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    out = os.path.join(folder, "tokenizer")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump({t: i for i, t in enumerate(vocab)}, f, ensure_ascii=False)
+    with open(os.path.join(out, "merges.txt"), "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
+    special = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
+               "pad_token": "<|endoftext|>"}
+    with open(os.path.join(out, "special_tokens_map.json"), "w") as f:
+        json.dump(special, f)
+    with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
+        json.dump(dict(special, model_max_length=77, do_lower_case=True, tokenizer_class="CLIPTokenizer"), f)
 
 
 @torch.no_grad()
