@@ -79,6 +79,35 @@ final class LearnParityTests: XCTestCase {
 
     func testVPredictionMatchesReference() throws { try check("v_prediction", prediction: .vPrediction) }
 
+    /// diffusers' constant schedule with warm-up (lr·k/W for the k-th step while k < W, from 0) and `--scale-lr`.
+    func testLearningRateSchedule() throws {
+        var s = LearnSettings(token: "<t>", initWord: "a")
+        XCTAssertEqual(s.learningRate(afterSteps: 0), 5e-3)
+        s.warmupSteps = 4
+        XCTAssertEqual([0, 1, 2, 3, 4, 100].map { s.learningRate(afterSteps: $0) }, [0, 1.25e-3, 2.5e-3, 3.75e-3, 5e-3, 5e-3])
+        (s.batch, s.accumulate, s.scaleLearningRate, s.warmupSteps) = (2, 3, true, 0)
+        XCTAssertEqual(s.learningRate(afterSteps: 7), 3e-2, accuracy: 1e-9)
+        s.patience = 3
+        s.steps = 50
+        XCTAssertEqual(s.validationInterval, 5, "a tenth of a short run")
+        s.validateEvery = 7
+        XCTAssertEqual(s.validationInterval, 7)
+    }
+
+    /// Template files: one a line with {}, comments and blank lines skipped; a line without {} is refused by number.
+    func testTemplateFiles() throws {
+        let path = NSTemporaryDirectory() + "pivot-templates-\(UUID().uuidString).txt"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try Data("# mine\n\na {} on a gray background\n  a small {}  \n".utf8).write(to: URL(fileURLWithPath: path))
+        XCTAssertEqual(try LearnTemplates.file(path), .custom(["a {} on a gray background", "a small {}"]))
+        try Data("a {}\nno token here\n".utf8).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try LearnTemplates.file(path)) { XCTAssertTrue("\($0)".contains("line 2 has no {}"), "\($0)") }
+        try Data("# only comments\n".utf8).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try LearnTemplates.file(path)) { XCTAssertTrue("\($0)".contains("holds no templates"), "\($0)") }
+        XCTAssertEqual(LearnTemplates.object.templates.count, 27)
+        XCTAssertTrue(LearnTemplates.style.templates.allSatisfy { $0.contains("{}") })
+    }
+
     /// AdamW's weight decay: p·(1 − lr·λ) before the Adam step (λ = 0 is plain Adam).
     func testAdamWDecay() {
         let p = Tensor(shape: [2], values: [1, -2]), q = Tensor(shape: [2], values: [1, -2])
