@@ -21,6 +21,22 @@ public struct ModelInfo: Codable, Sendable {
     public var networks: [Network]
     /// What `--precision` resolves to on this processor, when asked (`pivot info`).
     public var precision: PrecisionReport?
+    /// The LoRAs merged at load.
+    public var loras: [Adapter] = []
+    /// Custom Diffusion weights merged at load.
+    public var customDiffusion: [Adapter] = []
+    /// The VAE in use when it is not the model's own.
+    public var vae: String?
+
+    /// A LoRA or Custom Diffusion file: what it is and what it touches.
+    public struct Adapter: Codable, Sendable {
+        public var path: String
+        public var format: String
+        public var weight: Float?
+        public var ranks: [Int]
+        /// Modules touched, by component ("unet", "text_encoder").
+        public var modules: [String: Int]
+    }
 
     /// The resolved precision and the processor facts behind it.
     public struct PrecisionReport: Codable, Sendable {
@@ -82,6 +98,14 @@ public struct ModelInfo: Codable, Sendable {
                 name: name, parameters: store.parameterCount, dtypes: store.dtypeCounts,
                 files: store.files.map { ($0 as NSString).lastPathComponent })
         }
+        loras = model.loras.map { l in
+            let s = l.summary
+            return Adapter(path: l.path, format: l.format.rawValue, weight: l.weight, ranks: s.ranks, modules: s.modules)
+        }
+        customDiffusion = model.customDiffusion.map {
+            Adapter(path: $0.path, format: "custom-diffusion", weight: nil, ranks: [], modules: ["unet": $0.replacements.count])
+        }
+        self.vae = model.vaeOverride
     }
 
     /// `prediction_type` from `scheduler/scheduler_config.json`, when present and readable.
@@ -106,6 +130,15 @@ public struct ModelInfo: Codable, Sendable {
             let mb = Double(n.parameters) * 4 / 1_048_576
             lines.append("\(n.name): \(n.parameters.formatted()) parameters (\(String(format: "%.1f", mb)) MiB as fp32), stored \(dt)")
         }
+        for a in loras + customDiffusion {
+            let touched = a.modules.sorted { $0.key > $1.key }.map { "\($0.value) \($0.key == "unet" ? "UNet" : "text encoder") modules" }
+            let rank = a.ranks.isEmpty ? "" : ", rank \(a.ranks.map(String.init).joined(separator: "/"))"
+            let weight = a.weight.map { ", weight \($0)" } ?? ""
+            lines.append(
+                "\(a.format == "custom-diffusion" ? "custom diffusion" : "lora"): \(a.path) (\(a.format)\(rank)\(weight)): \(touched.joined(separator: ", "))"
+            )
+        }
+        if let vae { lines.append("vae: \(vae) (instead of the model's)") }
         if let p = precision {
             lines.append("precision: \(p.forward) network passes, \(p.gradient) gradients (\(p.reason))")
             lines.append("cpu: \(p.cpu); oneDNN \(p.oneDNN), bf16 kernel: \(p.bf16Kernel)")

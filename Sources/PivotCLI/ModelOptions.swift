@@ -17,10 +17,50 @@ struct ModelOptions: ParsableArguments {
 
     @OptionGroup var singleFile: SingleFileOptions
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "A LoRA merged into the UNet and text encoder at load (kohya/Automatic1111 or diffusers/PEFT; repeatable; weight 1 unless given).",
+            valueName: "FILE[:WEIGHT]"))
+    var lora: [String] = []
+
+    @Option(
+        name: .customLong("custom-diffusion"),
+        help: ArgumentHelp(
+            "Custom Diffusion weights (pytorch_custom_diffusion_weights.bin or .safetensors) replacing the cross-attention K/V; load its token with --embedding.",
+            valueName: "FILE"))
+    var customDiffusion: [String] = []
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "A VAE to use instead of the model's: a diffusers VAE folder, or a VAE file in the original layout (.safetensors, .ckpt).",
+            valueName: "DIR|FILE"))
+    var vae: String?
+
     func folder() throws -> ModelFolder {
-        try ModelFolder(
+        var folder = try ModelFolder(
             path: model, config: singleFile.config, tokenizer: singleFile.tokenizer,
             predictionType: singleFile.predictionType)
+        folder.loras = try lora.map { spec in
+            let (path, weight) = try Self.loraSpec(spec)
+            return try LoRA(path: path, weight: weight)
+        }
+        folder.customDiffusion = try customDiffusion.map { try CustomDiffusion(path: $0) }
+        if let vae {
+            guard FileManager.default.fileExists(atPath: vae) else { throw ValidationError("--vae \(vae): no such file or folder") }
+            folder.vaeOverride = vae
+        }
+        return folder
+    }
+
+    /// "FILE" or "FILE:WEIGHT" (the last colon, when a number follows it).
+    static func loraSpec(_ spec: String) throws -> (String, Float) {
+        if let colon = spec.lastIndex(of: ":"), let weight = Float(spec[spec.index(after: colon)...]) {
+            guard weight.isFinite else { throw ValidationError("--lora \(spec): the weight must be a finite number") }
+            return (String(spec[..<colon]), weight)
+        }
+        return (spec, 1)
     }
 }
 

@@ -18,6 +18,18 @@ public struct ModelFolder {
     public let configDirectory: String?
     public let tokenizerDirectory: String?
     public let predictionType: SchedulerConfig.PredictionType?
+    /// LoRA files merged into the UNet and text encoder at load, in order.
+    public var loras: [LoRA] = []
+    /// Custom Diffusion weights replacing UNet cross-attention projections at load.
+    public var customDiffusion: [CustomDiffusion] = []
+    /// A VAE used instead of the model's: a diffusers VAE folder (or a model folder's `vae/`), or a VAE file in
+    /// the original layout (.safetensors, .ckpt, .pt, .bin; with or without the `first_stage_model.` prefix).
+    public var vaeOverride: String? {
+        didSet { vaeOverrideFolder = vaeOverride.flatMap(Self.vaeFolder) }
+    }
+    private var vaeOverrideFolder: String?
+    /// The folder of a replacement VAE given as a folder (nil for a file or none).
+    public var vaeOverrideDirectory: String? { vaeOverrideFolder }
 
     /// Checks that `path` is a directory or a checkpoint file (whose header is read now); networks are
     /// loaded on demand.
@@ -44,8 +56,23 @@ public struct ModelFolder {
         self.predictionType = predictionType
     }
 
+    /// A VAE folder for `path`: itself when it holds config.json, its `vae/` when that does; nil for a file.
+    static func vaeFolder(_ path: String) -> String? {
+        let fm = FileManager.default
+        for dir in [path, (path as NSString).appendingPathComponent("vae")]
+        where fm.fileExists(atPath: (dir as NSString).appendingPathComponent("config.json")) {
+            return dir
+        }
+        return nil
+    }
+
     /// `<folder>/<component>/config.json` bytes.
     public func configData(_ component: String) throws -> Data {
+        if component == "vae", let dir = vaeOverrideFolder {
+            let file = (dir as NSString).appendingPathComponent("config.json")
+            guard let data = FileManager.default.contents(atPath: file) else { throw LoadError.unreadable(file, reason: "cannot read") }
+            return data
+        }
         if let single {
             if let configDirectory { return try ModelFolder(path: configDirectory).configData(component) }
             let data = try builtinConfig(component, family: single.family)
@@ -78,24 +105,51 @@ public struct ModelFolder {
         try VAEConfig(json: configData("vae"), file: display("vae/config.json"))
     }
 
-    /// The safetensors files of a component: the plain file, an `fp16` variant, or every shard.
+    /// The weight files of a component: the plain file, an `fp16` variant, or every shard, as safetensors,
+    /// else as torch `.bin` files (`pytorch_model.bin` for the text encoder, older diffusers folders).
     public func weightFiles(_ component: String) throws -> [String] {
-        let dir = (path as NSString).appendingPathComponent(component)
+        try Self.weightFiles(in: (path as NSString).appendingPathComponent(component), component: component, display: display(component))
+    }
+
+    /// `weightFiles(_:)` for the component folder `dir`.
+    static func weightFiles(in dir: String, component: String, display: String) throws -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        let tensors = names.filter { $0.hasSuffix(".safetensors") }.sorted()
-        let base = component == "text_encoder" ? "model" : "diffusion_pytorch_model"
-        for preferred in ["\(base).safetensors", "\(base).fp16.safetensors"] where tensors.contains(preferred) {
-            return [(dir as NSString).appendingPathComponent(preferred)]
+        for ext in ["safetensors", "bin"] {
+            let tensors = names.filter { $0.hasSuffix("." + ext) }.sorted()
+            let base = component == "text_encoder" ? (ext == "bin" ? "pytorch_model" : "model") : "diffusion_pytorch_model"
+            for preferred in ["\(base).\(ext)", "\(base).fp16.\(ext)"] where tensors.contains(preferred) {
+                return [(dir as NSString).appendingPathComponent(preferred)]
+            }
+            let pattern = #"-\d{5}-of-\d{5}(\.fp16)?\."# + ext + "$"
+            let shards = tensors.filter { $0.range(of: pattern, options: .regularExpression) != nil }
+            if !shards.isEmpty { return shards.map { (dir as NSString).appendingPathComponent($0) } }
+            if tensors.count == 1 { return [(dir as NSString).appendingPathComponent(tensors[0])] }
+            if !tensors.isEmpty { break }
         }
-        let shards = tensors.filter { $0.range(of: #"-\d{5}-of-\d{5}(\.fp16)?\.safetensors$"#, options: .regularExpression) != nil }
-        if !shards.isEmpty { return shards.map { (dir as NSString).appendingPathComponent($0) } }
-        if tensors.count == 1 { return [(dir as NSString).appendingPathComponent(tensors[0])] }
-        throw LoadError.noWeights(folder: display(component), found: names)
+        throw LoadError.noWeights(folder: display, found: names)
     }
 
     /// Opens a component's weights; the CLIP text encoder's optional `text_model.` prefix is removed and
     /// its `position_ids` buffer ignored.
     public func weightStore(_ component: String) throws -> StrictStore {
+        let base = try baseStore(component)
+        guard component != "vae", !loras.isEmpty || !customDiffusion.isEmpty else { return base }
+        return try AdaptedStore(base: base, component: component, loras: loras, customDiffusion: customDiffusion)
+    }
+
+    private func baseStore(_ component: String) throws -> StrictStore {
+        if component == "vae", let override = vaeOverride {
+            if let dir = vaeOverrideFolder {
+                return try WeightStore(files: Self.weightFiles(in: dir, component: "vae", display: dir))
+            }
+            let archive = try TensorArchive(path: override)
+            let prefixed = archive.names.contains { $0.hasPrefix(SingleFileKeys.vaePrefix) }
+            let view: TensorSource = prefixed ? archive : PrefixedSource(archive, prefix: SingleFileKeys.vaePrefix)
+            let names = archive.names.map { prefixed ? $0 : SingleFileKeys.vaePrefix + $0 }
+            let (map, unmapped) = SingleFileKeys.vae(names, config: try vaeConfig())
+            guard !map.isEmpty else { throw LoadError.unreadable(override, reason: "not a VAE (no encoder.* / decoder.* tensors)") }
+            return SingleFileStore(view, map: map, unmapped: unmapped + archive.names.filter { prefixed && !$0.hasPrefix(SingleFileKeys.vaePrefix) })
+        }
         guard let single else { return try folderStore(component) }
         let names = single.names
         let (map, unmapped): ([String: SingleFileSource], [String])
@@ -141,7 +195,10 @@ public struct ModelFolder {
     private func load<T>(_ component: String, _ build: (StrictStore) throws -> T) throws -> T {
         let store = try weightStore(component)
         let files = store.files
-        let where_ = single != nil ? "\(path) (\(component))" : files.count == 1 ? display(relative(files[0])) : display(component)
+        let where_ =
+            component == "vae" && vaeOverride != nil
+            ? (files.count == 1 ? files[0] : vaeOverride ?? "")
+            : single != nil ? "\(path) (\(component))" : files.count == 1 ? display(relative(files[0])) : display(component)
         do {
             let model = try build(store)
             try store.checkAllTaken()
@@ -162,6 +219,9 @@ public struct ModelFolder {
 /// A parameter store that can say which stored tensors no layer took.
 public protocol StrictStore: ParameterStore {
     func checkAllTaken() throws
+    /// Every name served, sorted, and the shape each is taken with.
+    var names: [String] { get }
+    func shape(_ name: String) -> [Int]?
     /// Stored elements, stored dtypes with their tensor counts, and the files read.
     var parameterCount: Int { get }
     var dtypeCounts: [String: Int] { get }
@@ -170,6 +230,21 @@ public protocol StrictStore: ParameterStore {
 
 extension WeightStore: StrictStore {}
 extension SingleFileStore: StrictStore {}
+
+/// A tensor source seen with `prefix` before every name (a VAE file without `first_stage_model.`).
+final class PrefixedSource: TensorSource {
+    let base: TensorSource
+    let prefix: String
+    init(_ base: TensorSource, prefix: String) {
+        self.base = base
+        self.prefix = prefix
+    }
+    var path: String { base.path }
+    func strip(_ name: String) -> String { name.hasPrefix(prefix) ? String(name.dropFirst(prefix.count)) : name }
+    func shape(_ name: String) -> [Int]? { base.shape(strip(name)) }
+    func dtype(_ name: String) -> DType? { base.dtype(strip(name)) }
+    func tensor(_ name: String) throws -> Tensor { try base.tensor(strip(name)) }
+}
 
 /// The configs pivot carries for single files (SD 1.5's, and SD 2.1's 768-v), from the package resources.
 func builtinConfig(_ component: String, family: SingleFileCheckpoint.Family) throws -> Data {

@@ -3,6 +3,17 @@ import PivotFormats
 import PivotModels
 import PivotTensor
 
+/// Named tensors by their stored names: a whole checkpoint, or one network's file (`TensorArchive`).
+public protocol TensorSource: AnyObject {
+    var path: String { get }
+    func shape(_ name: String) -> [Int]?
+    func dtype(_ name: String) -> DType?
+    func tensor(_ name: String) throws -> Tensor
+}
+
+extension SingleFileCheckpoint: TensorSource {}
+extension TensorArchive: TensorSource {}
+
 /// A Stable Diffusion checkpoint in one file, in the original (CompVis / Stability) layout: a
 /// `.safetensors` file, or a `.ckpt`/`.pt` torch file (`{"state_dict": …}`) read by pivot's restricted reader.
 public final class SingleFileCheckpoint {
@@ -80,12 +91,12 @@ public final class SingleFileCheckpoint {
 /// A `ParameterStore` serving diffusers names from a single-file checkpoint through `SingleFileKeys`;
 /// strict like `WeightStore`: `checkAllTaken()` names every tensor of the component no layer used.
 public final class SingleFileStore: ParameterStore {
-    public let checkpoint: SingleFileCheckpoint
+    public let checkpoint: TensorSource
     private let map: [String: SingleFileSource]
     private var taken: Set<String> = []
     private let unmapped: [String]
 
-    public init(_ checkpoint: SingleFileCheckpoint, map: [String: SingleFileSource], unmapped: [String]) {
+    public init(_ checkpoint: TensorSource, map: [String: SingleFileSource], unmapped: [String]) {
         self.checkpoint = checkpoint
         self.map = map
         self.unmapped = unmapped.filter { !SingleFileKeys.isIgnorable($0) }
@@ -93,12 +104,8 @@ public final class SingleFileStore: ParameterStore {
 
     public func tensor(_ name: String, shape: [Int]) throws -> Tensor {
         guard let source = map[name] else { throw ModelError.missingTensor(name) }
-        guard let stored = checkpoint.shape(source.original) else { throw ModelError.missingTensor(source.original) }
-        let expected: [Int]
-        switch source.transform {
-        case .none: expected = stored
-        case .squeeze: expected = stored.count == 4 && stored[2] == 1 && stored[3] == 1 ? [stored[0], stored[1]] : stored
-        case .rows(_, let parts): expected = stored.isEmpty || stored[0] % parts != 0 ? stored : [stored[0] / parts] + stored.dropFirst()
+        guard let stored = checkpoint.shape(source.original), let expected = self.shape(name) else {
+            throw ModelError.missingTensor(source.original)
         }
         guard expected == shape else {
             throw ModelError.shapeMismatch("\(name) (\(source.original))", expected: shape, found: stored)
@@ -114,6 +121,19 @@ public final class SingleFileStore: ParameterStore {
     }
 
     public var files: [String] { [checkpoint.path] }
+
+    /// Every diffusers name served, sorted.
+    public var names: [String] { map.keys.sorted() }
+
+    /// The shape `tensor(name, shape:)` takes for `name`, nil if absent.
+    public func shape(_ name: String) -> [Int]? {
+        guard let source = map[name], let stored = checkpoint.shape(source.original) else { return nil }
+        switch source.transform {
+        case .none: return stored
+        case .squeeze: return stored.count == 4 && stored[2] == 1 && stored[3] == 1 ? [stored[0], stored[1]] : stored
+        case .rows(_, let parts): return stored.isEmpty || stored[0] % parts != 0 ? stored : [stored[0] / parts] + stored.dropFirst()
+        }
+    }
 
     /// The diffusers names this store serves, with their sources, sorted by name.
     public var mappedNames: [(name: String, source: SingleFileSource)] {
