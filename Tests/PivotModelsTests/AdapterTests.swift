@@ -64,6 +64,13 @@ final class AdapterTests: XCTestCase, CLIRunning {
         try assertMatches(try component("text-encoder", loras), "peft.text")
     }
 
+    /// A LoRA saved with `torch.save` reads through the restricted reader and merges as its safetensors twin.
+    func testLoRAInTorchFile() throws {
+        let bin = try component("unet", ["--lora", adapters + "/peft-b.bin:1.3"])
+        XCTAssertEqual(bin.scalars, try component("unet", ["--lora", adapters + "/peft-b.safetensors:1.3"]).scalars)
+        XCTAssertNotEqual(bin.scalars, try component("unet", []).scalars)
+    }
+
     func testCustomDiffusionMatchesDiffusers() throws {
         try assertMatches(try component("unet", ["--custom-diffusion", adapters + "/custom-diffusion.bin"]), "custom.unet")
     }
