@@ -30,6 +30,7 @@ struct BatchCommand: ParsableCommand {
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
     @OptionGroup var precisionOptions: PrecisionOptions
     @OptionGroup var threadOptions: ThreadOptions
+    @OptionGroup var progressOptions: ProgressOptions
     var model: String { modelOptions.model }
 
     @Option(name: .shortAndLong, help: "The output folder (created if needed).")
@@ -131,36 +132,32 @@ struct BatchCommand: ParsableCommand {
             shard: shard.flatMap(BatchShard.init(parsing:)), cache: noCache ? nil : InversionCache())
         job.sideBySide = sideBySide
         job.outputSize = outputSize
-        let progress = Progress("batch", quiet: quiet)
-        var done = 0, total = 0, current = ""
+        // Every row planned with the batch's defaults (a manifest's own settings are learnt as they run).
+        let defaults = job.defaults
+        let progress = JobProgress("batch", style: progressOptions.style(quiet: quiet), phases: [])
+        var started = 0, count = 0
+        var inverting: (InversionEvent) -> Void = { _ in }
         let outcomes = try sd.runBatch(job) { event in
             switch event {
             case .planned(let t, let already):
-                total = t - already
+                count = t - already
+                for k in 0..<count { progress.job.append(JobPlans.edit(defaults, targets: 1, invert: true, prefix: "row \(k + 1)/\(count) ")) }
                 if !quiet { note("batch: \(t) row\(t == 1 ? "" : "s")\(already > 0 ? ", \(already) already done" : "")") }
-                progress.begin()
-            case .rowStarted(_, _, let row):
-                current = "row \(row.number) \(row.image)"
-                progress.update(done, total, detail: current)
-            case .inversion(let e):
-                if case .nullText(let step, let steps, let inner, let innerTotal, let loss, _) = e {
-                    progress.update(
-                        done, total, partial: 0.8 * Double(step) / Double(max(steps, 1)),
-                        detail: "\(current): null-text \(step)/\(steps) inner \(inner)/\(innerTotal) loss \(String(format: "%.3g", loss))")
-                } else if case .trajectory(let step, let steps) = e {
-                    progress.update(done, total, detail: "\(current): DDIM inversion \(step)/\(steps)")
-                }
+            case .rowStarted:
+                started += 1
+                progress.enter("row \(started)/\(count) encode")
+                inverting = progress.inversionEvents(prefix: "row \(started)/\(count) ")
+            case .inversion(let e): inverting(e)
             case .editStep(let step, let steps):
-                progress.update(
-                    done, total, partial: 0.8 + 0.2 * Double(step) / Double(max(steps, 1)),
-                    detail: "\(current): edit \(step)/\(steps)")
+                progress.enter("row \(started)/\(count) edit")
+                progress.step(step, total: steps)
+                if step == steps { progress.enter("row \(started)/\(count) decode") }
             case .rowFinished(_, _, let outcome):
-                done += 1
-                progress.update(done, total, detail: current)
                 if json { try? printJSON(outcome) }
                 if outcome.status == .error, !quiet { note("batch: row \(outcome.row) (\(outcome.image)) failed: \(outcome.message)") }
             }
         }
+        progress.finish()
         // Rows refused before any work (bad settings, images, outputs, words) never started.
         for o in outcomes where o.status == .error && o.settings.isEmpty {
             if json { try? printJSON(o) } else if !quiet { note("batch: row \(o.row) (\(o.image)) skipped: \(o.message)") }

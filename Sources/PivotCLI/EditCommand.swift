@@ -28,6 +28,7 @@ struct EditCommand: ParsableCommand {
     @OptionGroup var precisionOptions: PrecisionOptions
     @OptionGroup var threadOptions: ThreadOptions
     @OptionGroup var jsonOutput: JSONOutputOption
+    @OptionGroup var progressOptions: ProgressOptions
     var model: String { modelOptions.model }
 
     @Option(name: .long, help: "The prompt that describes the photo.")
@@ -125,25 +126,24 @@ struct EditCommand: ParsableCommand {
             cache: noCache ? nil : InversionCache())
         request.attentionMaps = attentionMaps != nil
         request.outputSize = outputSize
-        var inverting: InversionProgress?
-        let progress = Progress("edit", quiet: quiet)
-        var rendering = false
+        let isPhoto: Bool
+        if case .photo = source { isPhoto = true } else { isPhoto = false }
+        let progress = JobProgress(
+            "edit", style: progressOptions.style(quiet: quiet),
+            phases: JobPlans.edit(request.settings, targets: target.count, invert: isPhoto))
+        progress.enter(isPhoto ? "encode" : "edit")
+        let inverting = progress.inversionEvents()
         let result = try sd.edit(request) { event in
             switch event {
-            case .inversion(let e):
-                if inverting == nil {
-                    inverting = InversionProgress("edit: inverting (\(self.inversion.settings.method.rawValue))", quiet: self.quiet)
-                }
-                inverting?.show(e)
+            case .inversion(let e): inverting(e)
             case .step(let step, let total):
-                if !rendering {
-                    rendering = true
-                    progress.begin()
-                }
-                progress.update(step, total)
+                progress.enter("edit")
+                progress.step(step, total: total)
+                if step == total { progress.enter("decode") }
             case .warning(let w): note("warning: \(w)")
             }
         }
+        progress.finish()
         if let cached = result.cachedAt, !quiet { note("using the cached inversion \(cached)") }
         let protected = result.record.metadata["photo_path"].map { [$0, input] } ?? [input]
         func wrote(_ path: String, _ image: RGBImage, kind: String = "image", target: String? = nil) throws {

@@ -18,6 +18,7 @@ struct GenerateCommand: ParsableCommand {
     @OptionGroup var precisionOptions: PrecisionOptions
     @OptionGroup var threadOptions: ThreadOptions
     @OptionGroup var jsonOutput: JSONOutputOption
+    @OptionGroup var progressOptions: ProgressOptions
     var model: String { modelOptions.model }
 
     @Option(name: .long, help: "Negative prompt (the unconditional branch of guidance).")
@@ -71,10 +72,15 @@ struct GenerateCommand: ParsableCommand {
             let t = sd.tokenizer.encode(sd.tokenizer.expandingMultiVectorTokens(p))
             if t.truncated { note("warning: prompt truncated to \(sd.tokenizer.maxLength) tokens; dropped: \"\(t.droppedText)\"") }
         }
-        let progress = Progress("generate", quiet: quiet)
-        progress.begin()
+        let progress = JobProgress(
+            "generate", style: progressOptions.style(quiet: quiet), phases: JobPlans.generate(steps: request.steps, guided: request.guidance > 1))
+        progress.enter("sampling")
         let start = Date()
-        let image = try sd.generate(request) { progress.update($0, $1) }
+        let image = try sd.generate(request) { done, total in
+            progress.step(done, total: total)
+            if done == total { progress.enter("decode") }
+        }
+        progress.finish()
         try image.write(output, text: [("parameters", sd.parametersText(request, width: w, height: h))])
         if Profiler.enabled {
             // PIVOT_PROFILE=1: how much of the run is outside the networks (tokenizer, noise, scheduler, I/O).

@@ -62,29 +62,5 @@ struct InversionOptions: ParsableArguments {
     }
 }
 
-/// Shows an inversion's events on one progress line: the DDIM steps, then each null-text inner
-/// iteration with its loss (or the direct-inversion offsets).
-final class InversionProgress {
-    private let progress: Progress
-
-    init(_ label: String, quiet: Bool) {
-        progress = Progress(label, quiet: quiet)
-        progress.begin()
-    }
-
-    func show(_ event: InversionEvent) {
-        switch event {
-        case .trajectory(let step, let total):
-            progress.update(step, total, detail: "DDIM inversion")
-        case .nullText(let step, let total, let inner, let innerTotal, let loss, let last):
-            progress.update(
-                last ? step : step - 1, total,
-                detail: String(format: "null-text inner %d/%d loss %.3g", inner, innerTotal, loss))
-        case .offsets(let step, let total):
-            progress.update(step, total, detail: "offsets")
-        }
-    }
-}
-
 /// "L,T,R,B" → a crop box.
 func parseCrop(_ s: String) -> CropBox? { CropBox(parsing: s) }

@@ -23,6 +23,7 @@ struct InvertCommand: ParsableCommand {
     @OptionGroup var precisionOptions: PrecisionOptions
     @OptionGroup var threadOptions: ThreadOptions
     @OptionGroup var jsonOutput: JSONOutputOption
+    @OptionGroup var progressOptions: ProgressOptions
     var model: String { modelOptions.model }
 
     @Option(name: .long, help: "A prompt that describes the photo.")
@@ -53,8 +54,12 @@ struct InvertCommand: ParsableCommand {
         try embeddingOptions.apply(to: sd, quiet: quiet)
         let t = sd.tokenizer.encode(sd.tokenizer.expandingMultiVectorTokens(prompt))
         if t.truncated { note("warning: prompt truncated to \(sd.tokenizer.maxLength) tokens; dropped: \"\(t.droppedText)\"") }
-        let progress = InversionProgress("invert (\(inversion.settings.method.rawValue))", quiet: quiet)
-        var record = try sd.invert(photo: photo, prompt: prompt, settings: inversion.settings, onEvent: progress.show)
+        let progress = JobProgress(
+            "invert (\(inversion.settings.method.rawValue))", style: progressOptions.style(quiet: quiet),
+            phases: JobPlans.inversion(inversion.settings))
+        progress.enter("encode")
+        var record = try sd.invert(photo: photo, prompt: prompt, settings: inversion.settings, onEvent: progress.inversionEvents())
+        progress.finish()
         record.metadata["model_fingerprint"] = try folder.fingerprint()
         record.metadata["photo_sha256"] = try SHA256.hexDigest(ofFile: photo)
         try record.write(to: output)

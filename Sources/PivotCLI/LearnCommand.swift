@@ -29,6 +29,7 @@ struct LearnCommand: ParsableCommand {
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
     @OptionGroup var precisionOptions: PrecisionOptions
     @OptionGroup var threadOptions: ThreadOptions
+    @OptionGroup var progressOptions: ProgressOptions
     @OptionGroup var jsonOutput: JSONOutputOption
 
     @Option(name: .long, help: "The new token, not in the vocabulary (e.g. \"<my-cat>\").")
@@ -147,24 +148,24 @@ struct LearnCommand: ParsableCommand {
         let sd = try StableDiffusion(model: try modelOptions.folder())
         sd.precision = try precisionOptions.plan()
         if !quiet { note("learn \(token): \(photos.count) photo\(photos.count == 1 ? "" : "s"), \(steps) steps, precision \(sd.precision.learning)") }
-        let encoding = Progress("encode photos", quiet: quiet)
-        let training = Progress("learn \(token)", quiet: quiet, logInterval: 10)  // thousands of steps: a log line per 10 s
-        var first = true, resumedAt = 0
+        let progress = JobProgress(
+            "learn \(token)", style: progressOptions.style(quiet: quiet),
+            phases: JobPlans.learn(photos: photos.count, steps: steps, rowsPerStep: batch * accumulate))
+        progress.enter("encode photos")
+        var resumedAt = 0
         let result = try sd.learn(photos: photos, settings: settings, outputs: outputs, resume: resume) { event in
             switch event {
-            case .photos(let done, let total): encoding.update(done, total)
+            case .photos(let done, let total): progress.step(done, total: total)
             case .skipped(let why): note("warning: skipped \(why)")
             case .noCheckpoint(let path): if !quiet { note("no checkpoint at \(path): starting afresh") }
             case .resumed(let step):
                 resumedAt = step
                 if !quiet { note("resuming from step \(step)") }
             case .step(let done, let total, let loss, let smoothed):
-                if first {
-                    training.begin()
-                    first = false
-                }
+                progress.enter("training")
                 // The ETA counts the steps of this run only (a resumed run's earlier steps took no time here).
-                training.update(done - resumedAt, total - resumedAt, detail: String(format: "step %d, loss %.4f (mean %.4f)", done, loss, smoothed))
+                progress.step(
+                    done - resumedAt, total: total - resumedAt, detail: String(format: "step %d, loss %.4f (mean %.4f)", done, loss, smoothed))
             case .validation(let step, let loss, let best):
                 if !quiet { note(String(format: "validation at step %d: %.5f (best %.5f)", step, loss, best)) }
             case .wrote(let path, let kind): if !quiet && kind != "checkpoint" && kind != "token" { note("wrote \(kind) \(path)") }
@@ -172,6 +173,7 @@ struct LearnCommand: ParsableCommand {
                 if !quiet { note("stopped at step \(step): no better validation since step \(best); keeping step \(best)'s vectors") }
             }
         }
+        progress.finish()
         if !quiet { note("wrote \(result.output) (step \(result.vectorsFromStep), mean loss \(String(format: "%.4f", result.smoothedLoss)))") }
         for (path, kind) in result.files {
             var line = OutputLine(

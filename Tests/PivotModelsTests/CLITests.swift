@@ -57,7 +57,7 @@ final class CLITests: XCTestCase, CLIRunning {
         defer { try? FileManager.default.removeItem(atPath: out) }
         let r = try pivot(["generate", "a red circle", "--model", model, "--steps", "2", "--seed", "5", "-o", out])
         XCTAssertEqual(r.status, 0, r.err)
-        XCTAssertTrue(r.err.contains("step 2/2"), r.err)  // plain progress lines when not on a terminal
+        XCTAssertTrue(r.err.contains("sampling 2/2"), r.err)  // plain progress lines when not on a terminal
         let text = try readPNGText(out)
         let parameters = try XCTUnwrap(text.first { $0.key == "parameters" }?.value)
         XCTAssertTrue(parameters.contains("Steps: 2") && parameters.contains("Seed: 5"), parameters)

@@ -1,0 +1,47 @@
+import Foundation
+import PivotDiffusion
+
+/// The phases of each long command, for `JobEstimate`: what runs, in which order, at which planned cost.
+public enum JobPlans {
+    public typealias Phase = JobEstimate.Phase
+
+    /// Inverting a photo: its VAE encoding and prompt, the DDIM trajectory (one UNet pass a step), then the
+    /// method's own work: null-text's inner iterations (forward+backward passes; early stopping shortens the
+    /// phase as it runs), direct inversion's offsets (a guided pair of passes a step).
+    public static func inversion(_ s: InversionSettings, prefix: String = "") -> [Phase] {
+        var p = [Phase(prefix + "encode", kind: .other, steps: 1), Phase(prefix + "DDIM inversion", kind: .forward, steps: s.steps)]
+        switch s.method {
+        case .nullText: p.append(Phase(prefix + "null-text", kind: .gradient, steps: s.steps * s.innerSteps))
+        case .direct: p.append(Phase(prefix + "offsets", kind: .forward, steps: s.steps, unitsPerStep: 2))
+        case .negativePrompt, .ddim: break
+        }
+        return p
+    }
+
+    /// The planned cost of one UNet pass over `batch` samples, in single-sample passes: batch^0.85, between
+    /// small latents (the demo model's batch of 4 costs ≈ 2.75 single passes, measured) and SD 1.5 size
+    /// (about linear).
+    public static func batchedPass(_ batch: Int) -> Double { pow(Double(max(batch, 1)), 0.85) }
+
+    /// An edit: the inversion (none for an inversion file), the guided rendering of the source and every target
+    /// (one batched pass of 2·(1 + targets) samples a step), and their decodes.
+    public static func edit(_ s: EditSettings, targets: Int, invert: Bool, prefix: String = "") -> [Phase] {
+        (invert ? inversion(s.inversion, prefix: prefix) : []) + [
+            Phase(prefix + "edit", kind: .forward, steps: s.inversion.steps, unitsPerStep: batchedPass(2 * (1 + targets))),
+            Phase(prefix + "decode", kind: .other, steps: 1 + targets),
+        ]
+    }
+
+    /// Text to image: the guided steps and the decode.
+    public static func generate(steps: Int, guided: Bool) -> [Phase] {
+        [Phase("sampling", kind: .forward, steps: steps, unitsPerStep: batchedPass(guided ? 2 : 1)), Phase("decode", kind: .other, steps: 1)]
+    }
+
+    /// Learning a token: the photos' encodings (plain and mirrored) and the training steps.
+    public static func learn(photos: Int, steps: Int, rowsPerStep: Int) -> [Phase] {
+        [
+            Phase("encode photos", kind: .other, steps: photos, unitsPerStep: 2),
+            Phase("training", kind: .gradient, steps: steps, unitsPerStep: Double(rowsPerStep)),
+        ]
+    }
+}
