@@ -85,11 +85,11 @@ public final class JobEstimate {
             // The phase's recent steps (its later half), never its first step while there are others: steps are
             // reported as they end, so the first also holds whatever ran unreported since the last report (a
             // photo's encoding, the previous row's decode) and one-time work. Steadied while few by what earlier
-            // phases predicted (two steps' worth).
-            let window = doneInCurrent == 1 ? 1 : min(doneInCurrent - 1, max(3, doneInCurrent / 2))
+            // phases predicted (five steps' worth).
+            let window = doneInCurrent == 1 ? 1 : min(doneInCurrent - 1, max(10, doneInCurrent / 2))
             let d = Double(window)
             let measured = (lastReport - reports[doneInCurrent - window]) / d / phases[current].unitsPerStep
-            rate[phases[current].kind] = entryRate.map { (measured * d + $0 * 2) / (d + 2) } ?? measured
+            rate[phases[current].kind] = entryRate.map { (measured * d + $0 * 5) / (d + 5) } ?? measured
         }
     }
 

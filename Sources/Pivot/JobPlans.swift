@@ -23,18 +23,26 @@ public enum JobPlans {
     /// (about linear).
     public static func batchedPass(_ batch: Int) -> Double { pow(Double(max(batch, 1)), 0.85) }
 
+    /// The planned cost of decoding one image (and composing it at the photo's size), in UNet passes: the VAE
+    /// decoder runs at full resolution (a 512² edit at SD 1.5 size spent ≈ 16 s on each, ≈ 11 passes of
+    /// 1.4 s; the demo model far less), so 4 is a compromise that is never far off on either.
+    public static let decodeUnits = 4.0
+
     /// An edit: the inversion (none for an inversion file), the guided rendering of the source and every target
     /// (one batched pass of 2·(1 + targets) samples a step), and their decodes.
     public static func edit(_ s: EditSettings, targets: Int, invert: Bool, prefix: String = "") -> [Phase] {
         (invert ? inversion(s.inversion, prefix: prefix) : []) + [
             Phase(prefix + "edit", kind: .forward, steps: s.inversion.steps, unitsPerStep: batchedPass(2 * (1 + targets))),
-            Phase(prefix + "decode", kind: .other, steps: 1 + targets),
+            Phase(prefix + "decode", kind: .other, steps: 1 + targets, unitsPerStep: decodeUnits),
         ]
     }
 
     /// Text to image: the guided steps and the decode.
     public static func generate(steps: Int, guided: Bool) -> [Phase] {
-        [Phase("sampling", kind: .forward, steps: steps, unitsPerStep: batchedPass(guided ? 2 : 1)), Phase("decode", kind: .other, steps: 1)]
+        [
+            Phase("sampling", kind: .forward, steps: steps, unitsPerStep: batchedPass(guided ? 2 : 1)),
+            Phase("decode", kind: .other, steps: 1, unitsPerStep: decodeUnits),
+        ]
     }
 
     /// Learning a token: the photos' encodings (plain and mirrored) and the training steps.
