@@ -45,6 +45,12 @@ public enum JobPlans {
         ]
     }
 
+    /// Converting a single file: each network's tensors read, checked and written, at a cost in proportion to
+    /// its parameters (one unit per million).
+    public static func convert(parameters: [(component: String, count: Int)]) -> [Phase] {
+        parameters.map { Phase($0.component, kind: .other, steps: 1, unitsPerStep: max(Double($0.count) / 1e6, 0.001)) }
+    }
+
     /// Learning a token: the photos' encodings (plain and mirrored) and the training steps.
     public static func learn(photos: Int, steps: Int, rowsPerStep: Int) -> [Phase] {
         [

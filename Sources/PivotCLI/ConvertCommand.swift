@@ -18,6 +18,7 @@ struct ConvertCommand: ParsableCommand {
 
     @OptionGroup var threadOptions: ThreadOptions
     @OptionGroup var jsonOutput: JSONOutputOption
+    @OptionGroup var progressOptions: ProgressOptions
 
     @Argument(help: "The checkpoint (original SD 1.x/2.x layout).")
     var file: String
@@ -39,9 +40,16 @@ struct ConvertCommand: ParsableCommand {
             path: file, config: singleFile.config, tokenizer: singleFile.tokenizer,
             predictionType: singleFile.predictionType)
         guard folder.single != nil else { throw ValidationError("\(file) is a folder; pivot convert reads single-file checkpoints") }
+        let components = ["text_encoder", "unet", "vae"]
+        let progress = JobProgress(
+            "convert", style: progressOptions.style(quiet: quiet),
+            phases: JobPlans.convert(parameters: try components.map { ($0, try folder.weightStore($0).parameterCount) }))
         try folder.convert(to: output, dtype: dtype == .fp16 ? .F16 : .F32) { component in
-            if !quiet { note("convert: \(component)") }
+            if progress.job.phase != nil { progress.step(1) }  // the previous component is done
+            progress.enter(component)
         }
+        progress.step(1)
+        progress.finish()
         if !quiet { note("wrote \(output)") }
         try jsonOutput.emit(OutputLine("convert", path: output, kind: "model", started: started))
     }
