@@ -61,13 +61,7 @@ public enum Benchmark {
         _ = try work()
         let flop = Double(BLAS.flops - f0)
         if Profiler.enabled { _ = Profiler.report() }  // profiles show the timed runs, not one-time weight preparation
-        var times: [Double] = []
-        for i in 0..<runs {
-            let start = DispatchTime.now().uptimeNanoseconds
-            _ = try work()
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-            progress("\(network.rawValue): run \(i + 1)/\(runs) \(String(format: "%.3f", times.last ?? 0)) s")
-        }
+        let times = try timed(runs, network.rawValue, progress) { _ = try work() }
         let median = times.sorted()[times.count / 2]
         return Result(
             network: network.rawValue, medianSeconds: median, times: times, gflop: flop / 1e9,
@@ -88,13 +82,7 @@ public enum Benchmark {
         let f0 = BLAS.flops
         try learner.trainStep()
         let flop = Double(BLAS.flops - f0)
-        var times: [Double] = []
-        for i in 0..<runs {
-            let start = DispatchTime.now().uptimeNanoseconds
-            try learner.trainStep()
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-            progress("learn-step: run \(i + 1)/\(runs) \(String(format: "%.3f", times.last ?? 0)) s")
-        }
+        let times = try timed(runs, "learn-step", progress) { try learner.trainStep() }
         let median = times.sorted()[times.count / 2]
         var result = Result(
             network: "learn-step", medianSeconds: median, times: times, gflop: flop / 1e9, gflops: flop / 1e9 / median, size: size,
@@ -106,16 +94,26 @@ public enum Benchmark {
             let (loss32, g32) = try learner.lossAndGradient(learner.sample(0))
             let (_, other) = try learner.lossAndGradient(learner.sample(1))
             result.gradientCheck = GradientCheck(
-                cosine: cosine(g, g32), relativeError: distance(g, g32) / max(norm(g32), 1e-30), cosineBetweenSamples: cosine(g32, other),
+                cosine: cosine(g, g32), relativeError: sumOfSquaredDifferences(g, g32).squareRoot() / max(norm(g32), 1e-30),
+                cosineBetweenSamples: cosine(g32, other),
                 loss: loss, lossFP32: loss32)
         }
         return result
     }
 
-    static func norm(_ a: Tensor) -> Double { (0..<a.count).reduce(0.0) { $0 + Double(a.data[$1]) * Double(a.data[$1]) }.squareRoot() }
-    static func distance(_ a: Tensor, _ b: Tensor) -> Double {
-        (0..<a.count).reduce(0.0) { $0 + pow(Double(a.data[$1]) - Double(b.data[$1]), 2) }.squareRoot()
+    /// Seconds of each of `runs` calls of `body`, reported as they end.
+    static func timed(_ runs: Int, _ label: String, _ progress: (String) -> Void, _ body: () throws -> Void) rethrows -> [Double] {
+        var times: [Double] = []
+        for i in 0..<runs {
+            let start = DispatchTime.now().uptimeNanoseconds
+            try body()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            progress("\(label): run \(i + 1)/\(runs) \(String(format: "%.3f", times.last ?? 0)) s")
+        }
+        return times
     }
+
+    static func norm(_ a: Tensor) -> Double { (0..<a.count).reduce(0.0) { $0 + Double(a.data[$1]) * Double(a.data[$1]) }.squareRoot() }
     static func cosine(_ a: Tensor, _ b: Tensor) -> Double {
         (0..<a.count).reduce(0.0) { $0 + Double(a.data[$1]) * Double(b.data[$1]) } / max(norm(a) * norm(b), 1e-300)
     }

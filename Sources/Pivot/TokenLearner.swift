@@ -140,7 +140,8 @@ public final class TokenLearner {
         return LearnPhoto(path: path, sha256: try SHA256.hexDigest(ofFile: path), size: size, plain: plain, mirrored: mirrored)
     }
 
-    /// Writes the current vectors into the text encoder's table.
+    /// Writes the current vectors into the text encoder's table (whenever they change: at the start, after each
+    /// update and on restore).
     func installVectors() throws {
         try sd.textEncoder.setTokenEmbeddings(startingAt: tokenIds[0], vectors)
     }
@@ -155,7 +156,6 @@ public final class TokenLearner {
     /// The loss of one sample and its gradient with respect to the token's vectors [n, D], for the current
     /// vectors (the reference's forward and backward for one batch row, without the optimiser step).
     public func lossAndGradient(_ s: LearnSample) throws -> (loss: Float, gradient: Tensor) {
-        try installVectors()
         let tokenizer = sd.tokenizer
         let ids = tokenizer.encode(tokenizer.expandingMultiVectorTokens(s.prompt)).ids
         let scheduler = sd.scheduler

@@ -28,9 +28,10 @@ public struct CustomDiffusion: Sendable {
             else {
                 throw LoRAError.invalid(path, "key '\(name)' is not a Custom Diffusion projection (…attn2.processor.to_k_custom_diffusion.weight)")
             }
-            let tail = name[r].split(separator: ".")  // processor, to_X_custom_diffusion, [0,] weight|bias
-            let target = tail[1].dropLast("_custom_diffusion".count)
-            map[String(name[..<r.lowerBound]) + "." + (target == "to_out" ? "to_out.0" : String(target)) + "." + String(tail.last!)] = name
+            let target =
+                name.contains(".to_out_custom_diffusion")
+                ? "to_out.0" : name[r].contains(".to_q_") ? "to_q" : name[r].contains(".to_k_") ? "to_k" : "to_v"
+            map[String(name[..<r.lowerBound]) + "." + target + (name.hasSuffix(".bias") ? ".bias" : ".weight")] = name
         }
         guard !map.isEmpty else { throw LoRAError.invalid(path, "it holds no tensors") }
         replacements = map
@@ -42,7 +43,7 @@ public struct CustomDiffusion: Sendable {
 /// checked when the store is made, so a key that fits nothing fails before any network is built.
 final class AdaptedStore: StrictStore {
     let base: StrictStore
-    private var deltas: [String: [(lora: LoRA, module: LoRA.Module)]] = [:]
+    private var deltas: [String: [(lora: LoRA, module: LoRA.Module, rank: Int, scale: Float)]] = [:]
     private var replaced: [String: (CustomDiffusion, String)] = [:]
 
     init(base: StrictStore, component: String, loras: [LoRA], customDiffusion: [CustomDiffusion]) throws {
@@ -59,8 +60,8 @@ final class AdaptedStore: StrictStore {
         }
         for lora in loras {
             for (module, parameter) in try lora.resolve(component: component, names: names) {
-                _ = try lora.factors(module, fitting: base.shape(parameter) ?? [])  // shapes checked now
-                deltas[parameter, default: []].append((lora, module))
+                let (rank, scale) = try lora.scale(module, fitting: base.shape(parameter) ?? [])  // shapes checked now, from headers
+                deltas[parameter, default: []].append((lora, module, rank, scale))
             }
         }
     }
@@ -76,8 +77,8 @@ final class AdaptedStore: StrictStore {
         guard let list = deltas[name] else { return w }
         w = w.copy()
         let outer = shape[0], inner = w.count / max(outer, 1)
-        for (lora, module) in list {
-            let (up, down, rank, scale) = try lora.factors(module, fitting: shape)
+        for (lora, module, rank, scale) in list {
+            let (up, down) = try lora.matrices(module)
             // W [out, in·kh·kw] += scale · B [out, r] · A [r, in·kh·kw]
             BLAS.gemm(m: outer, n: inner, k: rank, alpha: scale, a: up.data, lda: rank, b: down.data, ldb: inner, beta: 1, c: w.data, ldc: inner)
         }

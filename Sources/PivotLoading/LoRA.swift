@@ -182,14 +182,15 @@ public struct LoRA: Sendable {
         }
     }
 
-    /// The matrices of a module, their rank and the scale weight · alpha / rank, checked against the shape
-    /// of the parameter they adapt.
-    func factors(_ m: Module, fitting shape: [Int]) throws -> (up: Tensor, down: Tensor, rank: Int, scale: Float) {
-        let down = try archive.tensor(m.down), up = try archive.tensor(m.up)
-        let rank = down.dim(0)
+    /// A module's rank and its scale weight · alpha / rank, its matrices' stored shapes checked against the
+    /// shape of the parameter they adapt (from the file's header: no matrix is read).
+    func scale(_ m: Module, fitting shape: [Int]) throws -> (rank: Int, scale: Float) {
+        let down = archive.shape(m.down) ?? [], up = archive.shape(m.up) ?? []
+        let rank = down.first ?? 0
         let outer = shape.first ?? 0, inner = shape.dropFirst().reduce(1, *)
-        guard down.rank >= 2, up.rank >= 2, rank > 0, up.dim(0) == outer, up.count == outer * rank, down.count == rank * inner else {
-            throw LoRAError.shapeMismatch(path, m.key, lora: "A \(down.shape), B \(up.shape)", model: shape)
+        guard down.count >= 2, up.count >= 2, rank > 0, up[0] == outer, up.reduce(1, *) == outer * rank, down.reduce(1, *) == rank * inner
+        else {
+            throw LoRAError.shapeMismatch(path, m.key, lora: "A \(down), B \(up)", model: shape)
         }
         var alpha = Float(rank)
         if let key = m.alphaKey {
@@ -199,7 +200,12 @@ public struct LoRA: Sendable {
         } else if let a = metadataAlphas[m.component] {
             alpha = a
         }
-        return (up, down, rank, weight * alpha / Float(rank))
+        return (rank, weight * alpha / Float(rank))
+    }
+
+    /// A module's matrices B (up) and A (down), as stored.
+    func matrices(_ m: Module) throws -> (up: Tensor, down: Tensor) {
+        (try archive.tensor(m.up), try archive.tensor(m.down))
     }
 
     /// The ranks in the file, and the modules per component (for `pivot info`).

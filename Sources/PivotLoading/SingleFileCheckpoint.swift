@@ -15,7 +15,8 @@ extension SingleFileCheckpoint: TensorSource {}
 extension TensorArchive: TensorSource {}
 
 /// A Stable Diffusion checkpoint in one file, in the original (CompVis / Stability) layout: a
-/// `.safetensors` file, or a `.ckpt`/`.pt` torch file (`{"state_dict": …}`) read by pivot's restricted reader.
+/// `.safetensors` file, or a `.ckpt`/`.pt` torch file (`{"state_dict": …}`) read by pivot's restricted reader
+/// (`TensorArchive`), recognised as SD 1.x or 2.x by its text encoder's names.
 public final class SingleFileCheckpoint {
     /// The architectures recognised from tensor names and shapes.
     public enum Family: String, Sendable {
@@ -27,28 +28,14 @@ public final class SingleFileCheckpoint {
 
     public let path: String
     public let family: Family
-    /// Every tensor name in the file.
-    public let names: [String]
-    private let safetensors: SafeTensorsFile?
-    private let torch: (file: TorchFile, refs: [String: TorchTensorRef])?
+    /// Every tensor name in the file, sorted.
+    public var names: [String] { archive.names }
+    private let archive: TensorArchive
 
     public init(path: String) throws {
         self.path = path
-        if path.lowercased().hasSuffix(".safetensors") {
-            let file = try SafeTensorsFile(path: path)
-            safetensors = file
-            torch = nil
-            names = file.names
-        } else {
-            let file = try TorchFile(path: path)
-            let dict = file.root["state_dict"] ?? file.root
-            guard case .dict(let entries) = dict else { throw LoadError.unreadable(path, reason: "not a checkpoint (no state_dict)") }
-            var refs: [String: TorchTensorRef] = [:]
-            for (key, value) in entries { if let k = key.stringValue, let r = value.tensorValue { refs[k] = r } }
-            safetensors = nil
-            torch = (file, refs)
-            names = refs.keys.sorted()
-        }
+        archive = try TensorArchive(path: path)
+        let names = archive.names
         if names.contains(SingleFileKeys.clipPrefix + "embeddings.token_embedding.weight") {
             family = .sd1
         } else if names.contains(SingleFileKeys.openClipPrefix + "token_embedding.weight") {
@@ -65,27 +52,13 @@ public final class SingleFileCheckpoint {
     }
 
     /// The stored shape of a tensor, nil if absent.
-    public func shape(_ name: String) -> [Int]? {
-        if let safetensors { return safetensors.info(name)?.shape }
-        return torch?.refs[name]?.shape
-    }
+    public func shape(_ name: String) -> [Int]? { archive.shape(name) }
 
     /// The stored element type of a tensor.
-    public func dtype(_ name: String) -> DType? {
-        if let safetensors { return safetensors.info(name)?.dtype }
-        return torch?.refs[name]?.dtype
-    }
+    public func dtype(_ name: String) -> DType? { archive.dtype(name) }
 
     /// A tensor as fp32.
-    public func tensor(_ name: String) throws -> Tensor {
-        if let safetensors {
-            let t = try safetensors.floatTensor(name)
-            safetensors.releasePages(name)
-            return t
-        }
-        guard let torch, let ref = torch.refs[name] else { throw ModelError.missingTensor(name) }
-        return try torch.file.floatTensor(ref)
-    }
+    public func tensor(_ name: String) throws -> Tensor { try archive.tensor(name) }
 }
 
 /// A `ParameterStore` serving diffusers names from a single-file checkpoint through `SingleFileKeys`;

@@ -27,7 +27,9 @@ public final class TensorArchive: @unchecked Sendable {  // read-only after init
         } else {
             let file = try TorchFile(path: path)
             let dict = file.root["state_dict"] ?? file.root
-            guard case .dict(let entries) = dict else { throw LoadError.unreadable(path, reason: "not a dictionary of tensors") }
+            guard case .dict(let entries) = dict else {
+                throw LoadError.unreadable(path, reason: "not a dictionary of tensors (nor one under state_dict)")
+            }
             var refs: [String: TorchTensorRef] = [:]
             for (key, value) in entries { if let k = key.stringValue, let r = value.tensorValue { refs[k] = r } }
             safetensors = nil
