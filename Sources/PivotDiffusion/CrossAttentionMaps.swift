@@ -1,10 +1,12 @@
+import Foundation
 import PivotModels
 import PivotTensor
 
 /// One prompt's cross-attention per token, gathered during an edit the way Prompt-to-Prompt's
 /// `show_cross_attention` inspects it: the conditional cross-attention of prompt `prompt` (0 = source) at
-/// (h/4)·(w/4) query tokens (16×16 for SD's 64×64 latent; the smallest down/up size when the model has none
-/// that size), from the down and up blocks, averaged over heads, layers and steps.
+/// (h/4)·(w/4) query tokens (16×16 for SD's 64×64 latent; when the model has no layer that size, the down/up
+/// size nearest P2P's 16×16, see `mapTokens(among:preferred:)`), from the down and up blocks, averaged over
+/// heads, layers and steps.
 public final class CrossAttentionMaps {
     public let prompt: Int
     public let prompts: Int
@@ -40,12 +42,25 @@ public final class CrossAttentionMaps {
     /// The averaged maps: `height` × `width` values per token (token-major: `values[token][y · width + x]`),
     /// or nil before any cross-attention was seen.
     public func averaged() -> (height: Int, width: Int, values: [[Float]])? {
-        guard let n = sums[preferredTokens] != nil ? preferredTokens : sums.keys.min(), let sum = sums[n],
+        guard let n = mapTokens(among: Set(sums.keys), preferred: preferredTokens), let sum = sums[n],
             let count = counts[n], count > 0
         else { return nil }
         let m = sum.count / n, grid = latent.grid(tokens: n)
         let values = (0..<m).map { t in (0..<n).map { sum[$0 * m + t] / Float(count) } }
         return (grid.height, grid.width, values)
+    }
+}
+
+/// The query-token count whose cross-attention maps Prompt-to-Prompt reads (local blend, attention pictures):
+/// `preferred` ((h/4)·(w/4), 16×16 on SD's 64×64 latent, the reference's choice) when some layer has it, else
+/// the available count nearest 16×16 = 256 (by ratio; the larger on a tie), so that a small model whose latent
+/// is itself 16×16 reads its 16×16 maps, as P2P does on SD. Nil when `available` is empty.
+public func mapTokens(among available: Set<Int>, preferred: Int) -> Int? {
+    if available.contains(preferred) { return preferred }
+    func distance(_ n: Int) -> Double { abs(log(Double(n) / 256)) }
+    return available.max { a, b in
+        let (da, db) = (distance(a), distance(b))
+        return da != db ? da > db : a < b
     }
 }
 

@@ -4,7 +4,7 @@ import PivotTensor
 /// Prompt-to-Prompt's local blend (docs/ALGORITHMS.md §5): after each step (once `startStep` steps have
 /// passed) every target latent keeps the source's latent outside a mask drawn from the cross-attention of
 /// the chosen words. The maps are the conditional cross-attention at (h/4)·(w/4) tokens (16×16 for SD's
-/// 64×64 latent; the smallest down/up resolution when a model has none that size), summed over heads,
+/// 64×64 latent; the size nearest 16×16 when a model has none that size, `mapTokens`), summed over heads,
 /// layers and the steps so far, 3×3 max-pooled, upsampled (nearest) to the latent, divided by their
 /// maximum and thresholded; mask = source words' mask ∪ target words' mask.
 public final class LocalBlend {
@@ -47,7 +47,7 @@ public final class LocalBlend {
 
     /// Applies the blend to latents [B, C, h, w] after step `step` (0-based).
     public func apply(_ z: inout Tensor, afterStep step: Int) {
-        guard step + 1 > startStep, let n = sums[preferredTokens] != nil ? preferredTokens : sums.keys.min(),
+        guard step + 1 > startStep, let n = mapTokens(among: Set(sums.keys), preferred: preferredTokens),
             let sum = sums[n]
         else { return }
         let grid = latent.grid(tokens: n), b = wordTokens.count, m = sum[0].count / n

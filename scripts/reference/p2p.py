@@ -17,13 +17,16 @@ probabilities. What it reproduces on purpose:
 * Controllers edit only the conditional half of the batch; the stored maps (for local blend) are the
   conditional cross-attention *after* editing, summed over the steps so far.
 * Local blend after each step once more than int(0.2·T) steps have run: the chosen words' maps at
-  ``blend_tokens`` queries (16² for SD) outside the mid block, averaged over layers and heads, 3×3
+  ``blend_tokens`` queries (16² for SD; else the size nearest 16², ``map_tokens``) outside the mid block, averaged over layers and heads, 3×3
   max-pooled, nearest-upsampled, divided by their maximum, thresholded (0.3), OR-ed with the source's mask.
 
 The constants tied to SD's 64×64 latent are parameters here (``self_max_tokens``, ``blend_tokens``), so the
 same code runs the tiny fixture models; at SD 1.5 size they take the reference's values.
 """
+import math
+
 import numpy as np
+
 import torch
 import torch.nn.functional as F
 
@@ -141,6 +144,15 @@ def word_weights(prompts, words, tokenizer, length=77):
 
 # ---------------------------------------------------------------- controller
 
+def map_tokens(sizes, preferred):
+    """The query-token count whose maps the blend (and the attention pictures) read: ``preferred`` when a
+    layer has it (16x16 on SD), else the size nearest 16x16 = 256 by ratio, the larger on a tie (pivot's
+    `mapTokens`: a small model whose latent is 16x16 reads its 16x16 maps, as P2P does on SD)."""
+    if preferred in sizes:
+        return preferred
+    return max(sizes, key=lambda n: (-abs(math.log(n / 256)), n))
+
+
 class Controller:
     """Replace (``kind="replace"``), refine (``"refine"``) or neither (``None``), optionally reweighted and
     locally blended, for the batch [uncond × B, cond × B] with prompt 0 the source."""
@@ -208,7 +220,7 @@ class Controller:
         if self.blend is None or steps_done <= self.blend["start"]:
             return latents
         sizes = sorted({n for (_, n, _) in self.maps})
-        n = self.blend["tokens"] if self.blend["tokens"] in sizes else sizes[0]
+        n = map_tokens(sizes, self.blend["tokens"])
         side = int(round(n ** 0.5))
         maps = [v.reshape(self.b, -1, 1, side, side, 77) for (_, k, _), v in sorted(self.maps.items()) if k == n]
         maps = torch.cat(maps, dim=1)
