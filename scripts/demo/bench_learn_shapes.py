@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from scripts import REPO_ROOT
-from scripts.demo.shapes_world import BACKGROUNDS, COLOURS, SHAPES, object_colour, render_scene, shape_mask
+from scripts.demo.shapes_world import BACKGROUNDS, COLOURS, IMAGE_SIZE, SHAPES, object_colour, render_scene, shape_mask
 
 PIVOT = os.path.join(REPO_ROOT, ".build", "release", "pivot")
 TOKEN = "<concept>"
@@ -54,13 +54,14 @@ def object_shape(image, background):
     area = m.sum()
     best, best_iou = None, -1.0
     for shape in SHAPES:
-        sizes = np.arange(8, 80, 0.5)
-        areas = [shape_mask(shape, 32, 32, s, 0, supersample=1).sum() for s in sizes]
+        side = m.shape[0]
+        sizes = np.arange(8, 1.25 * side, 0.5)
+        areas = [shape_mask(shape, side / 2, side / 2, s, 0, image_size=side, supersample=1).sum() for s in sizes]
         size = sizes[int(np.argmin(np.abs(np.array(areas) - area)))]
         for angle in ([0] if shape == "circle" else range(0, 120, 5)):
             for dx in (-2, 0, 2):
                 for dy in (-2, 0, 2):
-                    fit = shape_mask(shape, cx + dx, cy + dy, size, angle, supersample=1) > 0.5
+                    fit = shape_mask(shape, cx + dx, cy + dy, size, angle, image_size=side, supersample=1) > 0.5
                     iou = (fit & m).sum() / max((fit | m).sum(), 1)
                     if iou > best_iou:
                         best, best_iou = shape, iou
@@ -98,10 +99,11 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     rng = np.random.default_rng(3)
 
+    k = IMAGE_SIZE / 64  # the positions and sizes below are in pixels of a 64x64 scene
     photos = []
     for i in range(4):
-        image = render_scene(args.colour, args.shape, args.background, cx=rng.uniform(22, 42), cy=rng.uniform(22, 42),
-                             size=rng.uniform(24, 40), angle=rng.uniform(0, 120))[0]
+        image = render_scene(args.colour, args.shape, args.background, cx=k * rng.uniform(22, 42), cy=k * rng.uniform(22, 42),
+                             size=k * rng.uniform(24, 40), angle=rng.uniform(0, 120))[0]
         path = os.path.join(args.out, f"photo{i}.png")
         image.save(path)
         photos.append(path)
@@ -111,8 +113,8 @@ def main():
     edit_colours = [c for c in COLOURS if c != args.colour][:4]
     edits = []
     for i, colour in enumerate(edit_colours):
-        image, caption, info = render_scene(colour, args.shape, "white", cx=rng.uniform(24, 40), cy=rng.uniform(24, 40),
-                                            size=rng.uniform(28, 40), angle=rng.uniform(0, 120))
+        image, caption, info = render_scene(colour, args.shape, "white", cx=k * rng.uniform(24, 40), cy=k * rng.uniform(24, 40),
+                                            size=k * rng.uniform(28, 40), angle=rng.uniform(0, 120))
         path = os.path.join(args.out, f"edit-source{i}.png")
         image.save(path)
         edits.append((path, caption, info))
@@ -187,7 +189,7 @@ def main():
     print("\n".join(lines))
 
     # The picture: photos; per precision the generations on each background and the edits (source above result).
-    cell, gap = 64, 4
+    cell, gap = IMAGE_SIZE, 4
     rows = [("photos", photos)] + [(f"baseline {b}", [r["path"] for r in baseline[b]]) for b in order[:1]]
     for precision, r in results["runs"].items():
         for b in order:

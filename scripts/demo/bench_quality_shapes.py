@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Edit quality on the shapes world, where the renderer draws the ground truth of every edit.
 
-For ``--scenes`` held-out scenes (seeds from 1,000,000, never used in training), each with a colour swap or a
+For ``--scenes`` held-out one-object scenes (seeds from 1,000,000, never used in training), each with a colour swap or a
 shape swap (alternating), and for every inversion method (null-text, negative-prompt, direct, ddim), runs
 pivot's own ``pivot batch --side-by-side`` (release build) with a manifest of one row per scene, whose output holds
 the source branch (the reconstruction) beside the edit. Reports per method:
@@ -32,7 +32,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from scripts.demo.shapes_world import BACKGROUNDS, COLOURS, SHAPES, render, render_variant  # noqa: E402
+from scripts.demo.shapes_world import BACKGROUNDS, COLOURS, SHAPES, render_single, render_variant  # noqa: E402
 from scripts import REPO_ROOT  # noqa: E402
 
 ROOT = REPO_ROOT
@@ -57,7 +57,7 @@ def dilate(mask, r):
 def scenes(n):
     rows = []
     for i in range(n):
-        image, caption, info = render(1_000_000 + i)
+        image, caption, info = render_single(1_000_000 + i)
         if i % 2 == 0:
             colour = [c for c in COLOURS if c != info["colour"]][i // 2 % (len(COLOURS) - 1)]
             edited, target, tinfo = render_variant(info, colour=colour)

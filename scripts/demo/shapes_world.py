@@ -1,28 +1,33 @@
 #!/usr/bin/env python3
-"""The shapes world: a deterministic renderer of one coloured shape on a plain background.
+"""The shapes world: a deterministic renderer of one or two coloured shapes on a plain background.
 
 It is the training world of the demo model `samples/models/shapes` (see `scripts/demo/train_shapes.py`) and
 the ground truth of its edits: every scene is a function of its parameters, so the same scene can be
-rendered again with only the colour (or the shape, or the background) changed, which is exactly what a
+rendered again with only one object's colour or shape (or the background) changed, which is exactly what a
 perfect edit should produce.
 
-A scene is one object (circle, square or triangle; 1/3 to 2/3 of the image side; random position, square
-and triangle randomly rotated) in one of the colours of `COLOURS` on one of the backgrounds of
-`BACKGROUNDS`, captioned exactly ``"a {colour} {shape} on a {background} background"``. Edges are
-anti-aliased by 4x supersampling and a 4x4 box filter; the object's coverage (a float mask in [0, 1]) is
-returned with the parameters, for ground-truth metrics (e.g. "did the edit keep the background?").
+A scene (`render(seed)`, 128x128) holds one object (probability 0.4: a circle, square or triangle, 1/3 to 2/3
+of the side, as the first demo world had) or two (0.6: of different colours, each 1/4 to 0.42 of the side,
+their discs at least 4 pixels apart) in the colours of `COLOURS` on one of `BACKGROUNDS`, captioned exactly
+``"a {colour} {shape} on a {background} background"`` or ``"a {colour} {shape} and a {colour} {shape} on a
+{background} background"`` with the two objects in a random order; squares and triangles are randomly
+rotated. Edges are anti-aliased by 4x supersampling and a 4x4 box filter; each object's coverage (a float
+mask in [0, 1]) is returned with the parameters, for ground-truth metrics ("did the edit keep the other
+object?") and for the token loss that puts each word's attention on its object (`word_regions`).
 
 Library use:
 
-    from scripts.demo.shapes_world import render, render_scene, render_variant
-    image, caption, info = render(5)                 # PIL RGB 64x64, caption, parameters + mask
-    edited, caption2, info2 = render_variant(info, colour="blue")   # the ideal edit of that scene
-    image = render_scene("red", "circle", "white", cx=30, cy=34, size=28, angle=0)[0]
+    from scripts.demo.shapes_world import render, render_objects, render_scene, render_variant
+    image, caption, info = render(5)                 # PIL RGB 128x128, caption, parameters + masks
+    edited, caption2, info2 = render_variant(info, colour="blue", index=1)   # the ideal edit of object 1
+    image = render_scene("red", "circle", "white", cx=60, cy=68, size=56, angle=0)[0]
+    image = render_objects([dict(colour="red", shape="circle", cx=40, cy=40, size=40, angle=0),
+                            dict(colour="blue", shape="square", cx=90, cy=88, size=44, angle=15)], "white")[0]
 
 Command line (prints the caption):
 
     python3 -m scripts.demo.shapes_world --seed 5 -o out.png
-    python3 -m scripts.demo.shapes_world --seed 5 --colour blue -o edited.png   # same scene, recoloured
+    python3 -m scripts.demo.shapes_world --seed 5 --colour blue --index 1 -o edited.png   # same scene, recoloured
 """
 
 import argparse
@@ -31,7 +36,7 @@ import math
 import numpy as np
 from PIL import Image
 
-IMAGE_SIZE = 64
+IMAGE_SIZE = 128
 SUPERSAMPLE = 4
 
 # Fixed RGB values.  Names are single CLIP tokens.
@@ -51,6 +56,10 @@ BACKGROUNDS = {
 }
 # Object size (the diameter of the disc it fits, see `shape_mask`) as a fraction of the image side.
 SIZE_RANGE = (1 / 3, 2 / 3)
+# Scenes with two objects: how often, each object's size, and the least gap between their discs (pixels).
+TWO_OBJECTS = 0.6
+PAIR_SIZE_RANGE = (1 / 4, 0.42)
+PAIR_GAP = 4.0
 
 
 def caption_of(colour, shape, background):
@@ -129,7 +138,7 @@ def render_scene(colour, shape, background, cx, cy, size, angle, image_size=IMAG
 
 
 def sample_params(seed, image_size=IMAGE_SIZE):
-    """The scene parameters of ``seed`` (deterministic: numpy's PCG64 seeded with ``seed``)."""
+    """The one-object scene parameters of ``seed`` (numpy's PCG64 seeded with ``seed``)."""
     rng = np.random.default_rng(seed)
     colour = list(COLOURS)[rng.integers(len(COLOURS))]
     shape = SHAPES[rng.integers(len(SHAPES))]
@@ -143,34 +152,131 @@ def sample_params(seed, image_size=IMAGE_SIZE):
     return dict(colour=colour, shape=shape, background=background, cx=cx, cy=cy, size=size, angle=angle)
 
 
+def sample_objects(seed, image_size=IMAGE_SIZE):
+    """The scene of ``seed`` in the world with one or two objects: ``(objects, background)``.
+
+    With probability `TWO_OBJECTS` a scene has two objects of different colours (shapes may repeat), each
+    `PAIR_SIZE_RANGE` of the side, their discs at least `PAIR_GAP` pixels apart, listed in a random order
+    (the order of the caption); otherwise it is `sample_params`' one object.
+    """
+    rng = np.random.default_rng([seed, 2])
+    if rng.uniform() >= TWO_OBJECTS:
+        params = sample_params(seed, image_size)
+        background = params.pop("background")
+        return [params], background
+    background = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
+    colours = rng.choice(len(COLOURS), size=2, replace=False)
+    objects = []
+    for k in range(2):
+        shape = SHAPES[rng.integers(len(SHAPES))]
+        for _ in range(1000):
+            size = rng.uniform(*PAIR_SIZE_RANGE) * image_size
+            r = size / 2 + 0.5
+            cx, cy = rng.uniform(r, image_size - r), rng.uniform(r, image_size - r)
+            if all(math.hypot(cx - o["cx"], cy - o["cy"]) >= (size + o["size"]) / 2 + PAIR_GAP for o in objects):
+                break
+        else:  # pragma: no cover - the ranges always leave room
+            raise RuntimeError(f"scene {seed}: no room for a second object")
+        angle = 0.0 if shape == "circle" else rng.uniform(0, 360)
+        objects.append(dict(colour=list(COLOURS)[colours[k]], shape=shape, cx=cx, cy=cy, size=size, angle=angle))
+    return objects, background
+
+
+def caption_of_objects(objects, background):
+    """``a {colour} {shape} [and a {colour} {shape}] on a {background} background`` in the objects' order."""
+    things = " and ".join(f"a {o['colour']} {o['shape']}" for o in objects)
+    return f"{things} on a {background} background"
+
+
+def render_objects(objects, background, image_size=IMAGE_SIZE):
+    """Render objects (dicts of colour, shape, cx, cy, size, angle) over a background, later ones on top.
+
+    Returns ``(PIL RGB image, caption, info)``; ``info`` has ``background``, ``image_size``, ``objects`` (each
+    with its own coverage ``mask``, float32 [H, W], of what is visible of it) and ``mask`` (their union). A
+    one-object scene also has that object's parameters at the top level, as `render_scene` gives them.
+    """
+    if background not in BACKGROUNDS:
+        raise ValueError(f"unknown background {background!r}; known: {', '.join(BACKGROUNDS)}")
+    a = np.empty((image_size, image_size, 3), dtype=np.float64)
+    a[:] = BACKGROUNDS[background]
+    union = np.zeros((image_size, image_size), dtype=np.float32)
+    out = []
+    for o in objects:
+        if o["colour"] not in COLOURS:
+            raise ValueError(f"unknown colour {o['colour']!r}; known: {', '.join(COLOURS)}")
+        m = shape_mask(o["shape"], o["cx"], o["cy"], o["size"], o["angle"], image_size)
+        a = a * (1 - m[..., None]) + np.asarray(COLOURS[o["colour"]], dtype=np.float64) * m[..., None]
+        for prev in out:
+            prev["mask"] = prev["mask"] * (1 - m)
+        union = np.maximum(union, m)
+        out.append(dict({k: (float(v) if k in ("cx", "cy", "size", "angle") else v) for k, v in o.items()
+                         if k != "mask"}, mask=m))
+    image = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "RGB")
+    info = dict(background=background, image_size=int(image_size), objects=out, mask=union)
+    if len(out) == 1:
+        info.update({k: v for k, v in out[0].items() if k != "mask"})
+    return image, caption_of_objects(objects, background), info
+
+
 def render(seed, image_size=IMAGE_SIZE):
-    """Render the scene of ``seed``: ``(PIL RGB image, caption, info)``; same seed, same image."""
+    """Render the scene of ``seed`` (one or two objects): ``(PIL RGB image, caption, info)``; same seed, same image."""
+    objects, background = sample_objects(seed, image_size)
+    image, caption, info = render_objects(objects, background, image_size)
+    info["seed"] = int(seed)
+    return image, caption, info
+
+
+def render_single(seed, image_size=IMAGE_SIZE):
+    """Render the one-object scene of ``seed`` (the world of the first demo model)."""
     image, caption, info = render_scene(**sample_params(seed, image_size), image_size=image_size)
     info["seed"] = int(seed)
     return image, caption, info
 
 
-def render_variant(info, colour=None, shape=None, background=None):
-    """The same scene (position, size, angle) with the colour, shape or background changed.
+def render_variant(info, colour=None, shape=None, background=None, index=0):
+    """The same scene (positions, sizes, angles) with object ``index``'s colour or shape, or the background, changed.
 
-    ``info`` is what `render` or `render_scene` returned; this is the ground truth of an edit of it.
-    A circle turned into a square or triangle keeps angle 0 (circles have no angle).
+    ``info`` is what `render`, `render_objects` or `render_scene` returned; this is the ground truth of an edit
+    of it. A circle turned into a square or triangle keeps angle 0 (circles have no angle).
     """
-    params = {k: info[k] for k in ("colour", "shape", "background", "cx", "cy", "size", "angle")}
+    keys = ("colour", "shape", "cx", "cy", "size", "angle")
+    if "objects" in info:
+        objects = [{k: o[k] for k in keys} for o in info["objects"]]
+    else:
+        objects = [{k: info[k] for k in keys}]
     if colour is not None:
-        params["colour"] = colour
+        objects[index]["colour"] = colour
     if shape is not None:
-        params["shape"] = shape
-    if background is not None:
-        params["background"] = background
-    out = render_scene(**params, image_size=info["image_size"])
+        objects[index]["shape"] = shape
+    out = render_objects(objects, background or info["background"], info["image_size"])
     if "seed" in info:
         out[2]["seed"] = info["seed"]
     return out
 
 
+def word_regions(info):
+    """``[(word index in the caption, region)]`` for every colour, shape and background word of a scene.
+
+    ``region`` is an object's index, or ``"background"``; every word of the world is one CLIP token, so the
+    word's token is at position index + 1 (after the start token).
+    """
+    out = []
+    for k in range(len(info.get("objects", [None]))):
+        out += [(1 + 4 * k, k), (2 + 4 * k, k)]
+    words = 4 * len(info.get("objects", [None])) - 1 + 4  # "... on a {background} background"
+    out.append((words - 2, "background"))
+    return out
+
+
+def region_mask(info, region):
+    """Coverage [H, W] of a region of `word_regions`: an object's visible part, or the background."""
+    if region == "background":
+        return 1.0 - info["mask"]
+    return info["objects"][region]["mask"] if "objects" in info else info["mask"]
+
+
 def all_captions():
-    """Every caption of the world, in a fixed order."""
+    """Every one-object caption of the world, in a fixed order."""
     return [caption_of(c, s, b) for c in COLOURS for s in SHAPES for b in BACKGROUNDS]
 
 
@@ -196,20 +302,40 @@ def object_colour(image, background):
     return nearest_colour(np.median(a[far], axis=0))
 
 
+def object_colours(image, background, count):
+    """The ``count`` most common object colours (names, sorted) of an image on a known background.
+
+    Pixels farther than 60 (RGB distance) from the background colour are matched to their nearest colour
+    of `COLOURS`; the ``count`` names with most pixels (each at least 0.5% of the image) are returned.
+    """
+    a = np.asarray(image.convert("RGB"), dtype=np.float64).reshape(-1, 3)
+    bg = np.asarray(BACKGROUNDS[background], dtype=np.float64)
+    far = a[np.sqrt(((a - bg) ** 2).sum(axis=1)) > 60]
+    names = list(COLOURS)
+    if len(far) == 0:
+        return []
+    ref = np.asarray([COLOURS[n] for n in names], dtype=np.float64)
+    nearest = np.argmin(((far[:, None, :] - ref[None]) ** 2).sum(-1), axis=1)
+    counts = np.bincount(nearest, minlength=len(names))
+    order = [k for k in np.argsort(-counts, kind="stable")[:count] if counts[k] >= 0.005 * a.shape[0]]
+    return sorted(names[k] for k in order)
+
+
 def main():
     ap = argparse.ArgumentParser(description="Render one scene of the shapes world and print its caption.")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-o", "--output", default=None, help="PNG to write (default: only print the caption)")
-    ap.add_argument("--size", type=int, default=IMAGE_SIZE, help="image side in pixels (default 64)")
+    ap.add_argument("--size", type=int, default=IMAGE_SIZE, help=f"image side in pixels (default {IMAGE_SIZE})")
     ap.add_argument("--colour", choices=list(COLOURS), help="render the same scene in this colour")
     ap.add_argument("--shape", choices=list(SHAPES), help="render the same scene with this shape")
     ap.add_argument("--background", choices=list(BACKGROUNDS), help="render the same scene on this background")
+    ap.add_argument("--index", type=int, default=0, help="the object --colour and --shape change (0 or 1)")
     ap.add_argument("--mask", default=None, help="also write the object's coverage as a grayscale PNG")
     args = ap.parse_args()
 
     image, caption, info = render(args.seed, args.size)
     if args.colour or args.shape or args.background:
-        image, caption, info = render_variant(info, args.colour, args.shape, args.background)
+        image, caption, info = render_variant(info, args.colour, args.shape, args.background, args.index)
     if args.output:
         image.save(args.output)
     if args.mask:
