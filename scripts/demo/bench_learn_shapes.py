@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from scripts import REPO_ROOT
-from scripts.demo.shapes_world import BACKGROUNDS, COLOURS, IMAGE_SIZE, SHAPES, object_colour, render_scene, shape_mask
+from scripts.demo.shapes_world import BACKGROUNDS, COLOURS, SHAPES, model_image_size, object_colour, render_scene, shape_mask
 
 PIVOT = os.path.join(REPO_ROOT, ".build", "release", "pivot")
 TOKEN = "<concept>"
@@ -99,11 +99,12 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     rng = np.random.default_rng(3)
 
-    k = IMAGE_SIZE / 64  # the positions and sizes below are in pixels of a 64x64 scene
+    size = model_image_size(args.model)
+    k = size / 64  # the positions and sizes below are in pixels of a 64x64 scene
     photos = []
     for i in range(4):
         image = render_scene(args.colour, args.shape, args.background, cx=k * rng.uniform(22, 42), cy=k * rng.uniform(22, 42),
-                             size=k * rng.uniform(24, 40), angle=rng.uniform(0, 120))[0]
+                             size=k * rng.uniform(24, 40), angle=rng.uniform(0, 120), image_size=size)[0]
         path = os.path.join(args.out, f"photo{i}.png")
         image.save(path)
         photos.append(path)
@@ -114,7 +115,7 @@ def main():
     edits = []
     for i, colour in enumerate(edit_colours):
         image, caption, info = render_scene(colour, args.shape, "white", cx=k * rng.uniform(24, 40), cy=k * rng.uniform(24, 40),
-                                            size=k * rng.uniform(28, 40), angle=rng.uniform(0, 120))
+                                            size=k * rng.uniform(28, 40), angle=rng.uniform(0, 120), image_size=size)
         path = os.path.join(args.out, f"edit-source{i}.png")
         image.save(path)
         edits.append((path, caption, info))
@@ -189,7 +190,7 @@ def main():
     print("\n".join(lines))
 
     # The picture: photos; per precision the generations on each background and the edits (source above result).
-    cell, gap = IMAGE_SIZE, 4
+    cell, gap = size, 4
     rows = [("photos", photos)] + [(f"baseline {b}", [r["path"] for r in baseline[b]]) for b in order[:1]]
     for precision, r in results["runs"].items():
         for b in order:

@@ -32,7 +32,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from scripts.demo.shapes_world import BACKGROUNDS, COLOURS, SHAPES, render_single, render_variant  # noqa: E402
+from scripts.demo.shapes_world import BACKGROUNDS, COLOURS, SHAPES, model_image_size, render_single, render_variant  # noqa: E402
 from scripts import REPO_ROOT  # noqa: E402
 
 ROOT = REPO_ROOT
@@ -54,10 +54,10 @@ def dilate(mask, r):
     return out
 
 
-def scenes(n):
+def scenes(n, size):
     rows = []
     for i in range(n):
-        image, caption, info = render_single(1_000_000 + i)
+        image, caption, info = render_single(1_000_000 + i, size)
         if i % 2 == 0:
             colour = [c for c in COLOURS if c != info["colour"]][i // 2 % (len(COLOURS) - 1)]
             edited, target, tinfo = render_variant(info, colour=colour)
@@ -81,7 +81,7 @@ def main():
     exe = os.path.join(ROOT, ".build/release/pivot")
     inputs = os.path.join(args.out, "photos")
     os.makedirs(inputs, exist_ok=True)
-    data = scenes(args.scenes)
+    data = scenes(args.scenes, model_image_size(args.model))
     for s in data:
         s["image"].save(os.path.join(inputs, f"scene{s['index']:03d}.png"))
     results = {}

@@ -275,6 +275,18 @@ def region_mask(info, region):
     return info["objects"][region]["mask"] if "objects" in info else info["mask"]
 
 
+def model_image_size(model):
+    """The image side a diffusers model folder was trained at (its VAE's ``sample_size``), for scripts that
+    render scenes for a given model; `IMAGE_SIZE` when the folder does not say."""
+    import json
+    import os
+    try:
+        with open(os.path.join(model, "vae", "config.json")) as f:
+            return int(json.load(f).get("sample_size", IMAGE_SIZE))
+    except (OSError, ValueError):
+        return IMAGE_SIZE
+
+
 def all_captions():
     """Every one-object caption of the world, in a fixed order."""
     return [caption_of(c, s, b) for c in COLOURS for s in SHAPES for b in BACKGROUNDS]
