@@ -35,7 +35,6 @@ import argparse
 import colorsys
 import csv
 import json
-import math
 import os
 import subprocess
 import sys

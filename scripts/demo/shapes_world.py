@@ -31,7 +31,9 @@ Command line (prints the caption):
 """
 
 import argparse
+import json
 import math
+import os
 
 import numpy as np
 from PIL import Image
@@ -277,14 +279,13 @@ def region_mask(info, region):
 
 def model_image_size(model):
     """The image side a diffusers model folder was trained at (its VAE's ``sample_size``), for scripts that
-    render scenes for a given model; `IMAGE_SIZE` when the folder does not say."""
-    import json
-    import os
-    try:
-        with open(os.path.join(model, "vae", "config.json")) as f:
-            return int(json.load(f).get("sample_size", IMAGE_SIZE))
-    except (OSError, ValueError):
+    render scenes for a given model; `IMAGE_SIZE` when the folder has no VAE config or it names no size (a
+    config that cannot be read is an error, not a silent default)."""
+    path = os.path.join(model, "vae", "config.json")
+    if not os.path.exists(path):
         return IMAGE_SIZE
+    with open(path) as f:
+        return int(json.load(f).get("sample_size", IMAGE_SIZE))
 
 
 def all_captions():

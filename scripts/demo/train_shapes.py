@@ -35,7 +35,7 @@ Training (all seeds fixed by `--seed`; deterministic on the CPU, also across `--
    held-out whole scenes (every 1/8 of the steps on 16, at the end on `--heldout`).  Then
    each latent channel is normalised over the training set (`balance_channels`; folded into the
    exported VAE, whose ``scaling_factor`` is then 1).
-2. UNet + text encoder, VAE frozen: `--scenes` scenes are encoded once (latent mean x scaling), with
+2. UNet + text encoder, VAE frozen: `--scenes` scenes are encoded once (latent means, channels normalised), with
    their captions' token ids, the positions of their colour, shape and background words and the
    renderer's coverage of each object and of the background at 16x16; epsilon-prediction DDPM loss on
    SD's scaled-linear schedule with Min-SNR-5 weighting (diffusers' `--snr_gamma 5`; `--min-snr 0` for
@@ -471,21 +471,21 @@ def encode_scenes(vae, seeds, device, tokenizer, batch=64):
                 masks=torch.from_numpy(np.stack(masks)).half()), len(seeds) / (time.time() - t0)
 
 
+# `latents.pt` layout: 2 = the VAE's raw latent means (1 held them times a global scaling factor).
+LATENTS_FORMAT = 2
+
+
 def prepare_latents(vae, args, ckpt, tokenizer):
-    """Encode (or reload) the UNet training set and the held-out set; fixes the scaling factor."""
+    """Encode (or reload) the UNet training set and the held-out set (the VAE's own latent means)."""
     if os.path.exists(ckpt.path("latents.pt")):
         data = ckpt.load("latents.pt")
-        if data["scenes"] == args.scenes and data["heldout"] == args.heldout:
+        if (data.get("format") == LATENTS_FORMAT and data["scenes"] == args.scenes
+                and data["heldout"] == args.heldout):
             log(f"[encode] reusing {ckpt.path('latents.pt')}")
             return data
     train, rate = encode_scenes(vae, np.arange(args.scenes), args.device, tokenizer)
-    scaling = float(1.0 / train["latents"].std())
     held, _ = encode_scenes(vae, HELDOUT_SEED_BASE + np.arange(args.heldout), args.device, tokenizer)
-    log(f"[encode] latent mean {train['latents'].mean():.4f}, std {train['latents'].std():.4f} "
-        f"-> scaling_factor {scaling:.5f}")
-    train["latents"] *= scaling
-    held["latents"] *= scaling
-    data = dict(scenes=args.scenes, heldout=args.heldout, train=train, held=held, scaling=scaling,
+    data = dict(format=LATENTS_FORMAT, scenes=args.scenes, heldout=args.heldout, train=train, held=held,
                 encode_scenes_per_s=rate)
     ckpt.save(data, "latents.pt")
     return data
@@ -496,19 +496,21 @@ def balance_channels(data):
 
     One global ``scaling_factor`` (SD's convention) leaves this VAE's channels far apart (std 0.15 to 1.24
     after scaling), and a channel 8x smaller than the others drowns in the noise at every timestep, so the
-    diffusion model hardly learns what it carries (the first attempt generated wrong colours).  The per-channel
-    affine map is folded into the exported VAE's quant convolutions (`fold_channels`), so the folder keeps SD's
-    layout with ``scaling_factor`` 1 and every SD 1.x pipeline sees the balanced latents.  Applied after every
-    load (deterministic from the encoded set), so checkpoints and ``--resume`` keep the raw encodings.
+    diffusion model hardly learns what it carries (a first run without this generated 0/8 right colours).
+    The per-channel affine map is folded into the exported VAE's quant convolutions (`fold_channels`), so the
+    folder keeps SD's layout with ``scaling_factor`` 1 and every SD 1.x pipeline sees the balanced latents.
+    Applied after every load (deterministic from the encoded set), so checkpoints and ``--resume`` keep the
+    raw encodings.  Adds ``channel_mean``, ``channel_std`` and ``global_std`` (each channel's std under SD's
+    one global scale, for the model's README).
     """
-    raw = data["train"]["latents"] / data["scaling"]
+    raw = data["train"]["latents"]
     mean, std = raw.mean(dim=(0, 2, 3)), raw.std(dim=(0, 2, 3))
-    for part in ("train", "held"):
-        z = data[part]["latents"] / data["scaling"]
-        data[part]["latents"] = (z - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    balanced = {part: dict(data[part], latents=(data[part]["latents"] - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1))
+                for part in ("train", "held")}
+    global_std = std / raw.std()
     log("[encode] per-channel latent mean " + ", ".join(f"{v:.3f}" for v in mean.tolist())
         + "; std " + ", ".join(f"{v:.3f}" for v in std.tolist()) + " -> normalised, scaling_factor 1")
-    return dict(data, channel_mean=mean, channel_std=std)
+    return dict(data, **balanced, channel_mean=mean, channel_std=std, global_std=global_std)
 
 
 def unbalance(latents, data):
@@ -796,7 +798,7 @@ a killed run from `<out>.partial/`).
 
 | component | class | shape | parameters |
 |---|---|---|---|
-| VAE | `AutoencoderKL` | `{vae_ch}`, 1 layer/block, 128x128 -> 4x16x16 (factor 8), `scaling_factor` {scaling:.5f} | {vae_n:,} |
+| VAE | `AutoencoderKL` | `{vae_ch}`, 1 layer/block, 128x128 -> 4x16x16 (factor 8), `scaling_factor` 1 (channels normalised in the weights) | {vae_n:,} |
 | text encoder | `CLIPTextModel` | hidden 64, 3 layers, 4 heads, MLP 256, quick_gelu, vocabulary 49408 (the real CLIP tokenizer) | {te_n:,} |
 | UNet | `UNet2DConditionModel` | `{unet_ch}`, CrossAttnDownBlock2D x2 / CrossAttnUpBlock2D x2, 1 layer/block, 4 heads, cross-attention dim 64 (at 16x16 and 8x8) | {unet_n:,} |
 | scheduler | `DDIMScheduler` | SD 1.5's config | |
@@ -919,7 +921,7 @@ def write_readme(out, args, metrics, sizes):
         colours=", ".join(world.COLOURS), backgrounds=", ".join(world.BACKGROUNDS), cmd=cmd, seed=args.seed,
         minutes=metrics["minutes"], device=args.device, threads=args.threads,
         vae_ch=VAE_CONFIG["block_out_channels"], unet_ch=UNET_CONFIG["block_out_channels"],
-        vae_n=sizes["vae"], te_n=sizes["text_encoder"], unet_n=sizes["unet"], scaling=metrics["scaling"],
+        vae_n=sizes["vae"], te_n=sizes["text_encoder"], unet_n=sizes["unet"],
         vae_steps=args.vae_steps, vae_batch=args.vae_batch, min_snr=args.min_snr, unet_steps=args.unet_steps,
         batch=args.batch, scenes=args.scenes,
         heldout=args.heldout, ema=args.ema if args.ema > 0 else "off", vae_sps=metrics["vae_steps_per_s"],
@@ -1019,8 +1021,8 @@ def main(argv=None):
     keep = dict(vae=vae.state_dict(), vae_metrics=dict(metrics))
     metrics.update(train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep))
 
-    metrics.update(scaling=1.0, encode_scenes_per_s=data["encode_scenes_per_s"],
-                   channel_std=[round(v, 4) for v in (data["channel_std"] * data["scaling"]).tolist()])
+    metrics.update(encode_scenes_per_s=data["encode_scenes_per_s"],
+                   channel_std=[round(v, 4) for v in data["global_std"].tolist()])
     export(args.out, vae, text_encoder, unet, data)
     hits, rows, grid = self_check(args.out, args.check_n, args.seed + 44)
     grid.save(os.path.join(args.out, "self-check.png"))
