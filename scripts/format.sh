@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
-paths=(Sources Tests Package.swift)
+paths=(Sources Tests Package.swift Fuzz/Sources Fuzz/Package.swift)
 if [ "${1:-}" = "--lint" ]; then
     # lint --strict fails on findings of the lint rules; the diff catches layout the formatter would change.
     swift format lint --strict --parallel --recursive "${paths[@]}"
@@ -31,7 +31,7 @@ if [ "${1:-}" = "--lint" ]; then
             echo "not formatted: $f (run scripts/format.sh)"
             status=1
         fi
-    done < <(find "${paths[@]}" -name '*.swift' -print0)
+    done < <(find "${paths[@]}" -type f -name '*.swift' -print0)  # symlinks (Tests' FuzzTargets.swift) are checked at their target
     exit $status
 fi
 swift format format --in-place --parallel --recursive "${paths[@]}"

@@ -1,0 +1,1 @@
+../../Fuzz/Sources/PivotFuzz/Targets.swift
