@@ -53,7 +53,7 @@ let package = Package(
         // Prompt-to-Prompt controllers; PyTorch-identical noise lives in PivotTensor.
         .target(name: "PivotDiffusion", dependencies: ["PivotTensor", "PivotModels"]),
         // CLIP BPE tokenizer (transformers' CLIPTokenizer); ships CLIP's merges.
-        .target(name: "PivotText", resources: [.copy("Resources")]),
+        .target(name: "PivotText", dependencies: ["PivotIO"], resources: [.copy("Resources")]),
         // Model loading: diffusers folders and single-file checkpoints (every key conversion in one table),
         // strict parameter stores, fingerprints, conversion to diffusers folders; ships built-in configs.
         .target(

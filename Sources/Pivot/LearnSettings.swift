@@ -46,8 +46,9 @@ public enum LearnTemplates: Sendable, Equatable {
     /// starting with `#` are skipped.
     /// - Throws: `LearnError.templates` naming the file and the first bad line.
     public static func file(_ path: String) throws -> LearnTemplates {
-        guard let data = FileManager.default.contents(atPath: path) else { throw LearnError.templates(path, "cannot be read") }
-        guard let text = String(data: data, encoding: .utf8) else { throw LearnError.templates(path, "is not UTF-8 text") }
+        let text = try readLimitedText(path, limits: .templates) { why in
+            LearnError.templates(path, why == "not UTF-8 text" ? "is not UTF-8 text" : why == "cannot be read" ? why : "is \(why)")
+        }.text
         var list: [String] = []
         for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)

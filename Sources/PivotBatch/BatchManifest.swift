@@ -1,4 +1,5 @@
 import Foundation
+import PivotIO
 import Pivot
 
 /// One edit of a batch: an image (relative to the input folder), its prompts, an optional output path
@@ -39,9 +40,12 @@ public struct ManifestError: Error, CustomStringConvertible {
 public enum BatchManifest {
     public static let rowKeys: Set<String> = ["image", "source", "target", "output"]
 
-    public static func read(_ path: String) throws -> [BatchRow] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw ManifestError(path: path, why: "cannot read the manifest") }
-        guard let text = String(data: data, encoding: .utf8) else { throw ManifestError(path: path, why: "the manifest is not UTF-8 text") }
+    /// Reads a manifest of at most `limits` (size checked before reading, rows before parsing).
+    /// - Throws: `ManifestError` naming the file (and the row), `InputLimitError` over the limits.
+    public static func read(_ path: String, limits: TextLimits = .manifest) throws -> [BatchRow] {
+        let (text, data) = try readLimitedText(path, limits: limits) { why in
+            ManifestError(path: path, why: why == "not UTF-8 text" ? "the manifest is not UTF-8 text" : "the manifest \(why)")
+        }
         let lower = path.lowercased()
         let trimmed = text.drop { $0.isWhitespace || $0 == "\u{FEFF}" }
         if lower.hasSuffix(".jsonl") || lower.hasSuffix(".ndjson") || (!lower.hasSuffix(".json") && trimmed.first == "{") {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PivotIO
 import PivotDiffusion
 import Pivot
 import PivotBatch
@@ -35,6 +36,9 @@ struct BatchCommand: ParsableCommand {
 
     @Option(name: .shortAndLong, help: "The output folder (created if needed).")
     var output: String
+
+    @Option(name: .long, help: "Refuse a manifest of more rows than this (default 100000; checked before it is parsed).")
+    var maxRows: Int?
 
     @Option(name: .long, help: "Edits to run: .csv (with a header), .json (array) or .jsonl.")
     var manifest: String?
@@ -86,6 +90,7 @@ struct BatchCommand: ParsableCommand {
     var quiet = false
 
     func validate() throws {
+        if let maxRows, maxRows < 1 { throw ValidationError("--max-rows must be at least 1") }
         if manifest == nil {
             guard source != nil, !target.isEmpty else { throw ValidationError("give --manifest, or --source and --target") }
         } else if source != nil || !target.isEmpty {
@@ -107,7 +112,11 @@ struct BatchCommand: ParsableCommand {
     }
 
     func rows() throws -> [BatchRow] {
-        if let manifest { return try BatchManifest.read(manifest) }
+        if let manifest {
+            var limits = TextLimits.manifest
+            if let maxRows { limits.maxLines = maxRows }
+            return try BatchManifest.read(manifest, limits: limits)
+        }
         let names = try FileManager.default.contentsOfDirectory(atPath: inputDirectory).sorted()
             .filter { BatchCommand.isImageName($0) }
         var rows: [BatchRow] = []

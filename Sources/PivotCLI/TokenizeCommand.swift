@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Pivot
 import PivotLoading
+import PivotIO
 import PivotText
 
 struct TokenizeCommand: ParsableCommand {
@@ -22,11 +23,15 @@ struct TokenizeCommand: ParsableCommand {
     @Option(name: .long, help: "A file of prompts, one per line ('-' for standard input); every line counts, an empty line is the empty prompt.")
     var file: String?
 
+    @Option(name: .long, help: "Refuse a --file of more prompts than this (default 100000; the file is checked before it is read).")
+    var maxLines: Int?
+
     @Argument(help: "Prompts to tokenize.")
     var prompts: [String] = []
 
     func validate() throws {
         if prompts.isEmpty && file == nil { throw ValidationError("Give prompts as arguments or with --file.") }
+        if let maxLines, maxLines < 1 { throw ValidationError("--max-lines must be at least 1.") }
     }
 
     func run() throws {
@@ -53,15 +58,11 @@ struct TokenizeCommand: ParsableCommand {
 
     /// The file's lines (LF or CRLF); a final line break ends the last line rather than adding an empty one.
     private func readPrompts(_ path: String) throws -> [String] {
-        let data: Data
-        if path == "-" {
-            data = FileHandle.standardInput.readDataToEndOfFile()
-        } else {
-            guard FileManager.default.fileExists(atPath: path) else { throw LoadError.missingFile(path) }
-            guard let contents = FileManager.default.contents(atPath: path) else { throw LoadError.unreadable(path, reason: "cannot read") }
-            data = contents
-        }
-        guard String(data: data, encoding: .utf8) != nil else { throw LoadError.unreadable(path, reason: "not UTF-8 text") }
+        var limits = TextLimits.prompts
+        if let maxLines { limits.maxLines = maxLines }
+        let file = path == "-" ? "/dev/stdin" : path
+        if path != "-" && !FileManager.default.fileExists(atPath: path) { throw LoadError.missingFile(path) }
+        let data = try readLimitedText(file, limits: limits) { LoadError.unreadable(path, reason: $0) }.data
         var lines = [UInt8](data).split(separator: 0x0A, omittingEmptySubsequences: false).map { line in
             String(decoding: line.last == 0x0D ? line.dropLast() : line, as: UTF8.self)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import PivotIO
 import PivotDiffusion
 import PivotFormats
 import PivotModels
@@ -70,8 +71,7 @@ public struct ModelFolder {
     public func configData(_ component: String) throws -> Data {
         if component == "vae", let dir = vaeOverrideFolder {
             let file = (dir as NSString).appendingPathComponent("config.json")
-            guard let data = FileManager.default.contents(atPath: file) else { throw LoadError.unreadable(file, reason: "cannot read") }
-            return data
+            return try readLimitedData(file, limits: .config) { LoadError.unreadable(file, reason: $0) }
         }
         if let single {
             if let configDirectory { return try ModelFolder(path: configDirectory).configData(component) }
@@ -87,10 +87,7 @@ public struct ModelFolder {
         }
         let file = (path as NSString).appendingPathComponent("\(component)/config.json")
         guard FileManager.default.fileExists(atPath: file) else { throw LoadError.missingFile(file) }
-        guard let data = FileManager.default.contents(atPath: file) else {
-            throw LoadError.unreadable(file, reason: "cannot read")
-        }
-        return data
+        return try readLimitedData(file, limits: .config) { LoadError.unreadable(file, reason: $0) }
     }
 
     public func textEncoderConfig() throws -> CLIPTextConfig {

@@ -1,4 +1,5 @@
 import Foundation
+import PivotIO
 
 /// A special token as a config file names it: a plain string, or an AddedToken object with flags.
 enum TokenSpec: Equatable {
@@ -70,8 +71,7 @@ struct TokenizerFolder {
     func data(_ name: String) throws -> Data {
         let f = file(name)
         guard exists(name) else { throw TokenizerError.missingFile(f, why: "the tokenizer needs it") }
-        guard let data = FileManager.default.contents(atPath: f) else { throw TokenizerError.unreadable(f) }
-        return data
+        return try readLimitedData(f, limits: .config) { _ in TokenizerError.unreadable(f) }
     }
 
     func json(_ name: String) throws -> Any {
