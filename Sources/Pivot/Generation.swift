@@ -108,6 +108,7 @@ public final class StableDiffusion {
         let z = try loop.run(start: latents, prompts: [cond], uncond: { _ in uncond }) { i, _ in onStep(i, total) }
         let latent = scale(z, Float(1 / vae.config.scalingFactor))
         let image = try Profiler.measure("network") { try vae.decode(latent) }
+        try requireFinite(image, "VAE decoding", tensor: "the decoded image")
         return fromTensor(image, index: 0)
     }
 
@@ -151,6 +152,7 @@ extension StableDiffusion {
         let (photo, size) = try loadPhoto(path, crop: crop, sizing: sizing)
         let image = try preprocess(photo, size: (size.width, size.height))
         let mean = try vae.encode(toTensor(image))
+        try requireFinite(mean, "VAE encoding", tensor: "the photo's latent")
         return scale(mean, Float(vae.config.scalingFactor))
     }
 }

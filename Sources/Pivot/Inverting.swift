@@ -76,6 +76,7 @@ extension StableDiffusion {
             record, source: source, targets: targets, guidance: guidance, controller: controller,
             blend: blend, onStep: onStep)
         let images = try vae.decode(scale(z, Float(1 / vae.config.scalingFactor)))
+        try requireFinite(images, "VAE decoding", tensor: "the decoded image")
         return (0..<images.dim(0)).map { fromTensor(images, index: $0) }
     }
 

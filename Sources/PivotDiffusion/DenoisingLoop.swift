@@ -66,6 +66,7 @@ public struct DenoisingLoop {
             }
             z = scheduler.step(modelOutput: eps, timestep: t, sample: z, steps: steps).prevSample
             if let offsets { addToLeadingRows(z, offsets[i]) }
+            try requireFinite(z, "denoising", step: i + 1, of: steps)
             afterStep(i + 1, &z)
         }
         return z

@@ -38,6 +38,7 @@ public struct PivotInversion {
             let (a, b) = scheduler.inversionLevels(t, steps: steps)
             let eps = scheduler.epsilon(try unet(z, timesteps: [Float(t)], context: cond), sample: z, alphaProd: a)
             z = scheduler.ddimStep(z, epsilon: eps, from: a, to: b)
+            try requireFinite(z, "DDIM inversion", step: i + 1, of: steps)
             latents.append(z)
             onStep(i + 1, steps)
         }
@@ -96,8 +97,10 @@ public struct PivotInversion {
             }
             result.iterations.append(losses.count)
             result.losses.append(losses)
+            try requireFinite(u, "null-text optimisation", step: i + 1, of: steps, tensor: "the null-text embedding")
             result.embeddings.append(u.copy())
             z = guidedStep(z, uncond: try unet(z, timesteps: [Float(t)], context: u), cond: epsCond, from: a, to: aPrev)
+            try requireFinite(z, "null-text optimisation", step: i + 1, of: steps)
         }
         return result
     }
