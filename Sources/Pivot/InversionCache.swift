@@ -1,6 +1,8 @@
 import Foundation
 import PivotLoading
 import PivotFormats
+import PivotIO
+import PivotTensor
 
 /// Inversions kept between edits of the same photo, keyed by photo, model, prompt and settings, in
 /// `$PIVOT_CACHE_DIR` or `~/.cache/pivot/inversions`.
@@ -28,17 +30,80 @@ public struct InversionCache {
 
     public func path(for key: String) -> String { (directory as NSString).appendingPathComponent(key + ".safetensors") }
 
-    /// The cached record, if any and readable (a damaged entry counts as absent).
-    public func load(_ key: String) -> InversionRecord? {
-        let p = path(for: key)
-        guard FileManager.default.fileExists(atPath: p) else { return nil }
-        return try? InversionRecord(path: p)
+    /// What a cache lookup found.
+    public enum Lookup {
+        /// No entry for the key.
+        case absent
+        /// An entry whose content matches the hash it was stored with.
+        case hit(InversionRecord)
+        /// An entry that cannot be trusted (unreadable, no content hash, or content that does not match it).
+        case damaged(String)
     }
 
-    /// Stores a record (atomically); failures to cache are reported, not fatal, by the caller.
+    /// The cached record for `key`, checked against the SHA-256 of its tensors stored beside them
+    /// (`content_sha256`): a flipped bit, a truncated or hand-edited entry is reported as damaged, never used.
+    public func lookup(_ key: String) -> Lookup {
+        let p = path(for: key)
+        guard FileManager.default.fileExists(atPath: p) else { return .absent }
+        let record: InversionRecord
+        do { record = try InversionRecord(path: p) } catch { return .damaged(oneLineDescription(of: error)) }
+        guard let stored = record.metadata[Self.contentHashKey] else { return .damaged("\(p): no content hash") }
+        guard stored == record.contentHash() else { return .damaged("\(p): its content does not match its hash") }
+        return .hit(record)
+    }
+
+    /// The cached record, if any and intact (a damaged entry counts as absent; see `lookup`).
+    public func load(_ key: String) -> InversionRecord? {
+        if case .hit(let record) = lookup(key) { return record }
+        return nil
+    }
+
+    /// Stores a record (atomically) with the hash of its content; failures to cache are reported, not fatal,
+    /// by the caller.
     public func store(_ record: InversionRecord, key: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var record = record
+        record.metadata[Self.contentHashKey] = record.contentHash()
         try record.write(to: path(for: key))
+    }
+
+    /// The metadata key of an entry's content hash.
+    public static let contentHashKey = "content_sha256"
+
+    /// Runs `body` holding an exclusive lock on `key` (flock on `.locks/<key>` in the cache folder), so that
+    /// two processes inverting the same photo the same way compute it once: the second waits, then finds the
+    /// first one's entry. The lock goes with the process (a killed holder leaves no stale lock). When the lock
+    /// file cannot be made (read-only cache), `body` runs unlocked.
+    public func withLock<T>(_ key: String, _ body: () throws -> T) rethrows -> T {
+        let locks = (directory as NSString).appendingPathComponent(".locks")
+        try? FileManager.default.createDirectory(atPath: locks, withIntermediateDirectories: true)
+        let fd = open((locks as NSString).appendingPathComponent(key), O_RDWR | O_CREAT | O_CLOEXEC, 0o666)
+        guard fd >= 0 else { return try body() }
+        defer { close(fd) }
+        while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
+        defer { flock(fd, LOCK_UN) }
+        return try body()
+    }
+}
+
+extension InversionRecord {
+    /// SHA-256 over the method and every tensor's name, shape and fp32 values, in a fixed order: what a cache
+    /// entry is checked against.
+    public func contentHash() -> String {
+        var h = SHA256()
+        func add(_ name: String, _ tensors: [Tensor]?) {
+            guard let tensors else { return }
+            h.update(Array("\(name)\u{1F}\(tensors.count)\u{1F}".utf8))
+            for t in tensors {
+                h.update(Array("\(t.shape)".utf8))
+                withExtendedLifetime(t) { h.update(UnsafeRawBufferPointer(start: t.data, count: t.count * MemoryLayout<Float>.size)) }
+            }
+        }
+        h.update(Array(method.rawValue.utf8))
+        add("latents", latents)
+        add("null_embeddings", nullEmbeddings)
+        add("offsets", offsets)
+        return SHA256.hex(h.finalize())
     }
 }
 
@@ -57,20 +122,40 @@ extension StableDiffusion {
         let key = InversionCache.key(
             photoHash: photoHash, modelFingerprint: fingerprint, prompt: prompt, settings: settings,
             embeddings: embeddingsDescription, precisionTag: precision.hashTag)
-        // A cached record that does not fit this model at the size it records (damaged, hand-edited) counts as
-        // absent. The key holds the photo and the sizing, so the recorded size is the one this photo inverts at.
-        if let cache, let record = cache.load(key),
-            (try? record.validate(against: inversionShape(size: recordedSize(of: record, file: cache.path(for: key))), file: cache.path(for: key)))
-                != nil
-        {
-            return (record, cache.path(for: key))
+        guard let cache else {
+            return (
+                try fresh(photo: photo, prompt: prompt, settings: settings, fingerprint: fingerprint, photoHash: photoHash, onEvent: onEvent), nil
+            )
         }
+        // Under the key's lock: a second process asking for the same inversion waits and then finds it cached.
+        return try cache.withLock(key) {
+            let entry = cache.path(for: key)
+            switch cache.lookup(key) {
+            case .hit(let record):
+                // A record that does not fit this model at the size it records counts as absent. The key holds the
+                // photo and the sizing, so the recorded size is the one this photo inverts at.
+                if (try? record.validate(against: inversionShape(size: recordedSize(of: record, file: entry)), file: entry)) != nil {
+                    return (record, entry)
+                }
+                warn("the cached inversion \(entry) does not fit this model; computing it again")
+            case .damaged(let why):
+                warn("the cached inversion is damaged (\(why)); computing it again")
+            case .absent:
+                break
+            }
+            let record = try fresh(photo: photo, prompt: prompt, settings: settings, fingerprint: fingerprint, photoHash: photoHash, onEvent: onEvent)
+            do { try cache.store(record, key: key) } catch { warn("could not cache the inversion: \(oneLineDescription(of: error))") }
+            return (record, nil)
+        }
+    }
+
+    private func fresh(
+        photo: String, prompt: String, settings: InversionSettings, fingerprint: String, photoHash: String,
+        onEvent: (InversionEvent) -> Void
+    ) throws -> InversionRecord {
         var record = try invert(photo: photo, prompt: prompt, settings: settings, onEvent: onEvent)
         record.metadata["model_fingerprint"] = fingerprint
         record.metadata["photo_sha256"] = photoHash
-        if let cache {
-            do { try cache.store(record, key: key) } catch { warn("could not cache the inversion: \(error)") }
-        }
-        return (record, nil)
+        return record
     }
 }

@@ -45,6 +45,11 @@ public final class BatchJournal {
 
     public init(directory: String) throws {
         path = (directory as NSString).appendingPathComponent(Self.fileName)
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ManifestError(path: path, why: "cannot open the batch journal: \(String(cString: strerror(errno)))") }
+        // Read under the lock, so another shard's line is never seen half written.
+        while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
+        defer { flock(fd, LOCK_UN) }
         let existing = FileManager.default.contents(atPath: path) ?? Data()
         let decoder = JSONDecoder()
         for line in existing.split(separator: UInt8(ascii: "\n")) {
@@ -52,10 +57,10 @@ public final class BatchJournal {
                 latest[o.output] = o
             }
         }
-        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw ManifestError(path: path, why: "cannot open the batch journal: \(String(cString: strerror(errno)))") }
         // A crash mid-line leaves no newline at the end: start the next record on a line of its own.
-        if let last = existing.last, last != UInt8(ascii: "\n") { try write(Array("\n".utf8)) }
+        if let last = existing.last, last != UInt8(ascii: "\n") {
+            try appendLocked(Array("\n".utf8))  // on failure, deinit closes the descriptor
+        }
     }
 
     deinit { close(fd) }
@@ -74,15 +79,34 @@ public final class BatchJournal {
         if outcome.status != .skipped, !outcome.output.isEmpty { latest[outcome.output] = outcome }
     }
 
+    /// Appends `bytes` whole or not at all: a write cut short (disk full, file-size limit) is truncated away,
+    /// so the journal never keeps half a line and every earlier line stays as it was. Shards writing one
+    /// journal at once take turns (an exclusive flock per line), so the truncation can only remove this line.
     private func write(_ bytes: [UInt8]) throws {
+        while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
+        defer { flock(fd, LOCK_UN) }
+        try appendLocked(bytes)
+    }
+
+    /// `write` with the lock already held.
+    private func appendLocked(_ bytes: [UInt8]) throws {
+        let start = lseek(fd, 0, SEEK_END)
         var done = 0
         while done < bytes.count {
             let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw ManifestError(path: path, why: "cannot write the batch journal: \(String(cString: strerror(errno)))") }
+            guard n > 0 else {
+                let reason = String(cString: strerror(errno))
+                if start >= 0 { _ = ftruncate(fd, start) }
+                throw ManifestError(path: path, why: "cannot write the batch journal: \(reason)")
+            }
             done += n
         }
-        fsync(fd)
+        guard fsync(fd) == 0 else {
+            let reason = String(cString: strerror(errno))
+            if start >= 0 { _ = ftruncate(fd, start) }
+            throw ManifestError(path: path, why: "cannot write the batch journal: \(reason)")
+        }
     }
 }
 

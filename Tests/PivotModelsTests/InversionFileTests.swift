@@ -245,11 +245,41 @@ final class InversionFileTests: XCTestCase, CLIRunning {
         XCTAssertNil(cachedAt)
         XCTAssertNoThrow(try record.validate(against: need, file: "cached"))
         // Overwrite the cache entry with latents of the wrong size.
-        let entry = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: cache.directory).first)
+        let entry = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: cache.directory).first { $0.hasSuffix(".safetensors") })
         let damaged = InversionRecord(method: .ddim, latents: (0...2).map { _ in Tensor(zeros: [1, 4, 2, 2]) }, metadata: record.metadata)
         try damaged.write(to: (cache.directory as NSString).appendingPathComponent(entry))
         let again = try sd.inversion(photo: photo, prompt: "a red circle", settings: s, cache: cache)
         XCTAssertNil(again.cachedAt)
         XCTAssertEqual(again.record.latents[0].shape, [1, need.channels, need.height, need.width])
+    }
+
+    /// A cache entry with one flipped bit in its tensors still parses and fits the model, but its content no
+    /// longer matches the hash it was stored with: it is reported damaged, never used, and recomputed.
+    func testFlippedBitInCacheEntryIsDetectedAndRecomputed() throws {
+        let (sd, _) = try load()
+        var s = InversionSettings()
+        s.method = .ddim
+        s.steps = 2
+        let cache = InversionCache(directory: NSTemporaryDirectory() + "pivot-cache-\(UUID().uuidString)")
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: cache.directory) }
+        let first = try sd.inversion(photo: photo, prompt: "a red circle", settings: s, cache: cache)
+        XCTAssertNil(first.cachedAt)
+        let entry = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: cache.directory).first { $0.hasSuffix(".safetensors") })
+        let path = (cache.directory as NSString).appendingPathComponent(entry)
+        let hit = try sd.inversion(photo: photo, prompt: "a red circle", settings: s, cache: cache)
+        XCTAssertEqual(hit.cachedAt, path)
+        // Flip the lowest bit of the last byte (a latent value's mantissa).
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        bytes[bytes.count - 1] ^= 1
+        try bytes.write(to: URL(fileURLWithPath: path))
+        XCTAssertNoThrow(try InversionRecord(path: path), "the damage is invisible to the format checks")
+        var warnings: [String] = []
+        let again = try sd.inversion(photo: photo, prompt: "a red circle", settings: s, cache: cache, warn: { warnings.append($0) })
+        XCTAssertNil(again.cachedAt, "a damaged entry must not be used")
+        XCTAssertEqual(warnings.count, 1)
+        XCTAssertTrue(warnings.first?.contains("does not match its hash") ?? false, "\(warnings)")
+        XCTAssertEqual(again.record.latents.map(\.scalars), first.record.latents.map(\.scalars))
+        // The recomputed entry replaced it and is trusted again.
+        XCTAssertEqual(try sd.inversion(photo: photo, prompt: "a red circle", settings: s, cache: cache).cachedAt, path)
     }
 }
