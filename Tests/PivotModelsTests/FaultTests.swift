@@ -1,5 +1,6 @@
 import Foundation
 import PivotFormats
+import PivotImage
 import XCTest
 
 /// Faults while pivot writes: a write cut short (the file-size limit, `ulimit -f`, fails writes with EFBIG as a
@@ -18,11 +19,11 @@ final class FaultTests: XCTestCase, CLIRunning {
         return path
     }
 
-    /// `pivot args…` with every file it writes limited to `kilobytes` (SIGXFSZ ignored, so writes fail with EFBIG).
-    func pivotLimited(_ args: [String], kilobytes: Int, environment: [String: String] = [:]) throws -> CLIRun {
+    /// `pivot args…` with every file it writes limited to `blocks` of 512 bytes (sh's unit; SIGXFSZ ignored, so writes fail with EFBIG).
+    func pivotLimited(_ args: [String], blocks: Int, environment: [String: String] = [:]) throws -> CLIRun {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", "ulimit -f \(kilobytes) && trap '' XFSZ && exec \"$0\" \"$@\"", binary] + args
+        p.arguments = ["-c", "ulimit -f \(blocks) && trap '' XFSZ && exec \"$0\" \"$@\"", binary] + args
         p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
@@ -57,7 +58,7 @@ final class FaultTests: XCTestCase, CLIRunning {
         let old = Data((0..<5000).map { UInt8($0 % 251) })
         try old.write(to: URL(fileURLWithPath: out))
         let args = ["edit", photo, "--model", model, "--source", "a red circle", "--target", "a blue circle", "--no-cache", "-o", out]
-        let r = try pivotLimited(args + quick, kilobytes: 1)
+        let r = try pivotLimited(args + quick, blocks: 1)
         assertFailedCleanly(r, mentioning: out)
         XCTAssertEqual(try bytes(out), old)
         try assertNoTemporaryFiles(dir)
@@ -70,7 +71,7 @@ final class FaultTests: XCTestCase, CLIRunning {
         let first = try pivot(invert + ["--steps", "2"])
         XCTAssertEqual(first.status, 0, first.err)
         let old = try bytes(file)
-        let r = try pivotLimited(invert + ["--steps", "3"], kilobytes: 1)
+        let r = try pivotLimited(invert + ["--steps", "3"], blocks: 1)
         assertFailedCleanly(r, mentioning: file)
         XCTAssertEqual(try bytes(file), old)
         try assertNoTemporaryFiles(dir)
@@ -162,6 +163,93 @@ final class FaultTests: XCTestCase, CLIRunning {
             ["edit", photo, "--model", model, "--source", "a red circle", "--target", "a blue circle", "--no-cache", "-o", out] + quick)
         assertFailedCleanly(r, mentioning: folder)
         XCTAssertEqual(try bytes(out), old)
+    }
+
+    /// A cache entry whose write is cut short is a warning (the edit is still written) and leaves the entries
+    /// already in the cache byte for byte, with no temporary file beside them.
+    func testCutShortCacheEntryKeepsTheOtherEntries() throws {
+        let dir = try temporaryDirectory(), cache = dir + "/cache", out = dir + "/out.png"
+        let env = ["PIVOT_CACHE_DIR": cache]
+        func entries() throws -> [String] {
+            try FileManager.default.contentsOfDirectory(atPath: cache).filter { $0.hasSuffix(".safetensors") }.sorted()
+        }
+        let first = try pivot(
+            ["edit", photo, "--model", model, "--source", "a red circle", "--target", "a blue circle", "-o", out] + quick,
+            environment: env)
+        XCTAssertEqual(first.status, 0, first.err)
+        let kept = try XCTUnwrap(try entries().first)
+        let old = try bytes(cache + "/" + kept)
+        XCTAssertGreaterThan(old.count, 16 * 1024, "the entry must be larger than the limit for the test to cut it")
+        // Another source prompt is another key; its entry (~32 KB) is cut at 8 KB, the PNG (~2 KB) is not.
+        let r = try pivotLimited(
+            ["edit", photo, "--model", model, "--source", "a red square", "--target", "a blue square", "-o", out] + quick,
+            blocks: 16, environment: env)
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.err.contains("could not cache the inversion"), r.err)
+        XCTAssertNoThrow(try RGBImage(contentsOf: out))
+        XCTAssertEqual(try entries(), [kept])
+        XCTAssertEqual(try bytes(cache + "/" + kept), old)
+        try assertNoTemporaryFiles(cache)
+    }
+
+    /// A learning checkpoint whose write is cut short stops the run with one line; the previous checkpoint and
+    /// token file stay byte for byte, so `--resume` continues from them.
+    func testCutShortCheckpointKeepsThePreviousOne() throws {
+        let dir = try temporaryDirectory(), token = dir + "/toy.safetensors", state = dir + "/toy.learn-state.safetensors"
+        func args(_ steps: Int) -> [String] {
+            [
+                "learn", photo, "--model", model, "--token", "<toy>", "--init", "red", "--steps", "\(steps)",
+                "--save-every", "4", "--seed", "3", "--threads", "1", "--quiet", "--no-loss-plot", "-o", token,
+            ]
+        }
+        let first = try pivot(args(8))
+        XCTAssertEqual(first.status, 0, first.err)
+        let oldState = try bytes(state), oldToken = try bytes(token)
+        XCTAssertGreaterThan(oldState.count, 1024)
+        let r = try pivotLimited(args(16) + ["--resume"], blocks: 1)
+        assertFailedCleanly(r, mentioning: state)
+        XCTAssertEqual(try bytes(state), oldState)
+        XCTAssertEqual(try bytes(token), oldToken)
+        try assertNoTemporaryFiles(dir)
+        // The kept checkpoint still resumes.
+        let resumed = try pivot(args(16) + ["--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.err)
+    }
+
+    /// A batch whose journal append (and output) is cut short fails with one line; the journal's earlier lines
+    /// and the earlier outputs stay byte for byte, and a rerun without the limit finishes the rest.
+    func testCutShortJournalKeepsEarlierRows() throws {
+        let dir = try temporaryDirectory(), input = dir + "/in", out = dir + "/out"
+        try FileManager.default.createDirectory(atPath: input, withIntermediateDirectories: true)
+        let base = try RGBImage(contentsOf: photo)
+        func variant(_ k: Int) -> RGBImage {
+            RGBImage(width: base.width, height: base.height, pixels: base.pixels.map { abs(Float(k) * 0.3 - $0) })
+        }
+        // Three rows first: their journal (~530 bytes) is already past the limit below (512 bytes), so the
+        // fourth row's journal line cannot be appended at all.
+        for k in 0..<3 { try variant(k).write(input + "/p\(k).png") }
+        let args = [
+            "batch", input, "--model", model, "-o", out, "--source", "a red circle", "--target", "a blue circle",
+            "--steps", "2", "--inner-steps", "1", "--no-cache", "--quiet",
+        ]
+        let first = try pivot(args)
+        XCTAssertEqual(first.status, 0, first.err)
+        let journal = out + "/pivot-batch.jsonl"
+        let oldJournal = try bytes(journal), oldOutputs = try (0..<3).map { try bytes(out + "/p\($0).png") }
+        XCTAssertGreaterThan(oldJournal.count, 512)
+        try variant(3).write(input + "/p3.png")
+        let r = try pivotLimited(args, blocks: 1)
+        XCTAssertNotEqual(r.status, 0, r.err)
+        XCTAssertLessThan(r.status, 128, "killed by a signal: \(r.err)")
+        XCTAssertFalse(r.err.contains("Fatal error"), r.err)
+        XCTAssertTrue(r.err.contains("pivot-batch.jsonl"), r.err)
+        XCTAssertEqual(try bytes(journal), oldJournal)
+        XCTAssertEqual(try (0..<3).map { try bytes(out + "/p\($0).png") }, oldOutputs)
+        try assertNoTemporaryFiles(out)
+        let rerun = try pivot(args)
+        XCTAssertEqual(rerun.status, 0, rerun.err)
+        XCTAssertNoThrow(try RGBImage(contentsOf: out + "/p3.png"))
+        XCTAssertEqual(try bytes(journal).prefix(oldJournal.count), oldJournal)
     }
 
     /// Weights holding NaN stop the run at the first step, naming it; no output file is written.

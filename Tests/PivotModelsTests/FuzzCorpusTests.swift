@@ -41,11 +41,24 @@ final class FuzzCorpusTests: XCTestCase {
     }
 
     /// Inputs that once crashed or broke a promise stay fixed.
+    /// The folder is part of the repository (its README says how a finding gets there), and every sub-folder
+    /// names a target, so a regression input filed under a misspelt target cannot be skipped silently.
     func testRegressions() throws {
-        _ = try replay("regressions")
-        for name in try FileManager.default.contentsOfDirectory(atPath: fuzzRoot + "/regressions") where !name.hasPrefix(".") {
+        let folder = fuzzRoot + "/regressions"
+        var isFolder: ObjCBool = false
+        XCTAssertTrue(
+            FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) && isFolder.boolValue,
+            "Fuzz/regressions/ is missing")
+        let replayed = try replay("regressions")
+        var filed = 0
+        for name in try FileManager.default.contentsOfDirectory(atPath: folder) where !name.hasPrefix(".") {
+            var sub: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: folder + "/" + name, isDirectory: &sub), sub.boolValue
+            else { continue }
             XCTAssertTrue(fuzzTargets.contains { $0.name == name }, "Fuzz/regressions/\(name) names no fuzz target")
+            filed += try FileManager.default.contentsOfDirectory(atPath: folder + "/" + name).count
         }
+        XCTAssertEqual(replayed, filed, "every regression input is replayed by the target its folder names")
     }
 
     /// The broken-promise checks themselves fire: a multi-line error message is caught.
