@@ -66,8 +66,9 @@ for target in "${TARGETS[@]}"; do
         -print_final_stats=1 -artifact_prefix="$findings/" > "$log" 2>&1
     status=$?
     set -e
-    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n 1)
-    took=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' | tail -n 1)
+    # A run that stopped at a finding prints no "Done" line: the greps may find nothing (not an error).
+    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n 1 || true)
+    took=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' | tail -n 1 || true)
     runs=${runs:-0}
     took=${took:-$SECONDS_EACH}
     size=$(find "$corpus" -type f | wc -l)
