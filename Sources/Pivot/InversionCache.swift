@@ -103,6 +103,7 @@ extension InversionRecord {
         add("latents", latents)
         add("null_embeddings", nullEmbeddings)
         add("offsets", offsets)
+        add("noise_maps", noiseMaps)
         return SHA256.hex(h.finalize())
     }
 }

@@ -65,7 +65,7 @@ extension InversionSettings {
 
 extension InversionRecord {
     /// Checks the record against the shapes a model needs, before any work: latents [T+1, C, h, w], null
-    /// embeddings [T, tokens, D], offsets like the latents, every value finite, T within the scheduler's
+    /// embeddings [T, tokens, D], offsets and noise maps like the latents, every value finite, T within the scheduler's
     /// range and equal to the recorded steps. Throws one `InversionError` per first violation, naming the
     /// tensor and both shapes; `file` names the record in messages.
     public func validate(against shape: InversionShape, file: String) throws {
@@ -112,8 +112,15 @@ extension InversionRecord {
         if let nullEmbeddings {
             try check("null_embeddings", nullEmbeddings, count: t, [shape.tokens, shape.textWidth], "steps, tokens, text width")
         }
+        if method == .ddpm && noiseMaps == nil {
+            throw InversionError.missing(
+                file, tensor: "noise_maps", method: method, expected: "\([t] + latent) (steps, latent channels, latent height, latent width)")
+        }
         if let offsets {
             try check("offsets", offsets, count: t, latent, "steps, latent channels, latent height, latent width")
+        }
+        if let noiseMaps {
+            try check("noise_maps", noiseMaps, count: t, latent, "steps, latent channels, latent height, latent width")
         }
     }
 }
@@ -153,8 +160,8 @@ extension StableDiffusion {
         }
         let fields = given.fields
         for key in InversionSettings.fieldKeys {
-            // The inner steps only shape null-text inversions.
-            guard let value = fields[key], key != "inner_steps" || record.method == .nullText else { continue }
+            // The inner steps only shape null-text and fixed-point inversions.
+            guard let value = fields[key], key != "inner_steps" || record.method.usesInnerSteps else { continue }
             let had = key == "method" ? record.method.rawValue : key == "steps" ? String(record.steps) : record.metadata[key]
             if let had, had != value { throw InversionError.settingConflict(path, setting: key, given: value, recorded: had) }
         }

@@ -6,23 +6,26 @@ import PivotFormats
 import PivotTensor
 
 /// An inversion as stored on disk: a safetensors file readable from Python with `latents` [T+1, C, h, w]
-/// (z*_0 … z*_T), `null_embeddings` [T, 77, D] (null-text) or `offsets` [T, C, h, w] (direct), and string
-/// metadata (method, prompt, steps, guidance, scheduler, model fingerprint, photo hash, pivot version, …).
+/// (z*_0 … z*_T; for ddpm the sampled x_0 … x_T), `null_embeddings` [T, 77, D] (null-text), `offsets`
+/// [T, C, h, w] (direct) or `noise_maps` [T, C, h, w] (ddpm, in sampling order), and string metadata (method, prompt, steps, guidance, scheduler, model fingerprint, photo hash, pivot version, …).
 public struct InversionRecord {
     public var method: InversionMethod
     public var latents: [Tensor]
     public var nullEmbeddings: [Tensor]?
     public var offsets: [Tensor]?
+    /// Edit-friendly DDPM's noise maps, one per sampling step (highest timestep first).
+    public var noiseMaps: [Tensor]?
     public var metadata: [String: String]
 
     public init(
         method: InversionMethod, latents: [Tensor], nullEmbeddings: [Tensor]? = nil, offsets: [Tensor]? = nil,
-        metadata: [String: String]
+        noiseMaps: [Tensor]? = nil, metadata: [String: String]
     ) {
         self.method = method
         self.latents = latents
         self.nullEmbeddings = nullEmbeddings
         self.offsets = offsets
+        self.noiseMaps = noiseMaps
         self.metadata = metadata
         self.metadata["method"] = method.rawValue
         self.metadata["pivot_version"] = pivotVersion
@@ -37,6 +40,7 @@ public struct InversionRecord {
         var tensors: [(name: String, tensor: Tensor)] = [("latents", stackBatch(latents))]
         if let nullEmbeddings { tensors.append(("null_embeddings", stackBatch(nullEmbeddings))) }
         if let offsets { tensors.append(("offsets", stackBatch(offsets))) }
+        if let noiseMaps { tensors.append(("noise_maps", stackBatch(noiseMaps))) }
         try SafeTensorsWriter.write(tensors, metadata: metadata, to: path)
     }
 
@@ -65,7 +69,7 @@ public struct InversionRecord {
                 path, tensor: "latents", found: shape,
                 expected: "[T+1, C, h, w] with T (the steps) between 1 and \(Self.maxSteps)")
         }
-        for name in ["latents", "null_embeddings", "offsets"] {
+        for name in ["latents", "null_embeddings", "offsets", "noise_maps"] {
             if let info = file.info(name), !info.dtype.isFloatingPoint {
                 throw InversionError.dtype(path, tensor: name, shape: info.shape, found: info.dtype.rawValue)
             }
@@ -86,10 +90,13 @@ public struct InversionRecord {
             : "[\(t), tokens, width] (steps, tokens, text width)"
         let nulls = try checked("null_embeddings", { $0 == 3 }, nullsExpected)
         let offsets = try checked("offsets", { _ in true }, "\([t] + perStep) (steps, then the latent's shape)")
-        if let o = offsets, o[0].shape != [1] + perStep {
-            throw InversionError.shape(
-                path, tensor: "offsets", found: [t] + Array(o[0].shape.dropFirst()),
-                expected: "\([t] + perStep) (steps, then the latent's shape)")
+        let noiseMaps = try checked("noise_maps", { _ in true }, "\([t] + perStep) (steps, then the latent's shape)")
+        for (name, maps) in [("offsets", offsets), ("noise_maps", noiseMaps)] {
+            if let o = maps, o[0].shape != [1] + perStep {
+                throw InversionError.shape(
+                    path, tensor: name, found: [t] + Array(o[0].shape.dropFirst()),
+                    expected: "\([t] + perStep) (steps, then the latent's shape)")
+            }
         }
         if method == .nullText && nulls == nil {
             throw InversionError.missing(
@@ -98,11 +105,16 @@ public struct InversionRecord {
         if method == .direct && offsets == nil {
             throw InversionError.missing(path, tensor: "offsets", method: method, expected: "\([t] + perStep) (steps, then the latent's shape)")
         }
+        if method == .ddpm && noiseMaps == nil {
+            throw InversionError.missing(
+                path, tensor: "noise_maps", method: method, expected: "\([t] + perStep) (steps, then the latent's shape)")
+        }
         self.method = method
         latents = unstackBatch(try file.floatTensor("latents"))
         metadata = file.metadata
         nullEmbeddings = nulls
         self.offsets = offsets
+        self.noiseMaps = noiseMaps
     }
 }
 

@@ -15,7 +15,16 @@ public enum InversionEvent {
     case nullText(step: Int, total: Int, inner: Int, innerTotal: Int, loss: Float, last: Bool)
     /// Direct inversion's offsets: step `step` of `total`.
     case offsets(step: Int, total: Int)
+    /// Fixed-point inversion: step `step` of `total` took `iterations` refinements (of at most
+    /// `innerTotal`) and ended at relative residual `residual`.
+    case fixedPoint(step: Int, total: Int, iterations: Int, innerTotal: Int, residual: Float)
+    /// Edit-friendly DDPM's noise maps: step `step` of `total`.
+    case noiseMaps(step: Int, total: Int)
 }
+
+/// The seed edit-friendly DDPM inversion draws x_1 … x_T from (fixed, so an inversion is reproducible; recorded
+/// in the file as `ddpm_seed`).
+public let ddpmInversionSeed: UInt64 = 0
 
 extension StableDiffusion {
     /// Inverts a photo under its source prompt with the chosen method; the result records everything needed
@@ -29,14 +38,34 @@ extension StableDiffusion {
         let f = vae.config.downsampleFactor
         let cond = try encode(prompt).embedding
         let inversion = try PivotInversion(unet: unet, scheduler: scheduler, steps: s.steps, guidance: s.guidance)
-        let latents = try inversion.trajectory(z0: z0, cond: cond) { onEvent(.trajectory(step: $0, total: $1)) }
+        var extra: [String: String] = [:]
+        let latents: [Tensor]
+        var noiseMaps: [Tensor]? = nil
+        switch s.method {
+        case .fixedPoint:
+            let result = try inversion.fixedPointTrajectory(
+                z0: z0, cond: cond, uncond: try encode("").embedding, iterations: s.innerSteps
+            ) { onEvent(.fixedPoint(step: $0, total: $1, iterations: $2, innerTotal: s.innerSteps, residual: $3)) }
+            latents = result.latents
+            extra["fixed_point_iterations"] = result.iterations.map(String.init).joined(separator: ",")
+            extra["fixed_point_residuals"] = result.residuals.map { String(format: "%.3g", $0) }.joined(separator: ",")
+        case .ddpm:
+            let result = try inversion.ddpmNoise(
+                z0: z0, cond: cond, uncond: try encode("").embedding, seed: ddpmInversionSeed
+            ) { onEvent(.noiseMaps(step: $0, total: $1)) }
+            (latents, noiseMaps) = (result.latents, result.noise)
+            extra["ddpm_seed"] = String(ddpmInversionSeed)
+        case .nullText, .negativePrompt, .direct, .ddim:
+            latents = try inversion.trajectory(z0: z0, cond: cond) { onEvent(.trajectory(step: $0, total: $1)) }
+        }
         var record = InversionRecord(
             method: s.method, latents: latents,
             metadata: [
                 "prompt": prompt, "embeddings": embeddingsDescription,
                 "scheduler": schedulerDescription, "model": model.path, "precision": precision.description,
                 "width": String(z0.dim(3) * f), "height": String(z0.dim(2) * f),
-            ].merging(s.fields.map { ($0.key, $0.value) }) { $1 })
+            ].merging(s.fields.map { ($0.key, $0.value) }) { $1 }.merging(extra) { $1 })
+        record.noiseMaps = noiseMaps
         switch s.method {
         case .nullText:
             let uncond = try encode("").embedding
@@ -50,7 +79,7 @@ extension StableDiffusion {
             record.offsets = try inversion.directOffsets(latents: latents, cond: cond, uncond: uncond) {
                 onEvent(.offsets(step: $0, total: $1))
             }
-        case .negativePrompt, .ddim:
+        case .negativePrompt, .ddim, .fixedPoint, .ddpm:
             break
         }
         return record
@@ -92,7 +121,8 @@ extension StableDiffusion {
         let uncond = { (i: Int) in record.method.unconditional(step: i, nulls: record.nullEmbeddings, source: prompts[0], empty: empty) }
         return try loop.run(
             start: record.latents[record.steps], prompts: prompts, uncond: uncond,
-            offsets: record.method == .direct ? record.offsets : nil, controller: controller
+            offsets: record.method == .direct ? record.offsets : nil,
+            noise: record.method == .ddpm ? record.noiseMaps : nil, controller: controller
         ) { i, z in
             blend?.apply(&z, afterStep: i - 1)
             onStep(i, record.steps)

@@ -7,13 +7,26 @@ public enum JobPlans {
 
     /// Inverting a photo: its VAE encoding and prompt, the DDIM trajectory (one UNet pass a step), then the
     /// method's own work: null-text's inner iterations (forward+backward passes; early stopping shortens the
-    /// phase as it runs), direct inversion's offsets (a guided pair of passes a step).
+    /// phase as it runs), direct inversion's offsets (a guided pair of passes a step). Fixed-point inversion
+    /// replaces the trajectory by guided pairs a step (the first guess and the refinements, planned at 4 of
+    /// them until the job measures its own), edit-friendly DDPM by one guided pair a step.
     public static func inversion(_ s: InversionSettings, prefix: String = "") -> [Phase] {
-        var p = [Phase(prefix + "encode", kind: .other, steps: 1), Phase(prefix + "DDIM inversion", kind: .forward, steps: s.steps)]
+        let encode = Phase(prefix + "encode", kind: .other, steps: 1)
+        let pair = batchedPass(2)
+        switch s.method {
+        case .fixedPoint:
+            let refinements = Double(min(s.innerSteps, 4))
+            return [encode, Phase(prefix + "fixed-point inversion", kind: .forward, steps: s.steps, unitsPerStep: pair * (1 + refinements))]
+        case .ddpm:
+            return [encode, Phase(prefix + "DDPM inversion", kind: .forward, steps: s.steps, unitsPerStep: pair)]
+        case .nullText, .direct, .negativePrompt, .ddim:
+            break
+        }
+        var p = [encode, Phase(prefix + "DDIM inversion", kind: .forward, steps: s.steps)]
         switch s.method {
         case .nullText: p.append(Phase(prefix + "null-text", kind: .gradient, steps: s.steps * s.innerSteps))
         case .direct: p.append(Phase(prefix + "offsets", kind: .forward, steps: s.steps, unitsPerStep: 2))
-        case .negativePrompt, .ddim: break
+        case .negativePrompt, .ddim, .fixedPoint, .ddpm: break
         }
         return p
     }

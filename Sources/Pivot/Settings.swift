@@ -93,7 +93,7 @@ public struct EditSettings: Sendable {
     /// for the rest. Throws a `SettingError` naming the key, with the value.
     public mutating func set(_ key: String, _ value: String) throws {
         let items = value.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        func bad(_ expected: String) -> SettingError { SettingError(key, problem: "takes \(expected), got '\(value)'") }
+        func bad(_ expected: String) -> SettingError { SettingError(key, problem: "takes \(expected), got '\(printable(value))'") }
         switch key {
         case "cross_replace":
             for item in items {
@@ -130,7 +130,7 @@ public struct EditSettings: Sendable {
             guard let m = EditOptions.Mode(rawValue: value) else { throw bad("auto, replace or refine") }
             edit.mode = m
         case "method":
-            guard let m = InversionMethod(rawValue: value) else { throw bad("null-text, negative-prompt, direct or ddim") }
+            guard let m = InversionMethod(rawValue: value) else { throw bad("null-text, negative-prompt, direct, ddim, fixed-point or ddpm") }
             inversion.method = m
         case "steps":
             guard let n = Int(value), n > 0 else { throw bad("a positive whole number") }
@@ -148,7 +148,7 @@ public struct EditSettings: Sendable {
             guard let s = PhotoSizing(parsing: value) else { throw bad("auto, square or WxH") }
             inversion.size = s
         case "seed": seed = value
-        default: throw EditError.badValue("unknown setting '\(key)'")  // a manifest column; flags never reach here
+        default: throw EditError.badValue("unknown setting '\(printable(key))'")  // a manifest column; flags never reach here
         }
     }
 

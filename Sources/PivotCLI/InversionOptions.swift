@@ -10,7 +10,7 @@ extension InversionMethod: ExpressibleByArgument {}
 /// The inversion flags `pivot invert` and `pivot edit` share.
 struct InversionOptions: ParsableArguments {
     // Optional so that, given an inversion file, a flag set on the command line can be checked against it.
-    @Option(name: .long, help: "Inversion method: null-text, negative-prompt, direct or ddim (default null-text).")
+    @Option(name: .long, help: "Inversion method: null-text, negative-prompt, direct, ddim, fixed-point or ddpm (default null-text).")
     var method: InversionMethod?
 
     @Option(name: .long, help: "DDIM steps (default 50).")
@@ -19,7 +19,7 @@ struct InversionOptions: ParsableArguments {
     @Option(name: .long, help: "Guidance scale the inversion must reconstruct under (default 7.5).")
     var guidance: Float?
 
-    @Option(name: .long, help: "Most Adam iterations per step, null-text (default 10).")
+    @Option(name: .long, help: "Most inner iterations per step: null-text's Adam steps, fixed-point's refinements (default 10).")
     var innerSteps: Int?
 
     @Option(name: .long, help: "Crop box L,T,R,B in pixels before the centre crop.")

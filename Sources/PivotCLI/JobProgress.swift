@@ -111,7 +111,8 @@ final class JobProgress {
 
 extension JobProgress {
     /// Shows an inversion's events: the DDIM trajectory, null-text's inner iterations (the phase's expected
-    /// length follows the iterations early stopping leaves), direct inversion's offsets.
+    /// length follows the iterations early stopping leaves), direct inversion's offsets, fixed-point inversion's
+    /// steps (with their refinements and residual) and edit-friendly DDPM's noise maps.
     func inversionEvents(prefix: String = "") -> (InversionEvent) -> Void {
         var innerDone = 0, innerInStep = 0
         return { [self] event in
@@ -135,6 +136,12 @@ extension JobProgress {
                 if last { job.planLater(endingWith: " null-text", steps: max(expected, done)) }  // later rows of a batch
             case .offsets(let step, let total):
                 enter(prefix + "offsets")
+                self.step(step, total: total)
+            case .fixedPoint(let step, let total, let iterations, let innerTotal, let residual):
+                enter(prefix + "fixed-point inversion")
+                self.step(step, total: total, detail: String(format: "%d/%d refinements, residual %.2g", iterations, innerTotal, residual))
+            case .noiseMaps(let step, let total):
+                enter(prefix + "DDPM inversion")
                 self.step(step, total: total)
             }
         }

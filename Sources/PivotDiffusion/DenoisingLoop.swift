@@ -13,7 +13,7 @@ import PivotTensor
 /// each step. The controller sees every UNet pass (`beginStep` first); `afterStep` may adjust the latents
 /// (local blend) before the next step.
 ///
-/// Limitations: η = 0 only (deterministic DDIM); timesteps below 0 (a "trailing" schedule's −1) are skipped,
+/// Limitations: η = 0 (deterministic DDIM) unless noise maps are given; timesteps below 0 (a "trailing" schedule's −1) are skipped,
 /// as diffusers does.
 public struct DenoisingLoop {
     public let unet: UNet
@@ -37,10 +37,12 @@ public struct DenoisingLoop {
     public var timesteps: [Int] { scheduler.timesteps(steps: steps).filter { $0 >= 0 } }
 
     /// The final latents [B, C, h, w] for `prompts` (each [1, M, D]) from `start` [1, C, h, w].
-    /// `offsets` (one [1, C, h, w] per step) are added to branch 0 after each step.
+    /// `offsets` (one [1, C, h, w] per step) are added to branch 0 after each step. With `noise` (one
+    /// [1, C, h, w] per step, edit-friendly DDPM's maps) every step is a DDPM step (η = 1) that adds σ_t times
+    /// the step's map to every branch.
     public func run(
         start: Tensor, prompts: [Tensor], uncond: (Int) -> Tensor, offsets: [Tensor]? = nil,
-        controller: AttentionController? = nil,
+        noise: [Tensor]? = nil, controller: AttentionController? = nil,
         afterStep: (_ step: Int, _ latents: inout Tensor) -> Void = { _, _ in }
     ) throws -> Tensor {
         let b = prompts.count
@@ -48,6 +50,9 @@ public struct DenoisingLoop {
         precondition(
             offsets.map { $0.count == steps && $0.allSatisfy { $0.shape == start.shape } } ?? true,
             "DenoisingLoop: offsets must be one \(start.shape) per step")
+        precondition(
+            noise.map { $0.count == steps && $0.allSatisfy { $0.shape == start.shape } } ?? true,
+            "DenoisingLoop: noise maps must be one \(start.shape) per step")
         var z = repeatBatch(start, b)
         let cond = concatBatch(prompts)
         for (i, t) in timesteps.enumerated() {
@@ -64,7 +69,13 @@ public struct DenoisingLoop {
             } else {
                 eps = out
             }
-            z = scheduler.step(modelOutput: eps, timestep: t, sample: z, steps: steps).prevSample
+            if let noise {
+                z =
+                    scheduler.step(modelOutput: eps, timestep: t, sample: z, steps: steps, eta: 1, varianceNoise: repeatBatch(noise[i], b))
+                    .prevSample
+            } else {
+                z = scheduler.step(modelOutput: eps, timestep: t, sample: z, steps: steps).prevSample
+            }
             if let offsets { addToLeadingRows(z, offsets[i]) }
             try requireFinite(z, "denoising", step: i + 1, of: steps)
             afterStep(i + 1, &z)

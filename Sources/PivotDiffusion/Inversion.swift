@@ -145,9 +145,19 @@ public enum InversionMethod: String, CaseIterable, Sendable {
     case direct
     /// Plain DDIM inversion, guidance on the raw trajectory (the baseline that fails).
     case ddim
+    /// Each inversion step solved as a fixed point of the guided DDIM step (Pan et al. 2023): forward passes
+    /// only, the guided sampler retraces the trajectory.
+    case fixedPoint = "fixed-point"
+    /// Edit-friendly DDPM noise maps (Huberman-Spiegelglas et al. 2024): η = 1 sampling with stored noise
+    /// reconstructs exactly.
+    case ddpm
 }
 
 extension InversionMethod {
+    /// Whether the inner-steps setting shapes this method's inversion (null-text's optimisation iterations,
+    /// fixed-point's refinements per step).
+    public var usesInnerSteps: Bool { self == .nullText || self == .fixedPoint }
+
     /// The unconditional embedding the edit's step `step` (0-based) runs under, by method: ∅_step for
     /// null-text (`nulls`, the last one past the end), the source prompt's embedding for negative-prompt
     /// inversion, the empty prompt's otherwise.
@@ -157,7 +167,7 @@ extension InversionMethod {
             guard let nulls, !nulls.isEmpty else { return empty }
             return nulls[min(step, nulls.count - 1)]
         case .negativePrompt: return source
-        case .direct, .ddim: return empty
+        case .direct, .ddim, .fixedPoint, .ddpm: return empty
         }
     }
 }

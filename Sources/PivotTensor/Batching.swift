@@ -129,6 +129,16 @@ public func sumOfSquaredDifferences(_ a: Tensor, _ b: Tensor) -> Double {
     return sum
 }
 
+/// Σ a·b, accumulated in fp64 (a and b of the same shape).
+public func dotProduct(_ a: Tensor, _ b: Tensor) -> Double {
+    precondition(a.shape == b.shape, "dotProduct: shapes \(a.shape) and \(b.shape) differ")
+    let p = a.data, q = b.data
+    var sum: Double = 0
+    for i in 0..<a.count { sum += Double(p[i]) * Double(q[i]) }
+    withExtendedLifetime((a, b)) {}
+    return sum
+}
+
 extension Tensor {
     /// Whether every element is finite (no NaN, no ±∞).
     public var allFinite: Bool {
