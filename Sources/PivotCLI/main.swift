@@ -24,6 +24,7 @@ struct PivotCommand: ParsableCommand {
             EncodeCommand.self, ConvertCommand.self,
             ComponentCommand.self,
             BenchCommand.self,
+            EvalCommand.self,
         ])
 }
 
