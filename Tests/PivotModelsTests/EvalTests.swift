@@ -265,4 +265,20 @@ final class EvalTests: XCTestCase, CLIRunning {
         try assertOneLineError(["eval", "/nonexistent/pie"], mentions: ["/nonexistent/pie/data/mapping_file.json", "no such file"])
         try assertOneLineError(["eval", fixture, "--outputs", fixture + "/data"], mentions: ["holds no method folder"])
     }
+
+    /// The shipped PIE-Bench-format sample (samples/pie-shapes) evaluates, and its ground truth keeps the
+    /// background exactly (PSNR inf, MSE 0, SSIM 1) over all eight entries.
+    func testShippedSampleGroundTruth() throws {
+        let sample = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("samples/pie-shapes").path
+        let r = try pivot(["eval", sample, "--json", "--methods", "ground-truth", "--metrics", "psnr_unedit_part,mse_unedit_part,ssim_unedit_part"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+        XCTAssertEqual(object["entries"] as? Int, 8)
+        let method = try XCTUnwrap((object["methods"] as? [[String: Any]])?.first)
+        let mean = try XCTUnwrap(method["mean"] as? [String: Any])
+        XCTAssertEqual(number(mean["psnr_unedit_part"]), .infinity)
+        XCTAssertEqual(number(mean["mse_unedit_part"]), 0)
+        XCTAssertEqual(try XCTUnwrap(number(mean["ssim_unedit_part"])), 1, accuracy: 1e-6)
+    }
 }

@@ -119,7 +119,8 @@ final class InversionMethodsTests: XCTestCase, CLIRunning {
     }
 
     /// `pivot edit --method fixed-point|ddpm` through the cache: the second run reads the first's inversion and
-    /// writes the same image; an inversion file of another method is refused when a method is given.
+    /// writes the same image; a batch manifest names the methods per row; an inversion file of another method is
+    /// refused when a method is given.
     func testCommandLineAndCache() throws {
         let dir = try temporaryDirectory()
         for method in ["fixed-point", "ddpm"] {
@@ -136,6 +137,20 @@ final class InversionMethodsTests: XCTestCase, CLIRunning {
             XCTAssertEqual(
                 try RGBImage(contentsOf: dir + "/\(method)-1.png").pixels, try RGBImage(contentsOf: dir + "/\(method)-2.png").pixels)
         }
+        // A batch manifest takes the methods per row.
+        try FileManager.default.createDirectory(atPath: dir + "/in", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: tinyPhoto, toPath: dir + "/in/p.png")
+        try "image,source,target,method,output\np.png,a red circle,a blue circle,fixed-point,fp.png\np.png,a red circle,a blue circle,ddpm,dd.png\n"
+            .write(toFile: dir + "/rows.csv", atomically: true, encoding: .utf8)
+        let batch = try pivot([
+            "batch", dir + "/in", "--model", tinyModel, "--manifest", dir + "/rows.csv", "-o", dir + "/out", "--steps", "3",
+            "--inner-steps", "2", "--no-cache", "--quiet", "--precision", "fp32",
+        ])
+        XCTAssertEqual(batch.status, 0, batch.err)
+        for name in ["fp.png", "dd.png"] { XCTAssertNoThrow(try RGBImage(contentsOf: dir + "/out/" + name), name) }
+        let journal = try String(contentsOfFile: dir + "/out/pivot-batch.jsonl", encoding: .utf8)
+        XCTAssertEqual(journal.split(separator: "\n").filter { $0.contains("\"status\":\"ok\"") }.count, 2, journal)
+
         let invert = try pivot([
             "invert", tinyPhoto, "--model", tinyModel, "--prompt", "a red circle", "--method", "ddpm", "--steps", "3",
             "-o", dir + "/d.safetensors", "--quiet",
