@@ -105,7 +105,7 @@ extension InversionRecord {
             throw InversionError.missing(
                 file, tensor: "null_embeddings", method: method, expected: "[\(t), \(shape.tokens), \(shape.textWidth)] (steps, tokens, text width)")
         }
-        if method == .direct && offsets == nil {
+        if method.usesOffsets && offsets == nil {
             throw InversionError.missing(
                 file, tensor: "offsets", method: method, expected: "\([t] + latent) (steps, latent channels, latent height, latent width)")
         }

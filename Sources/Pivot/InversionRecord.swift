@@ -102,7 +102,7 @@ public struct InversionRecord {
             throw InversionError.missing(
                 path, tensor: "null_embeddings", method: method, expected: "[\(t), tokens, width] (steps, tokens, text width)")
         }
-        if method == .direct && offsets == nil {
+        if method.usesOffsets && offsets == nil {
             throw InversionError.missing(path, tensor: "offsets", method: method, expected: "\([t] + perStep) (steps, then the latent's shape)")
         }
         if method == .ddpm && noiseMaps == nil {

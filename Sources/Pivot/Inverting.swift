@@ -42,8 +42,12 @@ extension StableDiffusion {
         let latents: [Tensor]
         var noiseMaps: [Tensor]? = nil
         switch s.method {
-        case .fixedPoint:
-            let result = try inversion.fixedPointTrajectory(
+        case .fixedPoint, .fixedPointDirect:
+            // fixed-point+direct inverts the conditional flow (guidance 1); its offsets then fix the guided source.
+            let solver =
+                s.method == .fixedPoint
+                ? inversion : try PivotInversion(unet: unet, scheduler: scheduler, steps: s.steps, guidance: 1)
+            let result = try solver.fixedPointTrajectory(
                 z0: z0, cond: cond, uncond: try encode("").embedding, iterations: s.innerSteps
             ) { onEvent(.fixedPoint(step: $0, total: $1, iterations: $2, innerTotal: s.innerSteps, residual: $3)) }
             latents = result.latents
@@ -74,7 +78,7 @@ extension StableDiffusion {
             }
             record.nullEmbeddings = result.embeddings
             record.metadata["null_text_iterations"] = result.iterations.map(String.init).joined(separator: ",")
-        case .direct:
+        case .direct, .fixedPointDirect:
             let uncond = try encode("").embedding
             record.offsets = try inversion.directOffsets(latents: latents, cond: cond, uncond: uncond) {
                 onEvent(.offsets(step: $0, total: $1))
@@ -121,7 +125,7 @@ extension StableDiffusion {
         let uncond = { (i: Int) in record.method.unconditional(step: i, nulls: record.nullEmbeddings, source: prompts[0], empty: empty) }
         return try loop.run(
             start: record.latents[record.steps], prompts: prompts, uncond: uncond,
-            offsets: record.method == .direct ? record.offsets : nil,
+            offsets: record.method.usesOffsets ? record.offsets : nil,
             noise: record.method == .ddpm ? record.noiseMaps : nil, controller: controller
         ) { i, z in
             blend?.apply(&z, afterStep: i - 1)

@@ -17,6 +17,12 @@ public enum JobPlans {
         case .fixedPoint:
             let refinements = Double(min(s.innerSteps, 4))
             return [encode, Phase(prefix + "fixed-point inversion", kind: .forward, steps: s.steps, unitsPerStep: pair * (1 + refinements))]
+        case .fixedPointDirect:
+            let refinements = Double(min(s.innerSteps, 3))
+            return [
+                encode, Phase(prefix + "fixed-point inversion", kind: .forward, steps: s.steps, unitsPerStep: 1 + refinements),
+                Phase(prefix + "offsets", kind: .forward, steps: s.steps, unitsPerStep: 2),
+            ]
         case .ddpm:
             return [encode, Phase(prefix + "DDPM inversion", kind: .forward, steps: s.steps, unitsPerStep: pair)]
         case .nullText, .direct, .negativePrompt, .ddim:
@@ -26,7 +32,7 @@ public enum JobPlans {
         switch s.method {
         case .nullText: p.append(Phase(prefix + "null-text", kind: .gradient, steps: s.steps * s.innerSteps))
         case .direct: p.append(Phase(prefix + "offsets", kind: .forward, steps: s.steps, unitsPerStep: 2))
-        case .negativePrompt, .ddim, .fixedPoint, .ddpm: break
+        case .negativePrompt, .ddim, .fixedPoint, .ddpm, .fixedPointDirect: break
         }
         return p
     }

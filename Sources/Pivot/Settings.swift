@@ -130,7 +130,9 @@ public struct EditSettings: Sendable {
             guard let m = EditOptions.Mode(rawValue: value) else { throw bad("auto, replace or refine") }
             edit.mode = m
         case "method":
-            guard let m = InversionMethod(rawValue: value) else { throw bad("null-text, negative-prompt, direct, ddim, fixed-point or ddpm") }
+            guard let m = InversionMethod(rawValue: value) else {
+                throw bad("null-text, negative-prompt, direct, ddim, fixed-point, fixed-point+direct or ddpm")
+            }
             inversion.method = m
         case "steps":
             guard let n = Int(value), n > 0 else { throw bad("a positive whole number") }

@@ -10,7 +10,8 @@ extension InversionMethod: ExpressibleByArgument {}
 /// The inversion flags `pivot invert` and `pivot edit` share.
 struct InversionOptions: ParsableArguments {
     // Optional so that, given an inversion file, a flag set on the command line can be checked against it.
-    @Option(name: .long, help: "Inversion method: null-text, negative-prompt, direct, ddim, fixed-point or ddpm (default null-text).")
+    @Option(
+        name: .long, help: "Inversion method: null-text, negative-prompt, direct, ddim, fixed-point, fixed-point+direct or ddpm (default null-text).")
     var method: InversionMethod?
 
     @Option(name: .long, help: "DDIM steps (default 50).")

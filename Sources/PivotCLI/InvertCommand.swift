@@ -13,7 +13,8 @@ struct InvertCommand: ParsableCommand {
             Methods: null-text (default; Mokady et al. 2022), negative-prompt (the source prompt as the \
             unconditional embedding, no optimisation), direct (offsets that keep the source branch on the pivot), \
             ddim (plain inversion, the baseline), fixed-point (each step solved as a fixed point of the guided DDIM \
-            step, forward passes only; Pan et al. 2023), ddpm (edit-friendly DDPM noise maps, exact reconstruction; \
+            step, forward passes only; Pan et al. 2023), fixed-point+direct (the conditional flow inverted by fixed-point \
+            iteration, then direct offsets), ddpm (edit-friendly DDPM noise maps, exact reconstruction; \
             Huberman-Spiegelglas et al. 2024). The output is a safetensors file readable from Python: latents \
             [T+1, 4, h, w], null_embeddings [T, 77, D], offsets [T, 4, h, w] or noise_maps [T, 4, h, w], and metadata.
             """)

@@ -151,12 +151,18 @@ public enum InversionMethod: String, CaseIterable, Sendable {
     /// Edit-friendly DDPM noise maps (Huberman-Spiegelglas et al. 2024): η = 1 sampling with stored noise
     /// reconstructs exactly.
     case ddpm
+    /// The conditional flow inverted exactly by fixed-point iteration (guidance 1), then direct inversion's
+    /// offsets on that trajectory for the guided source branch.
+    case fixedPointDirect = "fixed-point+direct"
 }
 
 extension InversionMethod {
     /// Whether the inner-steps setting shapes this method's inversion (null-text's optimisation iterations,
     /// fixed-point's refinements per step).
-    public var usesInnerSteps: Bool { self == .nullText || self == .fixedPoint }
+    public var usesInnerSteps: Bool { self == .nullText || self == .fixedPoint || self == .fixedPointDirect }
+
+    /// Whether the edit pushes the source branch back onto the pivot with stored offsets.
+    public var usesOffsets: Bool { self == .direct || self == .fixedPointDirect }
 
     /// The unconditional embedding the edit's step `step` (0-based) runs under, by method: ∅_step for
     /// null-text (`nulls`, the last one past the end), the source prompt's embedding for negative-prompt
@@ -167,7 +173,7 @@ extension InversionMethod {
             guard let nulls, !nulls.isEmpty else { return empty }
             return nulls[min(step, nulls.count - 1)]
         case .negativePrompt: return source
-        case .direct, .ddim, .fixedPoint, .ddpm: return empty
+        case .direct, .ddim, .fixedPoint, .ddpm, .fixedPointDirect: return empty
         }
     }
 }

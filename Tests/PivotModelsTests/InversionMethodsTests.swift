@@ -9,8 +9,9 @@ import XCTest
 
 /// The inversions beyond the references' null-text: fixed-point DDIM inversion (AIDI) and edit-friendly DDPM
 /// noise maps. What each promises with target = source: fixed-point reconstructs better than plain DDIM
-/// inversion on a trained model (the demo model), DDPM within 1/255 of the VAE's own reconstruction on any
-/// model and prediction type. Plus their files, the cache and the command line.
+/// inversion on a trained model (the demo model), fixed-point+direct lands its source branch on the trajectory,
+/// DDPM within 1/255 of the VAE's own reconstruction on any model and prediction type. Plus their files, the
+/// cache and the command line.
 final class InversionMethodsTests: XCTestCase, CLIRunning {
     var root: String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
@@ -46,7 +47,9 @@ final class InversionMethodsTests: XCTestCase, CLIRunning {
         let record = try sd.invert(photo: photo, prompt: prompt, settings: s)
         let images = try sd.render(record, source: prompt, targets: [prompt], guidance: s.guidance)
         XCTAssertEqual(images.count, 2)
-        XCTAssertLessThanOrEqual(maxDifference(images[0], images[1]), 1 / 255, "the identical target follows the source")
+        if !method.usesOffsets {  // offsets correct the source branch only
+            XCTAssertLessThanOrEqual(maxDifference(images[0], images[1]), 1 / 255, "the identical target follows the source")
+        }
         let z0 = try sd.encodePhoto(photo)
         let vae = fromTensor(try sd.vae.decode(scale(z0, Float(1 / sd.vae.config.scalingFactor))), index: 0)
         return (images[0], vae, record)
@@ -61,11 +64,15 @@ final class InversionMethodsTests: XCTestCase, CLIRunning {
         let sd = try StableDiffusion(model: ModelFolder(path: model))
         let prompt = "a red circle on a white background"
         var figures: [InversionMethod: Double] = [:]
-        for method in [InversionMethod.ddim, .fixedPoint, .ddpm] {
+        for method in [InversionMethod.ddim, .fixedPoint, .fixedPointDirect, .ddpm] {
             let (edit, vae, record) = try identity(sd, photo: photo, prompt: prompt, method: method, steps: 10)
             figures[method] = psnr(edit, vae)
             print("demo reconstruction \(method.rawValue): \(String(format: "%.2f", figures[method]!)) dB")
             if method == .ddpm { XCTAssertLessThanOrEqual(maxDifference(edit, vae), 1 / 255, "DDPM reconstructs exactly") }
+            if method == .fixedPointDirect {
+                XCTAssertEqual(record.offsets?.count, 10, "fixed-point+direct stores direct offsets")
+                XCTAssertGreaterThan(figures[method]!, 40, "its offsets put the source branch back on the trajectory")
+            }
             if method == .fixedPoint {
                 let iterations = try XCTUnwrap(record.metadata["fixed_point_iterations"]).split(separator: ",").compactMap { Int($0) }
                 XCTAssertEqual(iterations.count, 10)

@@ -2,7 +2,8 @@
 """Edit quality on the shapes world, where the renderer draws the ground truth of every edit.
 
 For ``--scenes`` held-out one-object scenes (seeds from 1,000,000, never used in training), each with a colour swap or a
-shape swap (alternating), and for every inversion method (null-text, negative-prompt, direct, ddim), runs
+shape swap (alternating), and for every inversion method (null-text, negative-prompt, direct, ddim, fixed-point,
+ddpm; ``--methods`` picks some), runs
 pivot's own ``pivot batch --side-by-side`` (release build) with a manifest of one row per scene, whose output holds
 the source branch (the reconstruction) beside the edit. Reports per method:
 
@@ -36,7 +37,7 @@ from scripts.demo.shapes_world import BACKGROUNDS, COLOURS, SHAPES, model_image_
 from scripts import REPO_ROOT  # noqa: E402
 
 ROOT = REPO_ROOT
-METHODS = ["null-text", "negative-prompt", "direct", "ddim"]
+METHODS = ["null-text", "negative-prompt", "direct", "ddim", "fixed-point", "fixed-point+direct", "ddpm"]
 
 
 def psnr(a, b, mask=None):
@@ -77,6 +78,8 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--inner-steps", type=int, default=10)
     ap.add_argument("--out", default="/tmp/quality")
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated (default: every method)")
+    ap.add_argument("--precision", default="auto", help="pivot's --precision (default auto)")
     args = ap.parse_args()
     exe = os.path.join(ROOT, ".build/release/pivot")
     inputs = os.path.join(args.out, "photos")
@@ -85,7 +88,7 @@ def main():
     for s in data:
         s["image"].save(os.path.join(inputs, f"scene{s['index']:03d}.png"))
     results = {}
-    for method in METHODS:
+    for method in [m for m in args.methods.split(",") if m]:
         out = os.path.join(args.out, method)
         manifest = os.path.join(args.out, f"{method}.csv")
         with open(manifest, "w", newline="") as f:
@@ -96,7 +99,7 @@ def main():
                 w.writerow([name + ".png", s["caption"], s["target"], f"{name}.png"])
         r = subprocess.run([exe, "batch", inputs, "--model", args.model, "-o", out, "--manifest", manifest, "--method", method,
                             "--steps", str(args.steps), "--inner-steps", str(args.inner_steps), "--side-by-side", "--output-size", "model",
-                            "--no-cache", "--quiet", "--json"],
+                            "--no-cache", "--quiet", "--json", "--precision", args.precision],
                            capture_output=True, text=True)
         if r.returncode != 0:
             sys.exit(f"pivot batch failed for {method}: {r.stderr[-2000:]}")
@@ -135,6 +138,8 @@ def main():
     with open(os.path.join(args.out, "quality.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+    if "ddim" not in results:
+        return
     worst = min(results, key=lambda m: results[m]["reconstruction_psnr"])
     others = [results[m]["reconstruction_psnr"] for m in results if m != "ddim"]
     ok = worst == "ddim" and results["ddim"]["reconstruction_psnr"] < min(others) - 3

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Write `samples/pie-shapes/`: a PIE-Bench-format sample made from the shapes world, for `pivot eval`.
 
-Eight two-object scenes of `scripts/demo/shapes_world.py`, rendered at PIE-Bench's 512x512, each with one edit
-of PIE-Bench's editing type 6 ("change sth's color"): one object recoloured. The layout is PnPInversion's
+Eight scenes of `scripts/demo/shapes_world.py` (one object each by default, the world the shipped demo model
+knows; `--objects 2` for two, one of them edited), rendered at PIE-Bench's 512x512, each with one edit of
+PIE-Bench's editing type 6 ("change sth's color"): one object recoloured. The layout is PnPInversion's
 (what its `evaluation/evaluate.py` reads and `pivot eval` reads):
 
     samples/pie-shapes/data/mapping_file.json      entries as PIE-Bench's: image_path, original_prompt and
@@ -19,7 +20,7 @@ The mask is the edited object's region: every pixel its anti-aliased coverage to
 is the source's exactly (background PSNR inf, MSE 0, SSIM 1): the upper bound a method is measured against.
 Edits by pivot go beside it (see the folder's README.md). Deterministic: the same files on every run.
 
-    python3 -m scripts.demo.make_pie_sample [--out samples/pie-shapes] [--count 8]
+    python3 -m scripts.demo.make_pie_sample [--out samples/pie-shapes] [--count 8] [--objects 1|2]
 """
 
 import argparse
@@ -46,12 +47,12 @@ def runs_of(mask):
     return [int(v) for pair in zip(starts, ends - starts) for v in pair]
 
 
-def scenes(count):
-    """``count`` (seed, objects, background) of two objects of different shapes, at 512x512."""
+def scenes(count, objects_per_scene=2):
+    """``count`` (seed, objects, background) of ``objects_per_scene`` objects (of different shapes), at 512x512."""
     out, seed = [], FIRST_SEED
     while len(out) < count:
         objects, background = world.sample_objects(seed, SIDE)
-        if len(objects) == 2 and objects[0]["shape"] != objects[1]["shape"]:
+        if len(objects) == objects_per_scene and len({o["shape"] for o in objects}) == len(objects):
             out.append((seed, objects, background))
         seed += 1
     return out
@@ -66,13 +67,13 @@ def bracketed(objects, background, index, colour):
     return " and ".join(things) + f" on a {background} background"
 
 
-def write_sample(out, count):
+def write_sample(out, count, objects_per_scene=2):
     mapping, rows = {}, []
     colours = list(world.COLOURS)
-    for n, (seed, objects, background) in enumerate(scenes(count)):
+    for n, (seed, objects, background) in enumerate(scenes(count, objects_per_scene)):
         key = f"6{n:011d}"
         image_path = f"{FOLDER}/{key}.png"
-        index = n % 2
+        index = n % objects_per_scene
         used = {o["colour"] for o in objects}
         colour = [c for c in colours[n % len(colours):] + colours[:n % len(colours)] if c not in used][0]
         image, caption, info = world.render_objects(objects, background, SIDE)
@@ -110,8 +111,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(REPO_ROOT, "samples", "pie-shapes"))
     ap.add_argument("--count", type=int, default=8)
+    ap.add_argument("--objects", type=int, choices=[1, 2], default=1,
+                    help="objects a scene (1, the default: the one-object world the shipped demo model knows; "
+                         "2: recolour one of two, for a model trained on the two-object world)")
     args = ap.parse_args()
-    mapping = write_sample(args.out, args.count)
+    mapping = write_sample(args.out, args.count, args.objects)
     for key, item in mapping.items():
         print(f"{key}  {item['editing_instruction']}: {item['original_prompt']!r} -> {item['editing_prompt']!r}")
     total = sum(os.path.getsize(os.path.join(d, n)) for d, _, files in os.walk(args.out) for n in files)
