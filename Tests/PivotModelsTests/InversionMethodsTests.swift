@@ -83,7 +83,8 @@ final class InversionMethodsTests: XCTestCase, CLIRunning {
         XCTAssertGreaterThan(figures[.fixedPoint]!, figures[.ddim]! + 3, "fixed-point beats plain DDIM inversion")
     }
 
-    /// DDPM's reconstruction is exact by construction, for ε- and v-prediction alike, even on a random model.
+    /// DDPM's reconstruction is exact by construction, for ε- and v-prediction alike, even on a random model;
+    /// fixed-point+direct runs for both prediction types.
     func testDDPMReconstructsExactlyForEveryPredictionType() throws {
         let folder = try ModelFolder(path: tinyModel)
         for v in [false, true] {
@@ -94,6 +95,14 @@ final class InversionMethodsTests: XCTestCase, CLIRunning {
             XCTAssertEqual(record.noiseMaps?.count, 6)
             XCTAssertEqual(record.latents.count, 7)
             XCTAssertEqual(record.metadata["ddpm_seed"], "0")
+            // Fixed-point inversion converts every output to ε at the iterate's own level: it runs for v too.
+            var s = InversionSettings()
+            (s.method, s.steps, s.innerSteps) = (.fixedPointDirect, 4, 3)
+            let fixed = try sd.invert(photo: tinyPhoto, prompt: "a red circle", settings: s)
+            XCTAssertEqual(fixed.latents.count, 5)
+            XCTAssertTrue(fixed.latents.allSatisfy(\.allFinite))
+            XCTAssertEqual(fixed.metadata["fixed_point_iterations"]?.split(separator: ",").count, 4)
+            XCTAssertEqual(fixed.offsets?.count, 4)
         }
     }
 

@@ -29,7 +29,8 @@ final class InvertCommandTests: XCTestCase {
             XCTAssertEqual(back.latents[0].shape, [1, 4, 16, 16])
             XCTAssertEqual(back.nullEmbeddings?.count, method == .nullText ? 3 : nil)
             XCTAssertEqual(back.nullEmbeddings?.first?.shape, method == .nullText ? [1, 77, 32] : nil)
-            XCTAssertEqual(back.offsets?.count, method == .direct ? 3 : nil)
+            XCTAssertEqual(back.offsets?.count, method.usesOffsets ? 3 : nil)
+            XCTAssertEqual(back.noiseMaps?.count, method == .ddpm ? 3 : nil)
             XCTAssertEqual(back.metadata["prompt"], "a red circle")
             XCTAssertEqual(back.latents[3].scalars, record.latents[3].scalars)
         }
