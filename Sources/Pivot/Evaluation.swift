@@ -13,6 +13,23 @@ public enum ImageMeasure: String, CaseIterable, Codable, Sendable {
     case mse
     /// Structural similarity: an 11×11 Gaussian window of σ 1.5, k1 = 0.01, k2 = 0.03.
     case ssim
+    /// torchmetrics' `CLIPScore` of one image against its prompt (see `CLIPScore`); needs a CLIP model. Not a
+    /// measure between two images: `PIEMetric.clipImage` says which image is scored.
+    case clipSimilarity = "clip_similarity"
+    /// torchmetrics' `LearnedPerceptualImagePatchSimilarity(net_type='squeeze')` of the two images, each
+    /// multiplied by the region's mask and mapped to [-1, 1] (see `LPIPSMetric`); needs the network's weights.
+    case lpips
+
+    /// The measures between two images (the offline metrics, which need no weights).
+    public static let pixelMeasures: [ImageMeasure] = [.psnr, .mse, .ssim]
+}
+
+/// The image a CLIP similarity scores, with the suffix PIE-Bench's metric names give it.
+public enum CLIPImage: String, CaseIterable, Codable, Sendable {
+    /// The source image against the source prompt (`original_prompt`, brackets removed).
+    case source = "_source_image"
+    /// The edit against the target prompt (`editing_prompt`, brackets removed).
+    case target = "_target_image"
 }
 
 /// The part of the image a metric looks at, with the suffix PIE-Bench's metric names give it.
@@ -41,27 +58,44 @@ public enum SSIMBorder: String, CaseIterable, Codable, Sendable {
 public struct PIEMetric: Hashable, Codable, Sendable, CustomStringConvertible {
     public let measure: ImageMeasure
     public let region: MetricRegion
+    /// The image scored, for `clipSimilarity` (nil for the other measures).
+    public let clipImage: CLIPImage?
 
     public init(_ measure: ImageMeasure, _ region: MetricRegion) {
         self.measure = measure
         self.region = region
+        clipImage = nil
     }
 
-    /// The reference's name: the measure followed by the region's suffix.
-    public var name: String { measure.rawValue + region.rawValue }
+    /// A CLIP similarity: `image` (masked by the edit mask for `.edited`) against its prompt.
+    public init(clip image: CLIPImage, _ region: MetricRegion = .whole) {
+        measure = .clipSimilarity
+        self.region = region
+        clipImage = image
+    }
+
+    /// The reference's name: the measure followed by the region's suffix (and, for CLIP, the image's before it).
+    public var name: String { measure.rawValue + (clipImage?.rawValue ?? "") + region.rawValue }
     public var description: String { name }
 
     /// Every offline metric, in the order measures × regions (whole, background, edited).
-    public static let all: [PIEMetric] = MetricRegion.allCases.flatMap { r in ImageMeasure.allCases.map { PIEMetric($0, r) } }
+    public static let all: [PIEMetric] = MetricRegion.allCases.flatMap { r in ImageMeasure.pixelMeasures.map { PIEMetric($0, r) } }
 
     /// The offline metrics among the reference's defaults: background PSNR, MSE and SSIM.
-    public static let defaults: [PIEMetric] = ImageMeasure.allCases.map { PIEMetric($0, .background) }
+    public static let defaults: [PIEMetric] = ImageMeasure.pixelMeasures.map { PIEMetric($0, .background) }
+
+    /// The reference's CLIP similarities (`clip_similarity_source_image`, `clip_similarity_target_image`,
+    /// `clip_similarity_target_image_edit_part`), which need a CLIP model (`PIEBenchOptions.clipModel`).
+    public static let clip: [PIEMetric] = [PIEMetric(clip: .source), PIEMetric(clip: .target), PIEMetric(clip: .target, .edited)]
+
+    /// The reference's LPIPS metrics (`lpips`, `lpips_unedit_part`, `lpips_edit_part`), which need the LPIPS
+    /// network's weights (`PIEBenchOptions.lpipsWeights`).
+    public static let lpips: [PIEMetric] = MetricRegion.allCases.map { PIEMetric(.lpips, $0) }
 
     /// The reference's metrics that need network weights (LPIPS' SqueezeNet, DINO ViT-B/8, CLIP ViT-L/14).
     public static let needingWeights: [String: String] = {
         var names: [String: String] = [:]
         for region in MetricRegion.allCases {
-            names["lpips" + region.rawValue] = "the LPIPS network's weights (SqueezeNet)"
             names["structure_distance" + region.rawValue] = "DINO ViT-B/8 weights"
         }
         for name in ["clip_similarity_source_image", "clip_similarity_target_image", "clip_similarity_target_image_edit_part"] {
@@ -75,7 +109,7 @@ public struct PIEMetric: Hashable, Codable, Sendable, CustomStringConvertible {
     /// - Throws: `SettingError` (key `metrics`) for a name the reference does not know, or one that needs
     ///   network weights pivot does not read yet.
     public init(name: String) throws {
-        if let metric = PIEMetric.all.first(where: { $0.name == name }) {
+        if let metric = (PIEMetric.all + PIEMetric.clip + PIEMetric.lpips).first(where: { $0.name == name }) {
             self = metric
             return
         }
@@ -92,14 +126,17 @@ public struct PIEMetric: Hashable, Codable, Sendable, CustomStringConvertible {
         case .psnr: return 1
         case .mse: return 1e4
         case .ssim: return 1e2
+        case .clipSimilarity: return 1
+        case .lpips: return 1e3
         }
     }
 
     /// The metric of `source` against `edit` (HWC, 3 channels, `width`×`height`), both multiplied by the
     /// region's 0/1 mask (`editMask` is the decoded edit mask, one byte per pixel; the background is its
     /// complement) and measured over the whole array, zeroed pixels included, as the reference does. NaN when
-    /// the region is empty.
+    /// the region is empty. NaN for a CLIP similarity (`PIEBench` computes it with the CLIP model).
     public func value(source: [Float], edit: [Float], editMask: [UInt8], width: Int, height: Int, ssimBorder: SSIMBorder) -> Double {
+        if measure == .clipSimilarity || measure == .lpips { return .nan }
         var a = source, b = edit
         if region != .whole {
             let keep: UInt8 = region == .edited ? 1 : 0
@@ -111,6 +148,7 @@ public struct PIEMetric: Hashable, Codable, Sendable, CustomStringConvertible {
         case .psnr: return ImageMetrics.psnr(a, b)
         case .mse: return ImageMetrics.mse(a, b)
         case .ssim: return ImageMetrics.ssim(a, b, width: width, height: height, border: ssimBorder)
+        case .clipSimilarity, .lpips: return .nan
         }
     }
 }

@@ -118,11 +118,17 @@ public struct PIEBenchOptions: Sendable, Equatable {
     /// Entries of other editing types are skipped (the reference's `edit_category_list`, "0" … "9").
     public var editingTypes: [String] = PIEBench.defaultEditingTypes
     public var ssimBorder: SSIMBorder = .crop
+    /// A transformers `CLIPModel` folder (config.json + model.safetensors, e.g. openai/clip-vit-large-patch14,
+    /// what the reference uses): needed by the CLIP similarities (`PIEMetric.clip`), read by `CLIPScore`.
+    public var clipModel: String?
+    /// The LPIPS network's weights (see `LPIPSMetric`): needed by the LPIPS metrics (`PIEMetric.lpips`).
+    public var lpipsWeights: String?
 
     public init() {}
 }
 
-/// PIE-Bench's files and the evaluation of PnPInversion's `evaluate.py`, for the metrics that need no weights.
+/// PIE-Bench's files and the evaluation of PnPInversion's `evaluate.py`, for the metrics that need no weights and
+/// the CLIP similarities.
 public enum PIEBench {
     /// The reference's default editing types.
     public static let defaultEditingTypes = (0...9).map(String.init)
@@ -218,11 +224,29 @@ public enum PIEBench {
     /// `methods` nil means every method of the layout (`discoverMethods`, after the mapping file is read).
     ///
     /// - Throws: `PIEBenchError` for the first entry (by key) with a bad mask, a missing or unreadable image
-    ///   or a size that does not fit; `SettingError` for empty lists of methods, metrics or editing types.
+    ///   or a size that does not fit; `SettingError` for empty lists of methods, metrics or editing types, or a CLIP
+    ///   similarity without `clipModel`; `LoadError` (naming the file and tensor) for a CLIP model that cannot be read.
+    ///
+    /// The CLIP similarities (`PIEMetric.clip`) are computed after the other metrics, one entry after another, with
+    /// `CLIPScore` on the model of `options.clipModel`.
     public static func evaluate(layout: PIEBenchLayout, methods: [PIEBenchMethod]? = nil, options: PIEBenchOptions) throws -> PIEBenchReport {
         guard !options.metrics.isEmpty else { throw SettingError("metrics", problem: "lists no metric") }
         guard !options.editingTypes.isEmpty else { throw SettingError("editing_types", problem: "lists no editing type") }
         if let methods, methods.isEmpty { throw SettingError("methods", problem: "lists no method") }
+        let clipMetrics = options.metrics.indices.filter { options.metrics[$0].measure == .clipSimilarity }
+        if let first = clipMetrics.first, options.clipModel == nil {
+            throw SettingError(
+                "clip_model",
+                problem:
+                    "is needed for \(options.metrics[first].name): give a transformers CLIPModel folder (openai/clip-vit-large-patch14, as the reference)"
+            )
+        }
+        let lpipsMetrics = options.metrics.indices.filter { options.metrics[$0].measure == .lpips }
+        if let first = lpipsMetrics.first, options.lpipsWeights == nil {
+            throw SettingError(
+                "lpips_weights",
+                problem: "is needed for \(options.metrics[first].name): give the LPIPS network's weights (SqueezeNet 1.1 and its lin layers)")
+        }
         let all = try readMapping(layout.mapping)
         let methods = try methods ?? layout.discoverMethods()
         var seen = Set<String>()
@@ -241,6 +265,9 @@ public enum PIEBench {
                 throw PIEBenchError(.missingImage, path: path, key: entry.key, "no such image")
             }
         }
+        // The CLIP model is read before any image, so a bad folder fails at once.
+        let clip = try clipMetrics.isEmpty ? nil : options.clipModel.map { try CLIPScore(folder: $0) }
+        let lpips = try lpipsMetrics.isEmpty ? nil : options.lpipsWeights.map { try LPIPSMetric(weights: $0) }
         var results = [Result<[[Double]], Error>](repeating: .success([]), count: entries.count)
         results.withUnsafeMutableBufferPointer { slots in
             let base = slots.baseAddress!
@@ -252,6 +279,20 @@ public enum PIEBench {
         }
         var values: [[[Double]]] = []
         for result in results { values.append(try result.get()) }
+        // The CLIP similarities, one entry after another (the network's passes use every thread themselves).
+        if let clip {
+            for (e, entry) in entries.enumerated() {
+                let scores = try clipScores(entry, layout: layout, methods: methods, metrics: clipMetrics.map { options.metrics[$0] }, clip: clip)
+                for m in methods.indices { for (j, k) in clipMetrics.enumerated() { values[e][m][k] = scores[m][j] } }
+            }
+        }
+        // LPIPS likewise.
+        if let lpips {
+            for (e, entry) in entries.enumerated() {
+                let scores = try lpipsScores(entry, layout: layout, methods: methods, metrics: lpipsMetrics.map { options.metrics[$0] }, lpips: lpips)
+                for m in methods.indices { for (j, k) in lpipsMetrics.enumerated() { values[e][m][k] = scores[m][j] } }
+            }
+        }
         return PIEBenchReport(
             mapping: layout.mapping, metrics: options.metrics, ssimBorder: options.ssimBorder, editingTypes: options.editingTypes,
             skipped: all.count - entries.count, entries: entries, methods: methods, values: values)
@@ -279,6 +320,61 @@ public enum PIEBench {
                 $0.value(
                     source: source.pixels, edit: edit.pixels, editMask: mask, width: source.width, height: source.height,
                     ssimBorder: options.ssimBorder)
+            }
+        }
+    }
+
+    /// One entry's CLIP similarities, per method, as the reference's `calculate_clip_similarity` computes them: the
+    /// source against the source prompt, the edit against the target prompt (both with their `[` `]` removed),
+    /// the edit multiplied by the edit mask against the target prompt (NaN for an empty mask).
+    private static func clipScores(
+        _ entry: PIEBenchEntry, layout: PIEBenchLayout, methods: [PIEBenchMethod], metrics: [PIEMetric], clip: CLIPScore
+    ) throws -> [[Double]] {
+        func plain(_ prompt: String) -> String { prompt.replacingOccurrences(of: "[", with: "").replacingOccurrences(of: "]", with: "") }
+        let source = try readImage(layout.images + "/" + entry.imagePath, key: entry.key)
+        let mask: [UInt8]
+        do { mask = try decodeMask(entry.mask, width: source.width, height: source.height) } catch let fault as MaskFault {
+            throw PIEBenchError(.mask, path: layout.mapping, key: entry.key + ".mask", fault.problem)
+        }
+        // The source's score is the same for every method.
+        let sourceScore = try metrics.contains { $0.clipImage == .source } ? clip.score(image: source, prompt: plain(entry.originalPrompt)) : .nan
+        return try methods.map { method in
+            let path = method.folder + "/" + entry.imagePath
+            let edit = try editRegion(
+                of: try readImage(path, key: entry.key), sourceWidth: source.width, sourceHeight: source.height, path: path, key: entry.key)
+            return try metrics.map { metric in
+                switch (metric.clipImage, metric.region) {
+                case (.source, _): return sourceScore
+                case (_, .edited):
+                    return mask.contains(1) ? try clip.score(image: edit, prompt: plain(entry.editingPrompt), mask: mask) : .nan
+                default: return try clip.score(image: edit, prompt: plain(entry.editingPrompt))
+                }
+            }
+        }
+    }
+
+    /// One entry's LPIPS, per method, as the reference's `calculate_lpips(src, tgt, mask, mask)` computes it: both
+    /// images multiplied by the region's mask (the edit mask, its complement, or none), NaN for an empty region.
+    private static func lpipsScores(
+        _ entry: PIEBenchEntry, layout: PIEBenchLayout, methods: [PIEBenchMethod], metrics: [PIEMetric], lpips: LPIPSMetric
+    ) throws -> [[Double]] {
+        let source = try readImage(layout.images + "/" + entry.imagePath, key: entry.key)
+        let mask: [UInt8]
+        do { mask = try decodeMask(entry.mask, width: source.width, height: source.height) } catch let fault as MaskFault {
+            throw PIEBenchError(.mask, path: layout.mapping, key: entry.key + ".mask", fault.problem)
+        }
+        return try methods.map { method in
+            let path = method.folder + "/" + entry.imagePath
+            let edit = try editRegion(
+                of: try readImage(path, key: entry.key), sourceWidth: source.width, sourceHeight: source.height, path: path, key: entry.key)
+            return try metrics.map { metric in
+                switch metric.region {
+                case .whole: return try lpips.distance(source, edit, mask: nil)
+                case .background, .edited:
+                    let keep: UInt8 = metric.region == .edited ? 1 : 0
+                    guard mask.contains(keep) else { return .nan }
+                    return try lpips.distance(source, edit, mask: mask.map { $0 == keep ? 1 : 0 })
+                }
             }
         }
     }

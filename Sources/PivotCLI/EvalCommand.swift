@@ -16,7 +16,15 @@ struct EvalCommand: ParsableCommand {
             bottom-right corner is the edit). Metrics: psnr, mse, ssim, each also as _unedit_part (outside the mask) \
             and _edit_part (inside); both images are multiplied by the region's mask and measured over the whole \
             image, NaN when the region is empty. Means leave NaN out; MSE is printed x10^4 and SSIM x10^2, as the \
-            paper's tables (--json gives raw values).
+            paper's tables (--json gives raw values). With --clip-model DIR (a transformers CLIPModel folder: \
+            config.json, model.safetensors, optionally preprocessor_config.json and tokenizer files; \
+            openai/clip-vit-large-patch14 as the reference) also clip_similarity_source_image, \
+            clip_similarity_target_image and clip_similarity_target_image_edit_part: torchmetrics' CLIPScore of the \
+            source against the source prompt, the edit against the target prompt, and the edit multiplied by the mask \
+            against the target prompt (prompts without their [brackets]). With --lpips-weights FILE (SqueezeNet 1.1 \
+            and torchmetrics' lin layers, safetensors or .pt) also lpips, lpips_unedit_part and lpips_edit_part: \
+            torchmetrics' LPIPS (squeeze) of the masked images in [-1, 1], printed x10^3. structure_distance (DINO) \
+            is not supported yet.
             """)
 
     @OptionGroup var threadOptions: ThreadOptions
@@ -34,7 +42,7 @@ struct EvalCommand: ParsableCommand {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Metrics, comma-separated, as the reference names them (default: psnr_unedit_part,mse_unedit_part,ssim_unedit_part).",
+            "Metrics, comma-separated, as the reference names them (default: psnr_unedit_part,mse_unedit_part,ssim_unedit_part; with --clip-model also the three clip_similarity metrics).",
             valueName: "m,n"))
     var metrics: String?
 
@@ -58,27 +66,38 @@ struct EvalCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Also write the reference's per-entry CSV (file_id, method|metric, …).", valueName: "FILE"))
     var csv: String?
 
-    @Option(name: .long, help: ArgumentHelp("CLIP ViT-L/14 weights for CLIP similarity (not supported yet).", valueName: "DIR"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "A transformers CLIPModel folder (openai/clip-vit-large-patch14, as the reference) for the CLIP similarity metrics.",
+            valueName: "DIR"))
     var clipModel: String?
 
-    @Option(name: .long, help: ArgumentHelp("LPIPS weights (not supported yet).", valueName: "FILE"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The LPIPS network's weights (safetensors or .pt: SqueezeNet 1.1 and torchmetrics' lin layers) for the lpips metrics.",
+            valueName: "FILE"))
     var lpipsWeights: String?
 
     @Flag(name: .long, help: "Print one JSON object (raw values, per entry too) instead of tables.")
     var json = false
 
     func run() throws {
-        if clipModel != nil {
-            throw SettingError("clip_model", problem: "is not supported yet: pivot has no CLIP image encoder; the offline metrics need no weights")
-        }
-        if lpipsWeights != nil {
-            throw SettingError("lpips_weights", problem: "is not supported yet: pivot has no LPIPS network; the offline metrics need no weights")
-        }
         let defaults = PIEBenchLayout(root: dir)
         let layout = PIEBenchLayout(
             mapping: mapping ?? defaults.mapping, images: images ?? defaults.images, outputs: outputs ?? defaults.outputs)
         var options = PIEBenchOptions()
-        if let metrics { options.metrics = try list(metrics, "metrics").map { try PIEMetric(name: $0) } }
+        options.clipModel = clipModel
+        options.lpipsWeights = lpipsWeights
+        if let metrics {
+            options.metrics = try list(metrics, "metrics").map { try PIEMetric(name: $0) }
+        } else {
+            // The reference's default list, as far as the weights given allow.
+            options.metrics =
+                PIEMetric.defaults + (lpipsWeights != nil ? [PIEMetric(.lpips, .background)] : [])
+                + (clipModel != nil ? PIEMetric.clip : [])
+        }
         if let editingTypes { options.editingTypes = try list(editingTypes, "editing_types") }
         options.ssimBorder = ssimBorder
         let chosen = try methods.map { try list($0, "methods").map { item in method(item, layout) } }

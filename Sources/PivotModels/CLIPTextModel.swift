@@ -72,6 +72,22 @@ public final class CLIPTextModel {
         try encode(embeddings: embed(ids: ids, batch: batch))
     }
 
+    /// transformers' `pooler_output` [1, D] for one prompt's ids (no padding, so no attention mask): the
+    /// `last_hidden_state` row at the EOS position as transformers picks it. With the legacy `eos_token_id` of 2
+    /// (openai/clip-vit-large-patch14 and most CLIP configs) that is the first position of the largest id;
+    /// otherwise the first position holding `eosTokenID`, or 0 when none does (a truncated prompt).
+    public func pooledOutput(ids: [Int], eosTokenID: Int) throws -> Tensor {
+        let hidden = try callAsFunction(ids: ids, batch: 1)  // [1, T, D]
+        let position: Int
+        if eosTokenID == 2 {
+            let largest = ids.max() ?? 0
+            position = ids.firstIndex(of: largest) ?? 0
+        } else {
+            position = ids.firstIndex(of: eosTokenID) ?? 0
+        }
+        return gatherRows(hidden.reshaped([ids.count, config.hiddenSize]), [position])  // [1, D]
+    }
+
     /// `last_hidden_state` from input embeddings [B, T, D] (token + position already added).
     public func encode(embeddings: Tensor) -> Tensor {
         precision.run {
@@ -89,24 +105,32 @@ struct CLIPEncoderLayer {
     let fc1, fc2: Linear
     let heads: Int
     let activation: Activation
+    /// Causal self-attention (the text model) or full (the vision model).
+    let causal: Bool
 
     init(_ p: Params, config: CLIPTextConfig, activation: Activation) throws {
-        let d = config.hiddenSize, eps = Float(config.layerNormEps)
+        try self.init(
+            p, hidden: config.hiddenSize, intermediate: config.intermediateSize, heads: config.numAttentionHeads,
+            eps: Float(config.layerNormEps), activation: activation, causal: true)
+    }
+
+    init(_ p: Params, hidden d: Int, intermediate: Int, heads: Int, eps: Float, activation: Activation, causal: Bool) throws {
         norm1 = try LayerNorm(p.scope("layer_norm1"), dim: d, eps: eps)
         norm2 = try LayerNorm(p.scope("layer_norm2"), dim: d, eps: eps)
         q = try Linear(p.scope("self_attn.q_proj"), in: d, out: d)
         k = try Linear(p.scope("self_attn.k_proj"), in: d, out: d)
         v = try Linear(p.scope("self_attn.v_proj"), in: d, out: d)
         out = try Linear(p.scope("self_attn.out_proj"), in: d, out: d)
-        fc1 = try Linear(p.scope("mlp.fc1"), in: d, out: config.intermediateSize)
-        fc2 = try Linear(p.scope("mlp.fc2"), in: config.intermediateSize, out: d)
-        heads = config.numAttentionHeads
+        fc1 = try Linear(p.scope("mlp.fc1"), in: d, out: intermediate)
+        fc2 = try Linear(p.scope("mlp.fc2"), in: intermediate, out: d)
+        self.heads = heads
         self.activation = activation
+        self.causal = causal
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {  // x: [B, T, D]
         let n = norm1(x)
-        let a = attention(q: q(n), k: k(n), v: v(n), heads: heads, causal: true)
+        let a = attention(q: q(n), k: k(n), v: v(n), heads: heads, causal: causal)
         let h = add(x, out(a))
         let m = activation(fc1(norm2(h)))  // [B, T, F]
         return add(h, fc2(m))

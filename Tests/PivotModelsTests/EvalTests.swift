@@ -141,7 +141,8 @@ final class EvalTests: XCTestCase, CLIRunning {
     func testMetricNames() throws {
         XCTAssertEqual(PIEMetric.defaults.map(\.name), ["psnr_unedit_part", "mse_unedit_part", "ssim_unedit_part"])
         XCTAssertEqual(try PIEMetric(name: "ssim_edit_part"), PIEMetric(.ssim, .edited))
-        XCTAssertThrowsError(try PIEMetric(name: "lpips_unedit_part")) { XCTAssertTrue("\($0)".contains("not supported yet"), "\($0)") }
+        XCTAssertEqual(try PIEMetric(name: "lpips_unedit_part"), PIEMetric(.lpips, .background))
+        XCTAssertThrowsError(try PIEMetric(name: "structure_distance")) { XCTAssertTrue("\($0)".contains("not supported yet"), "\($0)") }
         XCTAssertThrowsError(try PIEMetric(name: "psnr_background")) { XCTAssertTrue("\($0)".contains("unknown metric"), "\($0)") }
     }
 
@@ -256,10 +257,12 @@ final class EvalTests: XCTestCase, CLIRunning {
         try Data("not an image".utf8).write(to: URL(fileURLWithPath: notImage + small))
         try assertOneLineError(["eval", notImage], mentions: [small, "000000000002"])
 
-        try assertOneLineError(["eval", fixture, "--clip-model", "/models/clip"], mentions: ["--clip-model", "not supported yet"])
-        try assertOneLineError(["eval", fixture, "--lpips-weights", "/models/lpips.pth"], mentions: ["--lpips-weights", "not supported yet"])
+        try assertOneLineError(["eval", fixture, "--clip-model", "/models/clip"], mentions: ["/models/clip", "not a CLIP model folder"])
+        try assertOneLineError(["eval", fixture, "--lpips-weights", "/models/lpips.pth"], mentions: ["/models/lpips.pth"])
         try assertOneLineError(
-            ["eval", fixture, "--metrics", "psnr,lpips_unedit_part"], mentions: ["--metrics", "lpips_unedit_part", "not supported yet"])
+            ["eval", fixture, "--metrics", "psnr,lpips_unedit_part"], mentions: ["--lpips-weights", "lpips_unedit_part"])
+        try assertOneLineError(
+            ["eval", fixture, "--metrics", "psnr,structure_distance"], mentions: ["--metrics", "structure_distance", "not supported yet"])
         try assertOneLineError(["eval", fixture, "--metrics", "psnr,"], mentions: ["--metrics", "empty item"])
         try assertOneLineError(["eval", fixture, "--methods", "alpha,alpha"], mentions: ["named twice"])
         try assertOneLineError(["eval", "/nonexistent/pie"], mentions: ["/nonexistent/pie/data/mapping_file.json", "no such file"])
@@ -280,5 +283,42 @@ final class EvalTests: XCTestCase, CLIRunning {
         XCTAssertEqual(number(mean["psnr_unedit_part"]), .infinity)
         XCTAssertEqual(number(mean["mse_unedit_part"]), 0)
         XCTAssertEqual(try XCTUnwrap(number(mean["ssim_unedit_part"])), 1, accuracy: 1e-6)
+    }
+
+    /// `--lpips-weights`: the LPIPS of each entry's background (and whole image) through `pivot eval` is the
+    /// LPIPS network's own (`LPIPSTests` checks that against torchmetrics) on the reference's masked images, NaN
+    /// where the background is empty, and it joins the default metrics.
+    func testLPIPSThroughEval() throws {
+        let weights = try XCTUnwrap(Bundle.module.path(forResource: "Fixtures/lpips/weights.safetensors", ofType: nil))
+        let r = try pivot([
+            "eval", fixture, "--json", "--methods", "alpha", "--editing-types", "6", "--lpips-weights", weights, "--metrics",
+            "lpips,lpips_unedit_part",
+        ])
+        XCTAssertEqual(r.status, 0, r.err)
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+        let images = try XCTUnwrap((object["methods"] as? [[String: Any]])?.first?["images"] as? [[String: Any]])
+        XCTAssertEqual(images.count, 2)
+        let metric = try LPIPSMetric(weights: weights)
+        let mapping = try XCTUnwrap(
+            JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: fixture + "/data/mapping_file.json"))) as? [String: Any])
+        for image in images {
+            let key = try XCTUnwrap(image["key"] as? String), path = try XCTUnwrap(image["image_path"] as? String)
+            let values = try XCTUnwrap(image["values"] as? [String: Any])
+            let source = try RGBImage.read(fixture + "/data/annotation_images/" + path, applyOrientation: false)
+            let edit = try RGBImage.read(fixture + "/output/alpha/annotation_images/" + path, applyOrientation: false)
+            assertClose(try XCTUnwrap(number(values["lpips"])), try metric.distance(source, edit, mask: nil), relative: 1e-6, "\(key) lpips")
+            let runs = try XCTUnwrap((mapping[key] as? [String: Any])?["mask"] as? [Int])
+            let mask = try PIEBench.decodeMask(runs, width: source.width, height: source.height)
+            let background = try metric.distance(source, edit, mask: mask.map { $0 == 0 ? 1 : 0 })
+            if mask.contains(0) {
+                assertClose(try XCTUnwrap(number(values["lpips_unedit_part"])), background, relative: 1e-6, "\(key) lpips_unedit_part")
+            } else {
+                XCTAssertTrue(try XCTUnwrap(number(values["lpips_unedit_part"])).isNaN, "\(key): an empty background is NaN")
+            }
+        }
+        let defaults = try pivot(["eval", fixture, "--json", "--methods", "alpha", "--editing-types", "6", "--lpips-weights", weights])
+        XCTAssertEqual(defaults.status, 0, defaults.err)
+        let names = (try XCTUnwrap(JSONSerialization.jsonObject(with: Data(defaults.out.utf8)) as? [String: Any]))["metrics"] as? [String]
+        XCTAssertEqual(names, ["psnr_unedit_part", "mse_unedit_part", "ssim_unedit_part", "lpips_unedit_part"])
     }
 }
