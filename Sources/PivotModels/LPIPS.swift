@@ -44,7 +44,7 @@ public final class LPIPSSqueeze {
 
         func callAsFunction(_ x: Tensor) -> Tensor {
             let s = relu(squeeze(x))
-            return concatChannels(relu(expand1x1(s)), relu(expand3x3(s)))
+            return PivotTensor.concatChannels(relu(expand1x1(s)), relu(expand3x3(s)))  // [B, E1 + E3, H, W]
         }
     }
 
@@ -162,21 +162,8 @@ public final class LPIPSSqueeze {
     }
 }
 
-/// max(x, 0) elementwise (NaN stays NaN, as `nn.ReLU`).
-func relu(_ x: Tensor) -> Tensor {
+/// max(x, 0) elementwise (NaN stays NaN, as `nn.ReLU`). Private: a module-wide helper named like a tensor
+/// operation would shadow PivotTensor's for every model in this module.
+private func relu(_ x: Tensor) -> Tensor {
     Tensor(shape: x.shape, values: x.scalars.map { $0 < 0 ? 0 : $0 })
-}
-
-/// `torch.cat([a, b], 1)` of two [B, Ca, H, W] and [B, Cb, H, W] tensors.
-func concatChannels(_ a: Tensor, _ b: Tensor) -> Tensor {
-    let n = a.dim(0)
-    let (sa, sb) = (a.count / n, b.count / n)
-    let (va, vb) = (a.scalars, b.scalars)
-    var v: [Float] = []
-    v.reserveCapacity(a.count + b.count)
-    for i in 0..<n {
-        v.append(contentsOf: va[(i * sa)..<((i + 1) * sa)])
-        v.append(contentsOf: vb[(i * sb)..<((i + 1) * sb)])
-    }
-    return Tensor(shape: [n, a.dim(1) + b.dim(1), a.dim(2), a.dim(3)], values: v)
 }
