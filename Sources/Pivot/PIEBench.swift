@@ -298,25 +298,40 @@ public enum PIEBench {
             skipped: all.count - entries.count, entries: entries, methods: methods, values: values)
     }
 
-    /// One entry: per method, the metrics' values.
-    private static func evaluateEntry(_ entry: PIEBenchEntry, layout: PIEBenchLayout, methods: [PIEBenchMethod], options: PIEBenchOptions)
-        throws -> [[Double]]
-    {
+    /// One entry's source image, decoded edit mask and, per method, the edit (its region of the output file):
+    /// what every metric of the entry reads, read once per pass. `checkSource` runs on the source (and its path)
+    /// before anything else is read.
+    private static func loadEntry(
+        _ entry: PIEBenchEntry, layout: PIEBenchLayout, methods: [PIEBenchMethod],
+        checkSource: (RGBImage, String) throws -> Void = { _, _ in }
+    ) throws -> (source: RGBImage, mask: [UInt8], edits: [RGBImage]) {
         let sourcePath = layout.images + "/" + entry.imagePath
         let source = try readImage(sourcePath, key: entry.key)
-        let side = ImageMetrics.windowSide
-        guard source.width >= side && source.height >= side else {
-            throw PIEBenchError(.image, path: sourcePath, key: entry.key, "is \(source.width)x\(source.height); SSIM needs at least \(side)x\(side)")
-        }
+        try checkSource(source, sourcePath)
         let mask: [UInt8]
         do { mask = try decodeMask(entry.mask, width: source.width, height: source.height) } catch let fault as MaskFault {
             throw PIEBenchError(.mask, path: layout.mapping, key: entry.key + ".mask", fault.problem)
         }
-        return try methods.map { method in
+        let edits = try methods.map { method in
             let path = method.folder + "/" + entry.imagePath
-            let edit = try editRegion(
+            return try editRegion(
                 of: try readImage(path, key: entry.key), sourceWidth: source.width, sourceHeight: source.height, path: path, key: entry.key)
-            return options.metrics.map {
+        }
+        return (source, mask, edits)
+    }
+
+    /// One entry: per method, the metrics' values.
+    private static func evaluateEntry(_ entry: PIEBenchEntry, layout: PIEBenchLayout, methods: [PIEBenchMethod], options: PIEBenchOptions)
+        throws -> [[Double]]
+    {
+        let side = ImageMetrics.windowSide
+        let (source, mask, edits) = try loadEntry(entry, layout: layout, methods: methods) { source, path in
+            guard source.width >= side && source.height >= side else {
+                throw PIEBenchError(.image, path: path, key: entry.key, "is \(source.width)x\(source.height); SSIM needs at least \(side)x\(side)")
+            }
+        }
+        return edits.map { edit in
+            options.metrics.map {
                 $0.value(
                     source: source.pixels, edit: edit.pixels, editMask: mask, width: source.width, height: source.height,
                     ssimBorder: options.ssimBorder)
@@ -331,18 +346,11 @@ public enum PIEBench {
         _ entry: PIEBenchEntry, layout: PIEBenchLayout, methods: [PIEBenchMethod], metrics: [PIEMetric], clip: CLIPScore
     ) throws -> [[Double]] {
         func plain(_ prompt: String) -> String { prompt.replacingOccurrences(of: "[", with: "").replacingOccurrences(of: "]", with: "") }
-        let source = try readImage(layout.images + "/" + entry.imagePath, key: entry.key)
-        let mask: [UInt8]
-        do { mask = try decodeMask(entry.mask, width: source.width, height: source.height) } catch let fault as MaskFault {
-            throw PIEBenchError(.mask, path: layout.mapping, key: entry.key + ".mask", fault.problem)
-        }
+        let (source, mask, edits) = try loadEntry(entry, layout: layout, methods: methods)
         // The source's score is the same for every method.
         let sourceScore = try metrics.contains { $0.clipImage == .source } ? clip.score(image: source, prompt: plain(entry.originalPrompt)) : .nan
-        return try methods.map { method in
-            let path = method.folder + "/" + entry.imagePath
-            let edit = try editRegion(
-                of: try readImage(path, key: entry.key), sourceWidth: source.width, sourceHeight: source.height, path: path, key: entry.key)
-            return try metrics.map { metric in
+        return try edits.map { edit in
+            try metrics.map { metric in
                 switch (metric.clipImage, metric.region) {
                 case (.source, _): return sourceScore
                 case (_, .edited):
@@ -358,16 +366,9 @@ public enum PIEBench {
     private static func lpipsScores(
         _ entry: PIEBenchEntry, layout: PIEBenchLayout, methods: [PIEBenchMethod], metrics: [PIEMetric], lpips: LPIPSMetric
     ) throws -> [[Double]] {
-        let source = try readImage(layout.images + "/" + entry.imagePath, key: entry.key)
-        let mask: [UInt8]
-        do { mask = try decodeMask(entry.mask, width: source.width, height: source.height) } catch let fault as MaskFault {
-            throw PIEBenchError(.mask, path: layout.mapping, key: entry.key + ".mask", fault.problem)
-        }
-        return try methods.map { method in
-            let path = method.folder + "/" + entry.imagePath
-            let edit = try editRegion(
-                of: try readImage(path, key: entry.key), sourceWidth: source.width, sourceHeight: source.height, path: path, key: entry.key)
-            return try metrics.map { metric in
+        let (source, mask, edits) = try loadEntry(entry, layout: layout, methods: methods)
+        return try edits.map { edit in
+            try metrics.map { metric in
                 switch metric.region {
                 case .whole: return try lpips.distance(source, edit, mask: nil)
                 case .background, .edited:

@@ -93,7 +93,7 @@ public struct EditSettings: Sendable {
     /// for the rest. Throws a `SettingError` naming the key, with the value.
     public mutating func set(_ key: String, _ value: String) throws {
         let items = value.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        func bad(_ expected: String) -> SettingError { SettingError(key, problem: "takes \(expected), got '\(printable(value))'") }
+        func bad(_ expected: String) -> SettingError { SettingError(key, problem: "takes \(expected), got '\(escapedForOneLine(value))'") }
         switch key {
         case "cross_replace":
             for item in items {
@@ -150,7 +150,7 @@ public struct EditSettings: Sendable {
             guard let s = PhotoSizing(parsing: value) else { throw bad("auto, square or WxH") }
             inversion.size = s
         case "seed": seed = value
-        default: throw EditError.badValue("unknown setting '\(printable(key))'")  // a manifest column; flags never reach here
+        default: throw EditError.badValue("unknown setting '\(escapedForOneLine(key))'")  // a manifest column; flags never reach here
         }
     }
 

@@ -89,18 +89,19 @@ public enum BatchManifest {
         case let a as [Any]: return try a.map { try flatten($0, key: key, number: number, path) }.joined(separator: separator)
         case let d as [String: Any]:
             return try d.keys.sorted().map { "\($0)=\(try flatten(d[$0] ?? "", key: key, number: number, path))" }.joined(separator: separator)
-        default: throw ManifestError(path: path, why: "row \(number): '\(printable(key))' has a value of an unsupported type")
+        default: throw ManifestError(path: path, why: "row \(number): '\(escapedForOneLine(key))' has a value of an unsupported type")
         }
     }
 
     static func row(_ fields: [String: String], number: Int, _ path: String) throws -> BatchRow {
         for key in ["image", "source", "target"] where (fields[key] ?? "").isEmpty {
-            throw ManifestError(path: path, why: "row \(number) has no '\(printable(key))'")
+            throw ManifestError(path: path, why: "row \(number) has no '\(escapedForOneLine(key))'")
         }
         let settings = fields.filter { !rowKeys.contains($0.key) && !$0.value.isEmpty }
         for key in settings.keys where !EditSettings.keys.contains(key) {
             throw ManifestError(
-                path: path, why: "row \(number): unknown setting '\(printable(key))' (known: \(EditSettings.keys.sorted().joined(separator: ", ")))")
+                path: path,
+                why: "row \(number): unknown setting '\(escapedForOneLine(key))' (known: \(EditSettings.keys.sorted().joined(separator: ", ")))")
         }
         let output = fields["output"].flatMap { $0.isEmpty ? nil : $0 }
         return BatchRow(
@@ -114,7 +115,8 @@ public enum BatchManifest {
         let names = header.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
         for name in names where !rowKeys.contains(name) && !EditSettings.keys.contains(name) {
             throw ManifestError(
-                path: path, why: "unknown column '\(printable(name))' (known: \((rowKeys.union(EditSettings.keys)).sorted().joined(separator: ", ")))"
+                path: path,
+                why: "unknown column '\(escapedForOneLine(name))' (known: \((rowKeys.union(EditSettings.keys)).sorted().joined(separator: ", ")))"
             )
         }
         var rows: [BatchRow] = []

@@ -144,7 +144,9 @@ extension StableDiffusion {
     func prepare(_ row: BatchRow, _ job: BatchJob, inputs: Set<String>, claimed: inout [String: Int]) throws -> PreparedRow {
         var settings = job.defaults
         for key in row.settings.keys.sorted() { try settings.set(key, row.settings[key] ?? "") }
-        guard !row.image.hasPrefix("/") else { throw EditError.badValue("image '\(printable(row.image))' must be relative to the input folder") }
+        guard !row.image.hasPrefix("/") else {
+            throw EditError.badValue("image '\(escapedForOneLine(row.image))' must be relative to the input folder")
+        }
         let photo = (job.inputDirectory as NSString).appendingPathComponent(row.image)
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: photo, isDirectory: &isDir), !isDir.boolValue else {
@@ -184,10 +186,10 @@ extension StableDiffusion {
     static func checkedOutput(_ output: String, row: BatchRow) throws -> String {
         let parts = output.split(separator: "/", omittingEmptySubsequences: false)
         guard !output.hasPrefix("/"), !parts.contains(where: { $0 == ".." || $0.isEmpty }) else {
-            throw EditError.badValue("output '\(printable(output))' would leave the output folder")
+            throw EditError.badValue("output '\(escapedForOneLine(output))' would leave the output folder")
         }
         guard ImageFormat(pathExtension: output)?.isWritable == true else {
-            throw EditError.badValue("output '\(printable(output))' must end in .png, .jpg, .jpeg, .tif, .tiff or .webp")
+            throw EditError.badValue("output '\(escapedForOneLine(output))' must end in .png, .jpg, .jpeg, .tif, .tiff or .webp")
         }
         return parts.filter { $0 != "." }.joined(separator: "/")
     }

@@ -23,28 +23,6 @@ public func oneLineDescription(of error: Error, naming: ((String) -> String)? = 
     return text.split(whereSeparator: \.isNewline).joined(separator: " ")
 }
 
-/// `text` as it may appear inside a one-line message: line breaks, tabs and other control characters are
-/// written as escapes (`\n`, `\t`, `\u{1B}`), so a value read from a stranger's file cannot break the line.
-public func printable(_ text: String) -> String {
-    var out = ""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if scalar.properties.generalCategory == .control || scalar.properties.generalCategory == .lineSeparator
-                || scalar.properties.generalCategory == .paragraphSeparator
-            {
-                out += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return out
-}
-
 /// A setting (or several) outside what it takes: `steps` "must be between 1 and 1000".
 public struct SettingError: SettingsNamingError, Equatable {
     /// The settings' keys (`steps`, `inner_steps`, …).
