@@ -15,7 +15,13 @@ let package = Package(
         .executable(name: "pivot", targets: ["PivotCLI"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // `pivot serve`: the HTTP server and the multipart parser of uploads.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/vapor/multipart-kit", from: "4.0.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
     ],
     targets: [
         // C libraries from Debian packages (libopenblas-dev).
@@ -78,13 +84,29 @@ let package = Package(
                 "Pivot", "PivotLoading", "PivotDiffusion", "PivotFormats",
                 "PivotImage", "PivotIO",
             ]),
+        // The local web editor (`pivot serve`): the HTTP server and its routes, the one-at-a-time job queue,
+        // upload parsing, the origin/host/size/path checks and the embedded page; edits run through Pivot's edit.
+        .target(
+            name: "PivotServe",
+            dependencies: [
+                "Pivot", "PivotLoading", "PivotImage", "PivotIO",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "MultipartKit", package: "multipart-kit"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            resources: [.copy("Resources")]),
         // The command line: argument parsing and progress only; maps flags to library settings.
         .executableTarget(
             name: "PivotCLI",
             dependencies: [
-                "Pivot", "PivotBatch", "PivotLoading", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "Pivot", "PivotBatch", "PivotLoading", "PivotServe",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "PivotTensorTests", dependencies: ["PivotTensor"]),
+        // The web editor over real sockets (FoundationNetworking and raw requests) and in headless Chromium.
+        .testTarget(name: "PivotServeTests", dependencies: ["PivotServe", "Pivot", "PivotLoading", "PivotImage", "PivotIO"]),
         .testTarget(name: "PivotTextTests", dependencies: ["PivotText"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "PivotFormatsTests", dependencies: ["PivotFormats", "PivotIO"],

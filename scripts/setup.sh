@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 
-packages=(libopenblas-dev libdnnl-dev libpng-dev libtiff-dev libjpeg-dev libwebp-dev libheif-dev liblcms2-dev)
+# chromium: the headless browser the web editor's test drives (Tests/PivotServeTests/BrowserTests.swift).
+packages=(libopenblas-dev libdnnl-dev libpng-dev libtiff-dev libjpeg-dev libwebp-dev libheif-dev liblcms2-dev chromium)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -131,6 +131,17 @@ extension StableDiffusion {
         return controller
     }
 
+    /// A prompt's words as edits name them (split at spaces: what `reweight`, `cross_replace` and `blend` take),
+    /// each with the tokenizer's tokens for it (a multi-vector textual-inversion token stays one word).
+    /// Throws an `EditError` for a prompt an edit could not take (too long, or words that cannot be matched to
+    /// their tokens).
+    public func promptWords(_ prompt: String) throws -> [(word: String, tokens: [String])] {
+        let w = try words(prompt)
+        return zip(w.words, w.positions).map { word, positions in
+            (word, positions.map { w.ids.indices.contains($0) ? tokenizer.token(for: w.ids[$0]) ?? "" : "" })
+        }
+    }
+
     /// A prompt's space-separated words, their token positions (BOS = 0) and its unpadded ids.
     struct Words {
         var words: [String]

@@ -73,7 +73,11 @@ extension StableDiffusion {
     /// 2. the photo is inverted under the source prompt, through `cache` (or the given record is used);
     /// 3. the Prompt-to-Prompt controller (plus the attention-map recorder) renders the source and every
     ///    target from the inversion's x_T under the guidance the inversion was made for.
-    public func edit(_ request: EditRequest, onEvent: (EditEvent) -> Void = { _ in }) throws -> EditResult {
+    ///
+    /// Cancellation is cooperative: `onEvent` runs after every step of every phase (inversion and rendering),
+    /// and whatever it throws (a front end's `CancellationError`, say) stops the edit there and is rethrown;
+    /// a half-made inversion is not cached. A `.warning` event's error is ignored (the next step's stops it).
+    public func edit(_ request: EditRequest, onEvent: (EditEvent) throws -> Void = { _ in }) throws -> EditResult {
         let plan = { (steps: Int, latent: LatentGrid) in
             try self.promptToPrompt(
                 source: request.source, targets: request.targets, steps: steps, latent: latent,
@@ -86,7 +90,7 @@ extension StableDiffusion {
             (record, cachedAt) = try inversion(
                 photo: photo, prompt: request.source, settings: request.settings.inversion,
                 cache: request.cache, photoHash: photoHash,
-                onEvent: { onEvent(.inversion($0)) }, warn: { onEvent(.warning($0)) })
+                onEvent: { try onEvent(.inversion($0)) }, warn: { try? onEvent(.warning($0)) })
         case .inversion(let r):
             (record, cachedAt) = (r, nil)
         }
@@ -100,7 +104,7 @@ extension StableDiffusion {
             record, source: request.source, targets: request.targets, guidance: guidance,
             controller: maps.map { ControllerChain([$0, controller]) } ?? controller,
             blend: controller.localBlend
-        ) { onEvent(.step($0, total: $1)) }
+        ) { try onEvent(.step($0, total: $1)) }
         var outputSize = OutputSize.model
         if case .photo(let photo, _) = request.input, request.outputSize == .photo {
             // The photo plus the change each target made of the reconstruction (limited to the local-blend

@@ -115,7 +115,7 @@ extension StableDiffusion {
     /// again. Returns the record and, when it came from the cache, its path.
     public func inversion(
         photo: String, prompt: String, settings: InversionSettings, cache: InversionCache?,
-        photoHash knownHash: String? = nil, onEvent: (InversionEvent) -> Void = { _ in },
+        photoHash knownHash: String? = nil, onEvent: (InversionEvent) throws -> Void = { _ in },
         warn: (String) -> Void = { _ in }
     ) throws -> (record: InversionRecord, cachedAt: String?) {
         let fingerprint = try modelFingerprint()
@@ -152,7 +152,7 @@ extension StableDiffusion {
 
     private func fresh(
         photo: String, prompt: String, settings: InversionSettings, fingerprint: String, photoHash: String,
-        onEvent: (InversionEvent) -> Void
+        onEvent: (InversionEvent) throws -> Void
     ) throws -> InversionRecord {
         var record = try invert(photo: photo, prompt: prompt, settings: settings, onEvent: onEvent)
         record.metadata["model_fingerprint"] = fingerprint

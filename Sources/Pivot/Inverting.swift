@@ -31,7 +31,7 @@ extension StableDiffusion {
     /// to check, later, that an edit uses the same model, photo and settings.
     public func invert(
         photo: String, prompt: String, settings s: InversionSettings,
-        onEvent: (InversionEvent) -> Void = { _ in }
+        onEvent: (InversionEvent) throws -> Void = { _ in }
     ) throws -> InversionRecord {
         try s.validate(trainTimesteps: scheduler.numTrainTimesteps)
         let z0 = try encodePhoto(photo, crop: s.crop, sizing: s.size)
@@ -49,18 +49,18 @@ extension StableDiffusion {
                 ? inversion : try PivotInversion(unet: unet, scheduler: scheduler, steps: s.steps, guidance: 1)
             let result = try solver.fixedPointTrajectory(
                 z0: z0, cond: cond, uncond: try encode("").embedding, iterations: s.innerSteps
-            ) { onEvent(.fixedPoint(step: $0, total: $1, iterations: $2, innerTotal: s.innerSteps, residual: $3)) }
+            ) { try onEvent(.fixedPoint(step: $0, total: $1, iterations: $2, innerTotal: s.innerSteps, residual: $3)) }
             latents = result.latents
             extra["fixed_point_iterations"] = result.iterations.map(String.init).joined(separator: ",")
             extra["fixed_point_residuals"] = result.residuals.map { String(format: "%.3g", $0) }.joined(separator: ",")
         case .ddpm:
             let result = try inversion.ddpmNoise(
                 z0: z0, cond: cond, uncond: try encode("").embedding, seed: ddpmInversionSeed
-            ) { onEvent(.noiseMaps(step: $0, total: $1)) }
+            ) { try onEvent(.noiseMaps(step: $0, total: $1)) }
             (latents, noiseMaps) = (result.latents, result.noise)
             extra["ddpm_seed"] = String(ddpmInversionSeed)
         case .nullText, .negativePrompt, .direct, .ddim:
-            latents = try inversion.trajectory(z0: z0, cond: cond) { onEvent(.trajectory(step: $0, total: $1)) }
+            latents = try inversion.trajectory(z0: z0, cond: cond) { try onEvent(.trajectory(step: $0, total: $1)) }
         }
         var record = InversionRecord(
             method: s.method, latents: latents,
@@ -74,14 +74,14 @@ extension StableDiffusion {
         case .nullText:
             let uncond = try encode("").embedding
             let result = try inversion.nullText(latents: latents, cond: cond, uncond: uncond, innerSteps: s.innerSteps) {
-                onEvent(.nullText(step: $0, total: s.steps, inner: $1, innerTotal: s.innerSteps, loss: $2, last: $3))
+                try onEvent(.nullText(step: $0, total: s.steps, inner: $1, innerTotal: s.innerSteps, loss: $2, last: $3))
             }
             record.nullEmbeddings = result.embeddings
             record.metadata["null_text_iterations"] = result.iterations.map(String.init).joined(separator: ",")
         case .direct, .fixedPointDirect:
             let uncond = try encode("").embedding
             record.offsets = try inversion.directOffsets(latents: latents, cond: cond, uncond: uncond) {
-                onEvent(.offsets(step: $0, total: $1))
+                try onEvent(.offsets(step: $0, total: $1))
             }
         case .negativePrompt, .ddim, .fixedPoint, .ddpm:
             break
@@ -103,7 +103,7 @@ extension StableDiffusion {
     public func render(
         _ record: InversionRecord, source: String, targets: [String], guidance: Float,
         controller: AttentionController? = nil, blend: LocalBlend? = nil,
-        onStep: (Int, Int) -> Void = { _, _ in }
+        onStep: (Int, Int) throws -> Void = { _, _ in }
     ) throws -> [RGBImage] {
         let z = try editLatents(
             record, source: source, targets: targets, guidance: guidance, controller: controller,
@@ -117,7 +117,7 @@ extension StableDiffusion {
     public func editLatents(
         _ record: InversionRecord, source: String, targets: [String], guidance: Float,
         controller: AttentionController? = nil, blend: LocalBlend? = nil,
-        onStep: (Int, Int) -> Void = { _, _ in }
+        onStep: (Int, Int) throws -> Void = { _, _ in }
     ) throws -> Tensor {
         let prompts = try ([source] + targets).map { try encode($0).embedding }
         let empty = try encode("").embedding
@@ -129,7 +129,7 @@ extension StableDiffusion {
             noise: record.method == .ddpm ? record.noiseMaps : nil, controller: controller
         ) { i, z in
             blend?.apply(&z, afterStep: i - 1)
-            onStep(i, record.steps)
+            try onStep(i, record.steps)
         }
     }
 }

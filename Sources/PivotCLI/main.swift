@@ -25,6 +25,7 @@ struct PivotCommand: ParsableCommand {
             ComponentCommand.self,
             BenchCommand.self,
             EvalCommand.self,
+            ServeCommand.self,
         ])
 }
 

@@ -30,7 +30,7 @@ extension PivotInversion {
     /// with x_1 … x_T drawn from `seed`. `onStep(step, T)` after each of the T guided passes.
     public func ddpmNoise(
         z0: Tensor, cond: Tensor, uncond: Tensor, seed: UInt64,
-        onStep: (Int, Int) -> Void = { _, _ in }
+        onStep: (Int, Int) throws -> Void = { _, _ in }
     ) throws -> DDPMNoise {
         let ts = timesteps
         guard ts.allSatisfy({ $0 >= 0 }) else {
@@ -58,7 +58,7 @@ extension PivotInversion {
             x[steps - i - 1] = zipMap(mean, z) { m, n in m + sigma * n }
             try requireFinite(z, "DDPM inversion", step: i + 1, of: steps, tensor: "the noise map")
             maps.append(z)
-            onStep(i + 1, steps)
+            try onStep(i + 1, steps)
         }
         return DDPMNoise(latents: x, noise: maps)
     }

@@ -43,7 +43,7 @@ public struct DenoisingLoop {
     public func run(
         start: Tensor, prompts: [Tensor], uncond: (Int) -> Tensor, offsets: [Tensor]? = nil,
         noise: [Tensor]? = nil, controller: AttentionController? = nil,
-        afterStep: (_ step: Int, _ latents: inout Tensor) -> Void = { _, _ in }
+        afterStep: (_ step: Int, _ latents: inout Tensor) throws -> Void = { _, _ in }
     ) throws -> Tensor {
         let b = prompts.count
         precondition(b >= 1 && start.rank == 4 && start.dim(0) == 1, "DenoisingLoop: \(b) prompts from \(start.shape)")
@@ -78,7 +78,7 @@ public struct DenoisingLoop {
             }
             if let offsets { addToLeadingRows(z, offsets[i]) }
             try requireFinite(z, "denoising", step: i + 1, of: steps)
-            afterStep(i + 1, &z)
+            try afterStep(i + 1, &z)
         }
         return z
     }

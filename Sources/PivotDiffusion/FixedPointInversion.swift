@@ -33,7 +33,7 @@ extension PivotInversion {
     /// with at most `iterations` refinements a step. `onStep(step, T, iterations, residual)` after each step.
     public func fixedPointTrajectory(
         z0: Tensor, cond: Tensor, uncond: Tensor, iterations: Int, tolerance: Float = 1e-3,
-        onStep: (_ step: Int, _ total: Int, _ iterations: Int, _ residual: Float) -> Void = { _, _, _, _ in }
+        onStep: (_ step: Int, _ total: Int, _ iterations: Int, _ residual: Float) throws -> Void = { _, _, _, _ in }
     ) throws -> FixedPoint {
         var result = FixedPoint(latents: [z0], iterations: [], residuals: [])
         var z = z0
@@ -69,7 +69,7 @@ extension PivotInversion {
             result.latents.append(z)
             result.iterations.append(used)
             result.residuals.append(best?.residual ?? .nan)
-            onStep(i + 1, steps, used, best?.residual ?? .nan)
+            try onStep(i + 1, steps, used, best?.residual ?? .nan)
         }
         return result
     }

@@ -31,7 +31,7 @@ public struct PivotInversion {
 
     /// The pivot trajectory z*_0 … z*_T (T + 1 latents) of `z0` [1, C, h, w] under the source prompt's
     /// embedding `cond`, without guidance. `onStep(i, T)` after each of the T UNet calls.
-    public func trajectory(z0: Tensor, cond: Tensor, onStep: (Int, Int) -> Void = { _, _ in }) throws -> [Tensor] {
+    public func trajectory(z0: Tensor, cond: Tensor, onStep: (Int, Int) throws -> Void = { _, _ in }) throws -> [Tensor] {
         var latents = [z0]
         var z = z0
         for (i, t) in timesteps.reversed().enumerated() {
@@ -40,7 +40,7 @@ public struct PivotInversion {
             z = scheduler.ddimStep(z, epsilon: eps, from: a, to: b)
             try requireFinite(z, "DDIM inversion", step: i + 1, of: steps)
             latents.append(z)
-            onStep(i + 1, steps)
+            try onStep(i + 1, steps)
         }
         return latents
     }
@@ -55,7 +55,7 @@ public struct PivotInversion {
 
     /// Progress of null-text optimisation: outer step (1-based), inner iteration, its loss, and whether it
     /// was the step's last iteration.
-    public typealias NullTextProgress = (_ step: Int, _ inner: Int, _ loss: Float, _ last: Bool) -> Void
+    public typealias NullTextProgress = (_ step: Int, _ inner: Int, _ loss: Float, _ last: Bool) throws -> Void
 
     /// Null-text optimisation over the pivot `latents` (from `trajectory`): for step i a fresh Adam with
     /// lr 1e-2·(1 − i/100) tunes the unconditional embedding (warm-started from step i − 1) for up to
@@ -92,7 +92,7 @@ public struct PivotInversion {
                 adam.update(u, gradient: grad)
                 losses.append(loss)
                 let converged = loss < epsilon + Float(i) * 2e-5
-                onInner(i + 1, j + 1, loss, converged || j == innerSteps - 1)
+                try onInner(i + 1, j + 1, loss, converged || j == innerSteps - 1)
                 if converged { break }
             }
             result.iterations.append(losses.count)
@@ -119,7 +119,7 @@ extension PivotInversion {
     /// pivot.
     public func directOffsets(
         latents: [Tensor], cond: Tensor, uncond: Tensor,
-        onStep: (Int, Int) -> Void = { _, _ in }
+        onStep: (Int, Int) throws -> Void = { _, _ in }
     ) throws -> [Tensor] {
         var offsets: [Tensor] = []
         for (i, t) in timesteps.enumerated() {
@@ -129,7 +129,7 @@ extension PivotInversion {
             let (a, b) = scheduler.samplingLevels(t, steps: steps)
             let prev = guidedStep(z, uncond: epsU, cond: epsC, from: a, to: b)
             offsets.append(zipMap(latents[steps - i - 1], prev) { target, p in target - p })
-            onStep(i + 1, steps)
+            try onStep(i + 1, steps)
         }
         return offsets
     }
