@@ -114,6 +114,19 @@ void pv_layer_norm_backward(const float *x, const float *gy, float *gx, long row
 void pv_softmax_backward_rows(const float *p, float *dp, long rows, long cols, long ld) {
     DISPATCH(pv_softmax_backward_rows, p, dp, rows, cols, ld)
 }
+int pv_attention_f32_level(void) { return pv_level(); }
+void pv_attention_f32_rows(const float *q, long ldq, const float *k, long ldk, const float *v, long ldv, long nk, long d,
+                           float scale, long r0, long r1, float *out, long ldo) {
+    DISPATCH(pv_attention_f32_rows, q, ldq, k, ldk, v, ldv, nk, d, scale, r0, r1, out, ldo)
+}
+int pv_attention_f32_rows_at(int level, const float *q, long ldq, const float *k, long ldk, const float *v, long ldv,
+                             long nk, long d, float scale, long r0, long r1, float *out, long ldo) {
+    if (level < 0 || level > pv_level()) return -1;
+    if (level == 2) pv_attention_f32_rows_v4(q, ldq, k, ldk, v, ldv, nk, d, scale, r0, r1, out, ldo);
+    else if (level == 1) pv_attention_f32_rows_v3(q, ldq, k, ldk, v, ldv, nk, d, scale, r0, r1, out, ldo);
+    else pv_attention_f32_rows_v1(q, ldq, k, ldk, v, ldv, nk, d, scale, r0, r1, out, ldo);
+    return 0;
+}
 void pv_group_norm(const float *x, float *y, long channels, long hw, long groups, const float *gamma,
                    const float *beta, float eps, int silu) {
     DISPATCH(pv_group_norm, x, y, channels, hw, groups, gamma, beta, eps, silu)

@@ -22,6 +22,8 @@ public func attention(q: Tensor, k: Tensor, v: Tensor, heads: Int, causal: Bool 
     let precision = Precision.current
     Profiler.measure(nk > 128 ? "attention" : "attention.x") {
         switch precision {
+        case .fp32 where FusedAttention.fp32Applies(keys: nk, headWidth: d, causal: causal):
+            FusedAttention.runFP32(q: q, k: k, v: v, heads: heads, scale: scale, out: out)
         case .fp32:
             BLAS.singleThreaded {
                 Parallel.chunks(b * heads * bands) { worker, items in
@@ -40,6 +42,8 @@ public func attention(q: Tensor, k: Tensor, v: Tensor, heads: Int, causal: Bool 
                     }
                 }
             }
+        case .bf16 where FusedAttention.bf16Applies(keys: nk, headWidth: d, causal: causal):
+            FusedAttention.runBF16(q: q, k: k, v: v, heads: heads, scale: scale, out: out)
         case .bf16:
             // q, k, v rounded once; each band's probabilities rounded after the fp32 softmax
             let qb = BF16Buffer(q), kb = BF16Buffer(k), vb = BF16Buffer(v)  // [B, N, H·d]

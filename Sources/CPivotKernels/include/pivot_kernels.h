@@ -61,6 +61,16 @@ void pv_winograd_input(const float *x, float *v, long channels, long h, long w, 
 void pv_winograd_output(const float *m, float *y, const float *bias, long out_channels, long h, long w,
                         long ty0, long ty1, long o0, long o1);
 
+/// Winograd F(4×4, 3×3) (winograd4.c): the same four transforms with 6×6 tiles, 36 planes and 4×4 output tiles
+/// (tw = ceil(W / 4) tiles per tile row): weights g [O, C, 3, 3] -> u [36, O, C], rows [o0, o1); flipped and
+/// transposed for the VJP -> u [36, C, O], rows [c0, c1); input -> v [36, C, P]; output m [36, O, P] -> rows
+/// [4 ty0, 4 ty1) of y (+ bias).
+void pv_winograd4_weights(const float *g, float *u, long out_channels, long in_channels, long o0, long o1);
+void pv_winograd4_weights_flipped(const float *g, float *u, long out_channels, long in_channels, long c0, long c1);
+void pv_winograd4_input(const float *x, float *v, long channels, long h, long w, long ty0, long ty1, long c0, long c1);
+void pv_winograd4_output(const float *m, float *y, const float *bias, long out_channels, long h, long w, long ty0,
+                         long ty1, long o0, long o1);
+
 // ---- Vector-Jacobian products (backward_simd.inc, col2im.c). gy is the gradient of the output; gx receives the input's.
 
 /// gx = gy * d/dx [x * sigmoid(x)].
@@ -83,6 +93,38 @@ void pv_softmax_backward_rows(const float *p, float *dp, long rows, long cols, l
 /// pv_im2col), channels [c0, c1).
 void pv_col2im(const float *col, float *x, long channels, long h, long w, long kh, long kw, long stride,
                long pad, long wo, long row0, long row1, long c0, long c1);
+
+// ---- Fused fp32 attention forward (attention_simd.inc), one head at a time: row-major operands offset to the
+// head's first column, rows of width d ≤ 256 with the stated strides.
+
+/// The instruction-set level the fused fp32 attention runs at: 2 = AVX-512 (16 rows per vector), 1 = AVX2 +
+/// FMA (8), 0 = baseline (4).
+int pv_attention_f32_level(void);
+/// out[r * ldo + c] = Σ_j softmax_j(scale · q_r · k_j) v[j, c] for query rows r0 ≤ r < r1 and keys j < nk.
+void pv_attention_f32_rows(const float *q, long ldq, const float *k, long ldk, const float *v, long ldv, long nk, long d,
+                           float scale, long r0, long r1, float *out, long ldo);
+/// The same at a given level (for tests of every level the processor has); −1 when it lacks that level.
+int pv_attention_f32_rows_at(int level, const float *q, long ldq, const float *k, long ldk, const float *v, long ldv,
+                             long nk, long d, float scale, long r0, long r1, float *out, long ldo);
+
+// ---- Fused bf16 attention (attention_bf16.c; AVX512_BF16 only).
+
+/// 1 when the processor runs the fused bf16 attention (AVX-512 BW and AVX512_BF16).
+int pv_flash_bf16_supported(void);
+/// Keys padded to whole steps of the fused kernel (8).
+long pv_flash_keys_padded(long nk);
+/// Keys of one sample k [nk, width] rounded to bf16 into kp [nkp, width] (nkp = pv_flash_keys_padded(nk)),
+/// rows [j0, j1) of kp; rows at or beyond nk are zero.
+void pv_flash_pack_keys(const float *k, long nk, long width, uint16_t *kp, long j0, long j1);
+/// Values of one sample v [nk, width] as bf16 pairs of consecutive keys: vp[jp * width + c] holds v[2 jp, c]
+/// (low half) and v[2 jp + 1, c] (high half), zero beyond nk; rows [jp0, jp1) of vp [nkp / 2, width].
+void pv_flash_pack_values(const float *v, long nk, long width, uint32_t *vp, long jp0, long jp1);
+/// out[r * ldo + c] = Σ_j softmax_j(scale · q_r · k_j) v[j, c] for query rows r0 ≤ r < r1 of one head of
+/// width d: q fp32 (row stride ldq, rounded to bf16 after scaling), kp and vp as packed above and offset to
+/// the head's first column (row strides ldk and ldv in elements), keys j < nk. Scores and sums are fp32.
+/// Returns 0, or −1 when the processor or d (even, 2…256) does not allow it (nothing written then).
+int pv_flash_attention_bf16(const float *q, long ldq, const uint16_t *kp, long ldk, const uint32_t *vp, long ldv,
+                            long nk, long d, float scale, long r0, long r1, float *out, long ldo);
 
 #ifdef __cplusplus
 }
