@@ -35,7 +35,7 @@ public func conv2dBackward(_ gy: Tensor, weight: Tensor, inputShape: [Int], stri
     let (o, kh, kw) = (weight.dim(0), weight.dim(2), weight.dim(3))
     let ho = gy.dim(2), wo = gy.dim(3), hwOut = ho * wo, ckk = c * kh * kw
     if kh == 3 && kw == 3 && stride == 1 && padding == 1 && h * w >= winogradMinPixels {
-        return winogradConvolution(gy, u: winogradWeights(weight, flipped: true), outChannels: c, bias: nil)
+        return winogradConvolution(gy, u: winogradWeights(weight, flipped: true, pixels: h * w), outChannels: c, bias: nil)
     }
     let bf16 = Precision.current == .bf16
     if kh == 1 && kw == 1 && stride == 1 && padding == 0 {
@@ -150,68 +150,107 @@ public func conv2dIm2col(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int
 /// Floats allowed in one im2col band (32 MiB).
 public let convColumnBudget = 8 << 20
 
-/// 3×3 convolution, stride 1, padding 1, by Winograd F(2×2, 3×3) (Lavin & Gray 2016): 2.25× fewer
-/// multiplications than im2col. In fp32 weights are transformed on each call (cheap next to the GEMMs, and no
-/// extra resident memory), in bf16 once per weight (`winogradWeights`); input tiles are processed a band of
-/// tile rows at a time within `convColumnBudget`.
-/// Differs from direct convolution by rounding only (relative error ~1e-6).
+/// 3×3 convolution, stride 1, padding 1, by Winograd (Lavin & Gray 2016): F(4×4, 3×3) in fp32 on images of
+/// at least `winograd4MinPixels` (2.25 multiplications per output against im2col's 9), F(2×2, 3×3) on smaller
+/// ones and in bf16 (4 per output; F(4×4)'s larger transform coefficients would amplify bf16 rounding). In fp32
+/// weights are transformed on each call (no extra resident memory), in bf16 once per weight
+/// (`winogradWeights`); input tiles are processed a band of tile rows at a time within `convColumnBudget`.
+/// Differs from direct convolution by rounding only (fp32: relative error ~1e-6).
 public func conv2dWinograd(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     let c = x.dim(1), o = weight.dim(0)
     precondition(weight.shape == [o, c, 3, 3], "conv2dWinograd: input channels \(c) vs weight \(weight.shape)")
-    return winogradConvolution(x, u: winogradWeights(weight, flipped: false), outChannels: o, bias: bias)
+    return winogradConvolution(x, u: winogradWeights(weight, flipped: false, pixels: x.dim(2) * x.dim(3)), outChannels: o, bias: bias)
 }
 
-/// Transformed Winograd weights [16, O, C]: fp32 (made per call), or bf16 (made once per weight and kept).
+/// fp32 3×3 convolutions on images of at least this many pixels use F(4×4, 3×3), smaller ones F(2×2, 3×3):
+/// F(4×4)'s weight transform writes 36 planes per call (2.25× F(2×2)'s), which at 32² costs as much as its
+/// cheaper products save (measured on SD 1.5's 640-channel convolutions), while at 64² it wins by a third.
+public let winograd4MinPixels = 4096
+
+/// Transformed Winograd weights: fp32 [planes, O, C] (made per call) with their output tile side (4 for
+/// F(4×4, 3×3), 2 for F(2×2, 3×3)), or bf16 F(2×2, 3×3) [16, O, C] (made once per weight and kept).
 enum WinogradWeights {
-    case fp32(Tensor)
+    case fp32(Tensor, tile: Int)
     case bf16(BF16Buffer)
+
+    /// Output tile side: 4 for F(4×4, 3×3), 2 for F(2×2, 3×3).
+    var tile: Int {
+        switch self {
+        case .fp32(_, let tile): return tile
+        case .bf16: return 2
+        }
+    }
+
+    /// Transform planes: (tile + 2)².
+    var planes: Int { (tile + 2) * (tile + 2) }
 }
 
-/// The Winograd transform of a 3×3 kernel [O, C, 3, 3]: [16, O, C], or with `flipped` that of its flipped,
-/// transposed kernel [16, C, O] (for the input gradient). fp32 transforms are made per call (no resident
-/// memory); bf16 ones once per weight, kept with it (0.89× the fp32 kernel's bytes).
-func winogradWeights(_ weight: Tensor, flipped: Bool) -> WinogradWeights {
+/// The Winograd transform of a 3×3 kernel [O, C, 3, 3]: [planes, O, C], or with `flipped` that of its
+/// flipped, transposed kernel [planes, C, O] (for the input gradient), for a convolution over `pixels`
+/// pixels. fp32 transforms are made per call (no resident memory); bf16 ones (F(2×2)) once per weight, kept
+/// with it (0.89× the fp32 kernel's bytes).
+func winogradWeights(_ weight: Tensor, flipped: Bool, pixels: Int) -> WinogradWeights {
     let o = weight.dim(0), c = weight.dim(1), rows = flipped ? c : o
-    let make = { () -> Tensor in
-        let u = Tensor(uninitialized: [16, rows, flipped ? o : c])
+    if Precision.current == .bf16 {
+        return .bf16(
+            weight.storage.derived(flipped ? "winograd.flipped.bf16" : "winograd.bf16") {
+                let u = Tensor(uninitialized: [16, rows, flipped ? o : c])
+                Parallel.forEach(rows) { r in
+                    if flipped {
+                        pv_winograd_weights_flipped(weight.data, u.data, o, c, r.lowerBound, r.upperBound)
+                    } else {
+                        pv_winograd_weights(weight.data, u.data, o, c, r.lowerBound, r.upperBound)
+                    }
+                }
+                return BF16Buffer(u)
+            })
+    }
+    let tile = pixels >= winograd4MinPixels ? 4 : 2
+    let u = Profiler.measure("winograd.u") { () -> Tensor in
+        let u = Tensor(uninitialized: [(tile + 2) * (tile + 2), rows, flipped ? o : c])
         Parallel.forEach(rows) { r in
-            if flipped {
-                pv_winograd_weights_flipped(weight.data, u.data, o, c, r.lowerBound, r.upperBound)
-            } else {
-                pv_winograd_weights(weight.data, u.data, o, c, r.lowerBound, r.upperBound)
+            switch (tile, flipped) {
+            case (4, true): pv_winograd4_weights_flipped(weight.data, u.data, o, c, r.lowerBound, r.upperBound)
+            case (4, false): pv_winograd4_weights(weight.data, u.data, o, c, r.lowerBound, r.upperBound)
+            case (_, true): pv_winograd_weights_flipped(weight.data, u.data, o, c, r.lowerBound, r.upperBound)
+            case (_, false): pv_winograd_weights(weight.data, u.data, o, c, r.lowerBound, r.upperBound)
             }
         }
         return u
     }
-    if Precision.current == .bf16 {
-        return .bf16(weight.storage.derived(flipped ? "winograd.flipped.bf16" : "winograd.bf16") { BF16Buffer(make()) })
-    }
-    return .fp32(Profiler.measure("winograd.u", make))
+    return .fp32(u, tile: tile)
 }
 
-/// The Winograd convolution of x [B, C, H, W] with transformed weights u [16, O, C]. With bf16 weights the
-/// transformed input tiles are rounded to bf16 and the 16 products run on oneDNN.
+/// The Winograd convolution of x [B, C, H, W] with transformed weights u [planes, O, C]. With bf16 weights the
+/// transformed input tiles are rounded to bf16 and the products run on oneDNN.
 func winogradConvolution(_ x: Tensor, u: WinogradWeights, outChannels o: Int, bias: Tensor?) -> Tensor {
     let (b, c, h, w) = (x.dim(0), x.dim(1), x.dim(2), x.dim(3))
     let y = Tensor(uninitialized: [b, o, h, w])
     let flops0 = BLAS.flops
-    let th = (h + 1) / 2, tw = (w + 1) / 2
-    let rowsPerBand = max(1, min(th, convColumnBudget / (16 * max(c, o) * tw)))
-    let v = Tensor(uninitialized: [16 * c * rowsPerBand * tw])
-    let m = Tensor(uninitialized: [16 * o * rowsPerBand * tw])
+    let tile = u.tile, planes = u.planes
+    let th = (h + tile - 1) / tile, tw = (w + tile - 1) / tile
+    let rowsPerBand = max(1, min(th, convColumnBudget / (planes * max(c, o) * tw)))
+    let v = Tensor(uninitialized: [planes * c * rowsPerBand * tw])  // [planes, C, P]
+    let m = Tensor(uninitialized: [planes * o * rowsPerBand * tw])  // [planes, O, P]
     for n in 0..<b {
         let xn = x.data + n * c * h * w, yn = y.data + n * o * h * w
         var ty0 = 0
         while ty0 < th {
             let ty1 = min(th, ty0 + rowsPerBand), p = (ty1 - ty0) * tw
             Profiler.measure("winograd.in") {
-                Parallel.forEach(c) { r in pv_winograd_input(xn, v.data, c, h, w, ty0, ty1, r.lowerBound, r.upperBound) }
+                Parallel.forEach(c) { r in
+                    if tile == 4 {
+                        pv_winograd4_input(xn, v.data, c, h, w, ty0, ty1, r.lowerBound, r.upperBound)
+                    } else {
+                        pv_winograd_input(xn, v.data, c, h, w, ty0, ty1, r.lowerBound, r.upperBound)
+                    }
+                }
             }
             Profiler.measure("winograd.gemm") {
                 switch u {
-                case .fp32(let u):
+                case .fp32(let u, _):
                     BLAS.singleThreaded {
-                        Parallel.forEach(16) { ks in
+                        Parallel.forEach(planes) { ks in
                             for k in ks {
                                 BLAS.gemm(
                                     m: o, n: p, k: c, a: u.data + k * o * c, lda: c, b: v.data + k * c * p, ldb: p,
@@ -220,8 +259,8 @@ func winogradConvolution(_ x: Tensor, u: WinogradWeights, outChannels o: Int, bi
                         }
                     }
                 case .bf16(let ub):
-                    let vb = BF16Buffer(v.data, count: 16 * c * p)  // [16, C, P]
-                    Parallel.forEach(16) { ks in
+                    let vb = BF16Buffer(v.data, count: planes * c * p)  // [planes, C, P]
+                    Parallel.forEach(planes) { ks in
                         for k in ks {
                             BLAS.gemmBF16(
                                 m: o, n: p, k: c, a: ub.pointer + k * o * c, lda: c, b: vb.pointer + k * c * p,
@@ -233,7 +272,11 @@ func winogradConvolution(_ x: Tensor, u: WinogradWeights, outChannels o: Int, bi
             }
             Profiler.measure("winograd.out") {
                 Parallel.forEach(o) { r in
-                    pv_winograd_output(m.data, yn, bias?.data, o, h, w, ty0, ty1, r.lowerBound, r.upperBound)
+                    if tile == 4 {
+                        pv_winograd4_output(m.data, yn, bias?.data, o, h, w, ty0, ty1, r.lowerBound, r.upperBound)
+                    } else {
+                        pv_winograd_output(m.data, yn, bias?.data, o, h, w, ty0, ty1, r.lowerBound, r.upperBound)
+                    }
                 }
             }
             ty0 = ty1

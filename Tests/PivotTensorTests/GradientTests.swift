@@ -89,10 +89,12 @@ final class GradientTests: XCTestCase {
 
     /// The input gradient of a large 3×3 convolution goes through Winograd with the flipped kernel; compare
     /// it with the transposed convolution written out as a direct sum. 70 output channels cross the weight
-    /// transform's block of 64; the 1×1 and small-image cases take Wᵀ·gy (with col2im for 3×3).
+    /// transform's block of 64; 65×66 and 70 input channels take F(4×4, 3×3) (its transform blocks 64 kernels
+    /// too); the 1×1 and small-image cases take Wᵀ·gy (with col2im for 3×3).
     func testConvBackwardMatchesDirectSum() {
         var rng = SplitMix64(seed: 4)
-        for (o, c, k, h, w) in [(5, 3, 3, 40, 34), (70, 6, 3, 32, 33), (7, 5, 3, 9, 8), (9, 4, 1, 6, 7)] {
+        let cases = [(5, 3, 3, 40, 34), (70, 6, 3, 32, 33), (3, 70, 3, 65, 66), (7, 5, 3, 9, 8), (9, 4, 1, 6, 7)]
+        for (o, c, k, h, w) in cases {
             let pad = k / 2
             let weight = rng.tensor([o, c, k, k]), gy = rng.tensor([2, o, h, w])
             let gx = conv2dBackward(gy, weight: weight, inputShape: [2, c, h, w], stride: 1, padding: pad)
@@ -121,6 +123,7 @@ final class GradientTests: XCTestCase {
             XCTAssertLessThan(maxDiff, 1e-5 * max(1, maxRef), "conv backward o\(o) c\(c) k\(k) \(h)x\(w)")
         }
         XCTAssertGreaterThanOrEqual(32 * 33, winogradMinPixels)
+        XCTAssertGreaterThanOrEqual(65 * 66, winograd4MinPixels)
     }
 
     func testGroupNorm() {

@@ -1,7 +1,8 @@
 import PivotTensor
 import XCTest
 
-/// Winograd F(2×2, 3×3) against im2col convolution (itself checked against a naive reference).
+/// Winograd in fp32 — F(2×2, 3×3) below `winograd4MinPixels`, F(4×4, 3×3) from there — against im2col
+/// convolution (itself checked against a naive reference); the bf16 path's F(2×2, 3×3) is checked by BF16Tests.
 final class WinogradTests: XCTestCase {
     func check(batch: Int, c: Int, o: Int, h: Int, w: Int, bias: Bool, seed: UInt64) {
         var rng = SplitMix64(seed: seed)
@@ -19,6 +20,16 @@ final class WinogradTests: XCTestCase {
         check(batch: 1, c: 1, o: 1, h: 1, w: 1, bias: true, seed: 3)
         check(batch: 1, c: 2, o: 3, h: 1, w: 6, bias: true, seed: 4)
         check(batch: 1, c: 5, o: 4, h: 33, w: 17, bias: true, seed: 5)
+    }
+
+    /// F(4×4, 3×3): every remainder of the 4×4 tiles, images of at least `winograd4MinPixels`.
+    func testLargeImagesUseFourByFourTiles() {
+        XCTAssertGreaterThanOrEqual(64 * 64, winograd4MinPixels)
+        XCTAssertLessThan(32 * 32, winograd4MinPixels)
+        check(batch: 2, c: 3, o: 5, h: 64, w: 64, bias: true, seed: 8)
+        check(batch: 1, c: 4, o: 2, h: 65, w: 66, bias: false, seed: 9)
+        check(batch: 1, c: 2, o: 3, h: 67, w: 63, bias: true, seed: 10)
+        check(batch: 1, c: 70, o: 3, h: 5, w: 1000, bias: true, seed: 11)
     }
 
     /// Enough channels and pixels that the tiles are processed in several bands.
