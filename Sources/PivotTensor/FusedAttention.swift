@@ -2,7 +2,7 @@ import CPivotKernels
 import Foundation
 
 /// Fused, streaming-softmax attention: no score band is stored, and the softmax is lane-wise, 16 (AVX-512),
-/// 8 (AVX2) or 4 query rows per vector (docs/ALGORITHMS.md, "Fused attention").
+/// 8 (AVX2) or 4 query rows per vector (docs/ALGORITHMS.md §9).
 ///
 /// - bf16 forward (`Sources/CPivotKernels/attention_bf16.c`, AVX512_BF16 only): q scaled by 1/√d · log2 e and
 ///   rounded to bf16, k and v rounded to bf16, scores, running maxima and sums fp32, probabilities rounded to
