@@ -35,17 +35,6 @@ static inline uint16_t bf16_of(float f) {
     return (uint16_t)(u >> 16);
 }
 
-void pv_flash_pack_keys(const float *k, long nk, long width, uint16_t *kp, long j0, long j1) {
-    for (long j = j0; j < j1; j++) {
-        uint16_t *row = kp + j * width;
-        if (j < nk) {
-            for (long c = 0; c < width; c++) row[c] = bf16_of(k[j * width + c]);
-        } else {
-            memset(row, 0, sizeof(uint16_t) * (size_t)width);
-        }
-    }
-}
-
 void pv_flash_pack_values(const float *v, long nk, long width, uint32_t *vp, long jp0, long jp1) {
     for (long jp = jp0; jp < jp1; jp++) {
         uint32_t *row = vp + jp * width;

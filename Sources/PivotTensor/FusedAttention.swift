@@ -1,3 +1,4 @@
+import CPivotDNNL
 import CPivotKernels
 import Foundation
 
@@ -57,10 +58,12 @@ public enum FusedAttention {
         let keys = BF16Buffer(count: b * nkp * width)  // [B, Nkp, H·d] bf16
         let values = BF16Buffer(count: b * nkp * width)  // [B, Nkp / 2, H·d] bf16 pairs of consecutive keys
         let pairs = UnsafeMutableRawPointer(values.pointer).bindMemory(to: UInt32.self, capacity: b * nkp / 2 * width)
-        Parallel.forEach(b * nkp, grain: 256) { r in
-            forEachSample(r, per: nkp) { n, lo, hi in
-                pv_flash_pack_keys(k.data + n * nk * width, nk, width, keys.pointer + n * nkp * width, lo, hi)
+        for n in 0..<b {  // the keys rounded as every bf16 product rounds them, padding rows zero
+            let dst = keys.pointer + n * nkp * width
+            Parallel.forEach(nk * width, grain: 1 << 16) { r in
+                pv_f32_to_bf16(k.data + n * nk * width + r.lowerBound, dst + r.lowerBound, r.count)
             }
+            (dst + nk * width).update(repeating: 0, count: (nkp - nk) * width)
         }
         Parallel.forEach(b * nkp / 2, grain: 128) { r in
             forEachSample(r, per: nkp / 2) { n, lo, hi in

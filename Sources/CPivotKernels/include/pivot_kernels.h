@@ -113,9 +113,6 @@ int pv_attention_f32_rows_at(int level, const float *q, long ldq, const float *k
 int pv_flash_bf16_supported(void);
 /// Keys padded to whole steps of the fused kernel (8).
 long pv_flash_keys_padded(long nk);
-/// Keys of one sample k [nk, width] rounded to bf16 into kp [nkp, width] (nkp = pv_flash_keys_padded(nk)),
-/// rows [j0, j1) of kp; rows at or beyond nk are zero.
-void pv_flash_pack_keys(const float *k, long nk, long width, uint16_t *kp, long j0, long j1);
 /// Values of one sample v [nk, width] as bf16 pairs of consecutive keys: vp[jp * width + c] holds v[2 jp, c]
 /// (low half) and v[2 jp + 1, c] (high half), zero beyond nk; rows [jp0, jp1) of vp [nkp / 2, width].
 void pv_flash_pack_values(const float *v, long nk, long width, uint32_t *vp, long jp0, long jp1);
