@@ -1,6 +1,5 @@
 import CPivotDNNL
 import CPivotKernels
-import Foundation
 
 /// Fused, streaming-softmax attention: no score band is stored, and the softmax is lane-wise, 16 (AVX-512),
 /// 8 (AVX2) or 4 query rows per vector (docs/ALGORITHMS.md §9).
