@@ -57,6 +57,11 @@ struct BenchCommand: ParsableCommand {
         let t0 = Date()
         let nets = try LoadedNetworks(model: folder, components: Set(components))
         plan.apply(to: nets)
+        let withGradients = components.contains { $0 == .unetVJP || $0 == .textEncoderVJP }
+        if plan.isBF16Only(withGradients: withGradients) {
+            let released = nets.releaseFP32Weights()
+            note(String(format: "bf16 throughout: released %.0f MiB of fp32 matrix weights (their bf16 copies stay)", Double(released) / 1_048_576))
+        }
         let loadSeconds = Date().timeIntervalSince(t0)
         let loaded = ProcessMemory.residentBytes - rss0
         let fp32 = info.networks.filter { n in Set(components.map(\.folder)).contains(n.name) }

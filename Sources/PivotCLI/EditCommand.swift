@@ -121,6 +121,9 @@ struct EditCommand: ParsableCommand {
         sd.precision = try precisionOptions.plan()
         try embeddingOptions.apply(to: sd, quiet: quiet)
         let source: EditInput = input.lowercased().hasSuffix(".safetensors") ? .inversion(try readInversionFile(sd)) : .photo(input)
+        var invertsWithGradients = inversion.settings.method.usesGradients
+        if case .inversion = source { invertsWithGradients = false }
+        releaseFP32WeightsIfBF16Only(sd, withGradients: invertsWithGradients)
         var request = EditRequest(
             input: source, source: self.source, targets: target, settings: try settings(),
             cache: noCache ? nil : InversionCache())

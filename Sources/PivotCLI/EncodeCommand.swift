@@ -42,6 +42,7 @@ struct EncodeCommand: ParsableCommand {
         let sd = try StableDiffusion(model: modelOptions.folder())
         sd.precision = try precisionOptions.plan()
         try embeddingOptions.apply(to: sd, quiet: quiet)
+        releaseFP32WeightsIfBF16Only(sd, withGradients: false)
         var states: [Tensor] = [], ids: [Int64] = []
         for p in prompts {
             let (embedding, tokens) = try sd.encode(p)

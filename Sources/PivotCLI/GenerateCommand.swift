@@ -66,6 +66,7 @@ struct GenerateCommand: ParsableCommand {
         let sd = try StableDiffusion(model: modelOptions.folder())
         sd.precision = try precisionOptions.plan()
         try embeddingOptions.apply(to: sd, quiet: quiet)
+        releaseFP32WeightsIfBF16Only(sd, withGradients: false)
         let (w, h) = try sd.validate(request)
         if !quiet { note(String(format: "loaded %@ in %.1f s", model, Date().timeIntervalSince(loadStart))) }
         for p in [prompt, negative] {

@@ -55,6 +55,7 @@ struct InvertCommand: ParsableCommand {
         let sd = try StableDiffusion(model: folder)
         sd.precision = try precisionOptions.plan()
         try embeddingOptions.apply(to: sd, quiet: quiet)
+        releaseFP32WeightsIfBF16Only(sd, withGradients: inversion.settings.method.usesGradients)
         let t = sd.tokenizer.encode(sd.tokenizer.expandingMultiVectorTokens(prompt))
         if t.truncated { note("warning: prompt truncated to \(sd.tokenizer.maxLength) tokens; dropped: \"\(t.droppedText)\"") }
         let progress = JobProgress(

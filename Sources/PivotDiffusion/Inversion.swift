@@ -164,6 +164,9 @@ extension InversionMethod {
     /// Whether the edit pushes the source branch back onto the pivot with stored offsets.
     public var usesOffsets: Bool { self == .direct || self == .fixedPointDirect }
 
+    /// Whether the inversion runs gradient passes (null-text's optimisation); the others run forwards only.
+    public var usesGradients: Bool { self == .nullText }
+
     /// The unconditional embedding the edit's step `step` (0-based) runs under, by method: ∅_step for
     /// null-text (`nulls`, the last one past the end), the source prompt's embedding for negative-prompt
     /// inversion, the empty prompt's otherwise.

@@ -1,4 +1,6 @@
+import CPivotDNNL
 import Foundation
+import Synchronization
 
 /// A dense, contiguous, row-major fp32 tensor.
 ///
@@ -75,18 +77,72 @@ public struct Tensor: @unchecked Sendable {
 /// recycles freed buffers of the same size: a network pass allocates the same shapes every step, and
 /// fresh pages from the kernel (page faults, zeroing) would otherwise cost more than the arithmetic.
 public final class TensorStorage: @unchecked Sendable {
-    public let pointer: UnsafeMutablePointer<Float>
+    private let base: UnsafeMutablePointer<Float>
     public let count: Int
     /// A process-unique identity (never reused, unlike addresses), used by `Tape` to key gradients.
     public let id: UInt64 = TensorStorage.nextID()
+    /// Whether the fp32 values' pages were handed back to the system (`releaseFP32`).
+    private let released = Atomic<Bool>(false)
 
     public init(count: Int, zeroed: Bool) {
         self.count = count
-        pointer = BufferPool.shared.take(bytes: max(count, 1) * 4).bindMemory(to: Float.self, capacity: max(count, 1))
-        if zeroed { pointer.initialize(repeating: 0, count: count) }
+        base = BufferPool.shared.take(bytes: max(count, 1) * 4).bindMemory(to: Float.self, capacity: max(count, 1))
+        if zeroed { base.initialize(repeating: 0, count: count) }
     }
 
-    deinit { BufferPool.shared.give(UnsafeMutableRawPointer(pointer), bytes: max(count, 1) * 4) }
+    deinit { BufferPool.shared.give(UnsafeMutableRawPointer(base), bytes: max(count, 1) * 4) }
+
+    /// The first element. A storage whose fp32 values were released (`releaseFP32`) gets them back from its
+    /// bf16 copy on the first access: the values are then the bf16-rounded ones.
+    @inlinable public var pointer: UnsafeMutablePointer<Float> {
+        if isReleased { restoreFromBF16() }
+        return basePointer
+    }
+
+    @usableFromInline var basePointer: UnsafeMutablePointer<Float> { base }
+    @usableFromInline var isReleased: Bool { released.load(ordering: .acquiring) }
+
+    /// Whether the fp32 values are released now (`releaseFP32`) and not yet brought back.
+    public var fp32Released: Bool { isReleased }
+
+    /// Storages whose fp32 values were brought back from bf16 after `releaseFP32` (for tests and reports).
+    public static var restoredCount: Int { restored.load(ordering: .relaxed) }
+    private static let restored = Atomic<Int>(0)
+
+    /// Hands the pages of this storage's fp32 values back to the operating system, keeping its bf16 copy
+    /// (`derived("bf16")`, made here if needed): a weight that only bf16 products read then costs 2 bytes
+    /// a value instead of 6. Irreversible in precision: a later fp32 read (`pointer`) gets the bf16-rounded
+    /// values back, not the originals. Only storages of at least `minimumBytes` (default: pooled buffers,
+    /// `BufferPool.largeBytes`) take part, and only their whole pages are released; returns the bytes
+    /// released (0 for smaller or already released storages).
+    @discardableResult
+    public func releaseFP32(minimumBytes: Int = BufferPool.shared.largeBytes) -> Int {
+        let bytes = count * 4
+        guard bytes >= max(minimumBytes, 1) else { return 0 }
+        TensorStorage.lockDerived()
+        defer { TensorStorage.unlockDerived() }
+        guard !released.load(ordering: .acquiring) else { return 0 }
+        if derivedForms["bf16"] == nil {
+            derivedForms["bf16"] = BF16Buffer(base, count: count)
+        }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (Int(bitPattern: base) + page - 1) / page * page
+        let end = (Int(bitPattern: base) + bytes) / page * page
+        guard end > start, let p = UnsafeMutableRawPointer(bitPattern: start) else { return 0 }
+        guard madvise(p, end - start, 4 /* MADV_DONTNEED */) == 0 else { return 0 }
+        released.store(true, ordering: .releasing)
+        return end - start
+    }
+
+    /// Writes the bf16 copy back as fp32 values after `releaseFP32`.
+    @usableFromInline func restoreFromBF16(counting: Bool = true) {
+        TensorStorage.lockDerived()
+        defer { TensorStorage.unlockDerived() }
+        guard released.load(ordering: .acquiring), let b = derivedForms["bf16"] as? BF16Buffer else { return }
+        pv_bf16_to_f32(b.pointer, base, count)
+        released.store(false, ordering: .releasing)
+        if counting { TensorStorage.restored.add(1, ordering: .relaxed) }
+    }
 
     /// Forms derived from this storage's values, computed once (bf16 copies, Winograd transforms of
     /// weights). Only weights use it: they never change after loading.
@@ -97,8 +153,13 @@ public final class TensorStorage: @unchecked Sendable {
         TensorStorage.lockDerived()
         defer { TensorStorage.unlockDerived() }
         if let v = derivedForms[key] as? T { return v }
+        // A released storage gets its values back here, on the calling thread, so `make`'s workers never
+        // restore it themselves (they would wait for this lock); it is released again afterwards.
+        let wasReleased = released.load(ordering: .acquiring)
+        if wasReleased { restoreFromBF16(counting: false) }
         let v = make()
         derivedForms[key] = v
+        if wasReleased { releaseFP32(minimumBytes: 1) }
         return v
     }
 

@@ -5,6 +5,7 @@ import PivotTensor
 import XCTest
 import Pivot
 import PivotLoading
+import PivotImage
 
 /// `--precision`: how auto resolves, bf16 networks against the diffusers fp32 fixtures, and the CLI's report.
 final class PrecisionTests: XCTestCase, CLIRunning {
@@ -103,5 +104,55 @@ final class PrecisionTests: XCTestCase, CLIRunning {
         }
         let bad = try pivot(["info", "--model", model, "--precision", "fp16"])
         XCTAssertNotEqual(bad.status, 0)
+    }
+}
+
+/// Releasing fp32 matrix weights for bf16-only jobs (`StableDiffusion.releaseFP32Weights`).
+final class WeightReleasePipelineTests: XCTestCase {
+    var model: String { Bundle.module.path(forResource: "Fixtures/sd1-tiny/model", ofType: nil) ?? "missing" }
+
+    /// Reflection finds every Linear and Conv2d weight: as many as the UNet file has tensors of rank ≥ 2.
+    func testMatrixWeightsAreEveryLinearAndConvolution() throws {
+        let folder = try ModelFolder(path: model)
+        let unet = try folder.loadUNet()
+        let file = try SafeTensorsFile(path: model + "/unet/diffusion_pytorch_model.safetensors")
+        let matrices = file.names.filter { (file.info($0)?.shape.count ?? 0) >= 2 }
+        let found = WeightRelease.matrixWeights(of: unet)
+        XCTAssertEqual(found.count, matrices.count)
+        XCTAssertTrue(found.allSatisfy { $0.rank == 2 || $0.rank == 4 })
+        XCTAssertEqual(WeightRelease.matrixWeights(of: [unet, unet] as [Any]).count, matrices.count, "each storage once")
+    }
+
+    /// A bf16 generation reads no fp32 matrix weight once they are released (none is brought back) and
+    /// gives the same image up to the Winograd transforms then made from bf16-rounded weights.
+    func testBF16GenerationAfterRelease() throws {
+        guard BF16Support.usable else {
+            throw XCTSkip("bf16 networks not run: oneDNN has no bf16 kernels on this processor (it needs AVX-512)")
+        }
+        var request = GenerationRequest(prompt: "a red circle")
+        request.steps = 3
+        func generate(release: Bool) throws -> (RGBImage, Int) {
+            let sd = try StableDiffusion(model: ModelFolder(path: model))
+            sd.precision = try PrecisionPlan.resolve(.bf16)
+            XCTAssertTrue(sd.precision.isBF16Only(withGradients: true))
+            let released = release ? sd.releaseFP32Weights(minimumBytes: 4096) : 0
+            return (try sd.generate(request), released)
+        }
+        let (kept, _) = try generate(release: false)
+        let restoredBefore = TensorStorage.restoredCount
+        let (released, bytes) = try generate(release: true)
+        XCTAssertGreaterThan(bytes, 0, "the tiny model has weights of at least 4 KiB")
+        XCTAssertEqual(TensorStorage.restoredCount, restoredBefore, "a bf16 pass read a released fp32 weight")
+        XCTAssertEqual(kept.width, released.width)
+        let diff = zip(kept.pixels, released.pixels).map { abs($0 - $1) }.max() ?? 1
+        print("bf16 generation with released fp32 weights: max pixel difference \(diff)")
+        XCTAssertLessThanOrEqual(diff, 0.05)
+    }
+
+    func testAutoIsBF16OnlyWithoutGradients() throws {
+        let auto = try PrecisionPlan.resolve(.auto, native: true, usable: true, cpu: "test")
+        XCTAssertTrue(auto.isBF16Only(withGradients: false))
+        XCTAssertFalse(auto.isBF16Only(withGradients: true))
+        XCTAssertFalse(PrecisionPlan.fp32.isBF16Only(withGradients: false))
     }
 }
