@@ -1,6 +1,11 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
+// The numeric kernels are optimised in debug builds too: `swift test` runs networks, and at -O0 the C kernels
+// and the tensor core's loops made a null-text edit of the demo model take minutes instead of seconds.
+let optimisedInDebug: [CSetting] = [.unsafeFlags(["-O2"], .when(configuration: .debug))]
+let swiftOptimisedInDebug: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
+
 let package = Package(
     name: "pivot",
     products: [
@@ -40,15 +45,16 @@ let package = Package(
                 .linkedLibrary("webp"), .linkedLibrary("webpdemux"), .linkedLibrary("webpmux"), .linkedLibrary("heif"), .linkedLibrary("lcms2"),
             ]),
         // Vectorised elementwise kernels (softmax, norms, activations, im2col) with runtime ISA dispatch.
-        .target(name: "CPivotKernels", path: "Sources/CPivotKernels"),
+        .target(name: "CPivotKernels", path: "Sources/CPivotKernels", cSettings: optimisedInDebug),
         // Matrix products on oneDNN (Debian's libdnnl-dev): bf16 in, fp32 out, primitives cached by shape;
         // fp32 → bf16 conversion with run-time ISA dispatch.
-        .target(name: "CPivotDNNL", path: "Sources/CPivotDNNL", linkerSettings: [.linkedLibrary("dnnl")]),
+        .target(
+            name: "CPivotDNNL", path: "Sources/CPivotDNNL", cSettings: optimisedInDebug, linkerSettings: [.linkedLibrary("dnnl")]),
         // Atomic file replacement and one-line messages (errors that name settings), shared by every writer.
         .target(name: "CPivotIO", path: "Sources/CPivotIO"),
         .target(name: "PivotIO", dependencies: ["CPivotIO"]),
         // Tensor core and kernels, forward and backward side by side; the task-local gradient tape; batch helpers.
-        .target(name: "PivotTensor", dependencies: ["COpenBLAS", "CPivotKernels", "CPivotDNNL"]),
+        .target(name: "PivotTensor", dependencies: ["COpenBLAS", "CPivotKernels", "CPivotDNNL"], swiftSettings: swiftOptimisedInDebug),
         // File formats: safetensors, PyTorch checkpoints (zip + restricted pickle), SHA-256.
         .target(name: "PivotFormats", dependencies: ["PivotTensor", "PivotIO"]),
         // Networks (CLIP text encoder, UNet, VAE), their configs and input VJPs; they take a parameter store.
