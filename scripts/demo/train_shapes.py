@@ -622,6 +622,7 @@ def diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, snr_gamma=0.0, re
         recorder.sides = [int(round(math.sqrt(m.shape[1]))) for m in recorder.maps]
         v = valid.float()[None]
         token = (((1 - inside) ** 2) * v).sum() / (v.sum() * inside.shape[0]).clamp_min(1)
+        recorder.last = list(recorder.maps)  # for losses of the same pass elsewhere (finetune_shapes)
         recorder.maps.clear()
         recorder.recording = False
     return per_sample.mean(), token, inside
