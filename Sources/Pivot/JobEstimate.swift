@@ -81,11 +81,13 @@ public final class JobEstimate {
         doneInCurrent = min(max(done, 0), max(phases[current].steps, done))
         lastReport = clock()
         while reports.count <= doneInCurrent { reports.append(lastReport) }
-        if doneInCurrent >= 2 || (doneInCurrent == 1 && entryRate == nil), phases[current].unitsPerStep > 0 {
+        let onlyStep = doneInCurrent == 1 && phases[current].steps <= 1 && entryRate == nil
+        if doneInCurrent >= 2 || onlyStep, phases[current].unitsPerStep > 0 {
             // The phase's recent steps (its later half), never its first step while there are others: steps are
             // reported as they end, so the first also holds whatever ran unreported since the last report (a
-            // photo's encoding, the previous row's decode) and one-time work. Steadied while few by what earlier
-            // phases predicted (five steps' worth).
+            // photo's encoding, the previous row's decode) and one-time work (on a small model the first UNet
+            // pass, with its kernels' setup, took 30x the next ones: an ETA from it alone was 30x too long).
+            // Steadied while few by what earlier phases predicted (five steps' worth).
             let window = doneInCurrent == 1 ? 1 : min(doneInCurrent - 1, max(10, doneInCurrent / 2))
             let d = Double(window)
             let measured = (lastReport - reports[doneInCurrent - window]) / d / phases[current].unitsPerStep
