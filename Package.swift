@@ -2,7 +2,8 @@
 import PackageDescription
 
 // The numeric kernels are optimised in debug builds too: `swift test` runs networks, and at -O0 the C kernels
-// and the tensor core's loops made a null-text edit of the demo model take minutes instead of seconds.
+// and the tensor core's loops made a null-text edit of the demo model take minutes instead of seconds; the
+// models and the diffusion loop (P2P controllers) too, so debug runs keep release's proportions (progress ETAs).
 let optimisedInDebug: [CSetting] = [.unsafeFlags(["-O2"], .when(configuration: .debug))]
 let swiftOptimisedInDebug: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
 
@@ -58,12 +59,12 @@ let package = Package(
         // File formats: safetensors, PyTorch checkpoints (zip + restricted pickle), SHA-256.
         .target(name: "PivotFormats", dependencies: ["PivotTensor", "PivotIO"]),
         // Networks (CLIP text encoder, UNet, VAE), their configs and input VJPs; they take a parameter store.
-        .target(name: "PivotModels", dependencies: ["PivotTensor"]),
+        .target(name: "PivotModels", dependencies: ["PivotTensor"], swiftSettings: swiftOptimisedInDebug),
         // Photos: PNG/JPEG/TIFF reading and atomic writing, preprocessing (crop, Pillow-bicubic resize), tensors.
         .target(name: "PivotImage", dependencies: ["CPivotImageShim", "CPNG", "CJPEG", "CTIFF", "PivotTensor", "PivotIO"]),
         // Diffusion: the DDIM scheduler and its one step, the one denoising loop, inversion and null-text,
         // Prompt-to-Prompt controllers; PyTorch-identical noise lives in PivotTensor.
-        .target(name: "PivotDiffusion", dependencies: ["PivotTensor", "PivotModels"]),
+        .target(name: "PivotDiffusion", dependencies: ["PivotTensor", "PivotModels"], swiftSettings: swiftOptimisedInDebug),
         // CLIP BPE tokenizer (transformers' CLIPTokenizer); ships CLIP's merges.
         .target(name: "PivotText", dependencies: ["PivotIO"], resources: [.copy("Resources")]),
         // Model loading: diffusers folders and single-file checkpoints (every key conversion in one table),

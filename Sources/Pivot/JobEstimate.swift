@@ -10,15 +10,18 @@ public final class JobEstimate {
     /// The kind of work of a phase.
     public enum Kind: Sendable { case forward, gradient, other }
 
-    /// A phase: `steps` of `unitsPerStep` UNet-forward units each.
+    /// A phase: `steps` of `unitsPerStep` UNet-forward units each. Phases of one `group` (the same work in
+    /// each row of a batch: "offsets" of "row 2/6 offsets") share their measured rate.
     public struct Phase: Sendable {
         public var name: String
+        public var group: String
         public var kind: Kind
         public var steps: Int
         public var unitsPerStep: Double
 
         public init(_ name: String, kind: Kind, steps: Int, unitsPerStep: Double = 1) {
             self.name = name
+            self.group = name
             self.kind = kind
             self.steps = max(steps, 0)
             self.unitsPerStep = unitsPerStep
@@ -35,6 +38,9 @@ public final class JobEstimate {
     /// When the last step was reported: a phase's first step began then (steps are reported as they end).
     private var lastReport: TimeInterval
     private var rate: [Kind: Double] = [:]
+    /// Seconds per unit measured in each group of phases: the work of a phase runs at its group's rate, which
+    /// its kind's rate only approximates (a batched pass and a single one cost differently per unit).
+    private var groupRate: [String: Double] = [:]
     /// The seconds per unit of the current phase's kind when it began (from earlier phases), if known.
     private var entryRate: Double?
     /// When each step of the current phase was reported (index = steps done).
@@ -42,7 +48,12 @@ public final class JobEstimate {
     /// Seconds each finished (or running) phase took, in order, by name.
     private(set) public var phaseSeconds: [(name: String, seconds: Double)] = []
 
-    static let prior: [Kind: Double] = [.forward: 1, .gradient: 2.5, .other: 1]
+    /// A forward+backward pass in forward passes, until measured: 2.5 when both run in one precision (SD 1.5
+    /// size, fp32 and bf16 alike); callers whose gradients run in fp32 beside bf16 forwards set more
+    /// (`PrecisionPlan.gradientPassCost`).
+    public var gradientPrior = 2.5
+
+    func prior(_ kind: Kind) -> Double { kind == .gradient ? gradientPrior : 1 }
 
     /// A job of `phases`, its clock starting now (`clock` is for tests).
     public init(phases: [Phase], clock: @escaping () -> TimeInterval = { Date().timeIntervalSinceReferenceDate }) {
@@ -69,7 +80,7 @@ public final class JobEstimate {
         current = next
         doneInCurrent = 0
         phaseStart = lastReport
-        entryRate = secondsPerUnit(phases[next].kind)
+        entryRate = groupRate[phases[next].group] ?? secondsPerUnit(phases[next].kind)
         reports = [phaseStart]
         return true
     }
@@ -87,11 +98,14 @@ public final class JobEstimate {
             // reported as they end, so the first also holds whatever ran unreported since the last report (a
             // photo's encoding, the previous row's decode) and one-time work (on a small model the first UNet
             // pass, with its kernels' setup, took 30x the next ones: an ETA from it alone was 30x too long).
-            // Steadied while few by what earlier phases predicted (five steps' worth).
+            // Steadied while few by what earlier phases predicted (two steps' worth: a prior off by 2x, as a gradient
+            // pass against a bf16 forward can be, weighed more would mislead the whole first phase of its kind).
             let window = doneInCurrent == 1 ? 1 : min(doneInCurrent - 1, max(10, doneInCurrent / 2))
             let d = Double(window)
             let measured = (lastReport - reports[doneInCurrent - window]) / d / phases[current].unitsPerStep
-            rate[phases[current].kind] = entryRate.map { (measured * d + $0 * 5) / (d + 5) } ?? measured
+            let steadied = entryRate.map { (measured * d + $0 * 2) / (d + 2) } ?? measured
+            rate[phases[current].kind] = steadied
+            groupRate[phases[current].group] = steadied
         }
     }
 
@@ -119,7 +133,7 @@ public final class JobEstimate {
     func secondsPerUnit(_ kind: Kind) -> Double? {
         if let r = rate[kind] { return r }
         guard let (k, r) = rate.first(where: { _ in true }) else { return nil }
-        return r / (Self.prior[k] ?? 1) * (Self.prior[kind] ?? 1)
+        return r / prior(k) * prior(kind)
     }
 
     /// Seconds still to go, nil until a step has been measured.
@@ -127,7 +141,7 @@ public final class JobEstimate {
         var left = 0.0
         for i in max(current, 0)..<phases.count {
             let p = phases[i]
-            guard let r = secondsPerUnit(p.kind) else { return nil }
+            guard let r = (i == current ? nil : groupRate[p.group]) ?? secondsPerUnit(p.kind) else { return nil }
             let steps = i == current ? max(p.steps - doneInCurrent, 0) : p.steps
             left += Double(steps) * p.unitsPerStep * r
         }
@@ -141,9 +155,9 @@ public final class JobEstimate {
     public var fraction: Double {
         var total = 0.0, done = 0.0
         for (i, p) in phases.enumerated() {
-            let w = Double(p.steps) * p.unitsPerStep * (Self.prior[p.kind] ?? 1)
+            let w = Double(p.steps) * p.unitsPerStep * prior(p.kind)
             total += w
-            if i < current { done += w } else if i == current { done += Double(doneInCurrent) * p.unitsPerStep * (Self.prior[p.kind] ?? 1) }
+            if i < current { done += w } else if i == current { done += Double(doneInCurrent) * p.unitsPerStep * prior(p.kind) }
         }
         return total > 0 ? min(done / total, 1) : 0
     }

@@ -11,27 +11,41 @@ public enum JobPlans {
     /// replaces the trajectory by guided pairs a step (the first guess and the refinements, planned at 4 of
     /// them until the job measures its own), edit-friendly DDPM by one guided pair a step.
     public static func inversion(_ s: InversionSettings, prefix: String = "") -> [Phase] {
-        let encode = Phase(prefix + "encode", kind: .other, steps: 1)
+        prefixed(inversionPhases(s), prefix)
+    }
+
+    /// Phases named `prefix` + their name, in the group of their unprefixed name (a batch row's phases share
+    /// their rates with the other rows').
+    static func prefixed(_ phases: [Phase], _ prefix: String) -> [Phase] {
+        phases.map { p in
+            var q = p
+            q.name = prefix + p.name
+            return q
+        }
+    }
+
+    static func inversionPhases(_ s: InversionSettings) -> [Phase] {
+        let encode = Phase("encode", kind: .other, steps: 1)
         let pair = batchedPass(2)
         switch s.method {
         case .fixedPoint:
             let refinements = Double(min(s.innerSteps, 4))
-            return [encode, Phase(prefix + "fixed-point inversion", kind: .forward, steps: s.steps, unitsPerStep: pair * (1 + refinements))]
+            return [encode, Phase("fixed-point inversion", kind: .forward, steps: s.steps, unitsPerStep: pair * (1 + refinements))]
         case .fixedPointDirect:
             let refinements = Double(min(s.innerSteps, 3))
             return [
-                encode, Phase(prefix + "fixed-point inversion", kind: .forward, steps: s.steps, unitsPerStep: 1 + refinements),
-                Phase(prefix + "offsets", kind: .forward, steps: s.steps, unitsPerStep: 2),
+                encode, Phase("fixed-point inversion", kind: .forward, steps: s.steps, unitsPerStep: 1 + refinements),
+                Phase("offsets", kind: .forward, steps: s.steps, unitsPerStep: 2),
             ]
         case .ddpm:
-            return [encode, Phase(prefix + "DDPM inversion", kind: .forward, steps: s.steps, unitsPerStep: pair)]
+            return [encode, Phase("DDPM inversion", kind: .forward, steps: s.steps, unitsPerStep: pair)]
         case .nullText, .direct, .negativePrompt, .ddim:
             break
         }
-        var p = [encode, Phase(prefix + "DDIM inversion", kind: .forward, steps: s.steps)]
+        var p = [encode, Phase("DDIM inversion", kind: .forward, steps: s.steps)]
         switch s.method {
-        case .nullText: p.append(Phase(prefix + "null-text", kind: .gradient, steps: s.steps * s.innerSteps))
-        case .direct: p.append(Phase(prefix + "offsets", kind: .forward, steps: s.steps, unitsPerStep: 2))
+        case .nullText: p.append(Phase("null-text", kind: .gradient, steps: s.steps * s.innerSteps))
+        case .direct: p.append(Phase("offsets", kind: .forward, steps: s.steps, unitsPerStep: 2))
         case .negativePrompt, .ddim, .fixedPoint, .ddpm, .fixedPointDirect: break
         }
         return p
@@ -50,10 +64,11 @@ public enum JobPlans {
     /// An edit: the inversion (none for an inversion file), the guided rendering of the source and every target
     /// (one batched pass of 2·(1 + targets) samples a step), and their decodes.
     public static func edit(_ s: EditSettings, targets: Int, invert: Bool, prefix: String = "") -> [Phase] {
-        (invert ? inversion(s.inversion, prefix: prefix) : []) + [
-            Phase(prefix + "edit", kind: .forward, steps: s.inversion.steps, unitsPerStep: batchedPass(2 * (1 + targets))),
-            Phase(prefix + "decode", kind: .other, steps: 1 + targets, unitsPerStep: decodeUnits),
-        ]
+        prefixed(
+            (invert ? inversionPhases(s.inversion) : []) + [
+                Phase("edit", kind: .forward, steps: s.inversion.steps, unitsPerStep: batchedPass(2 * (1 + targets))),
+                Phase("decode", kind: .other, steps: 1 + targets, unitsPerStep: decodeUnits),
+            ], prefix)
     }
 
     /// Text to image: the guided steps and the decode.

@@ -97,6 +97,12 @@ public struct PrecisionPlan: Sendable, Equatable, CustomStringConvertible {
         networks.forward == .bf16 && (!withGradients || networks.gradient == .bf16)
     }
 
+    /// What a forward+backward pass costs in forward passes under this plan, before a job measures it, for
+    /// `JobEstimate.gradientPrior`: 2.5 in one precision; 3.5 for fp32 gradients beside bf16 forwards (SD 1.5
+    /// size measured 5.0, the demo model ≈ 4, and null-text's early stopping ends its phase sooner than
+    /// planned, which the prior has to absorb before the phase runs).
+    public var gradientPassCost: Double { networks.forward == .bf16 && networks.gradient == .fp32 ? 3.5 : 2.5 }
+
     /// Sets every network of a pipeline to this plan.
     public func apply(to sd: StableDiffusion) {
         sd.unet.precision = networks

@@ -151,6 +151,7 @@ struct BatchCommand: ParsableCommand {
         // Every row planned with the batch's defaults (a manifest's own settings are learnt as they run).
         let defaults = job.defaults
         let progress = JobProgress("batch", style: progressOptions.style(quiet: quiet), phases: [])
+        progress.job.gradientPrior = sd.precision.gradientPassCost
         var started = 0, count = 0
         var inverting: (InversionEvent) -> Void = { _ in }
         let outcomes = try sd.runBatch(job) { event in

@@ -134,6 +134,7 @@ struct EditCommand: ParsableCommand {
         let progress = JobProgress(
             "edit", style: progressOptions.style(quiet: quiet),
             phases: JobPlans.edit(request.settings, targets: target.count, invert: isPhoto))
+        progress.job.gradientPrior = sd.precision.gradientPassCost
         progress.enter(isPhoto ? "encode" : "edit")
         let inverting = progress.inversionEvents()
         let result = try sd.edit(request) { event in

@@ -61,6 +61,7 @@ struct InvertCommand: ParsableCommand {
         let progress = JobProgress(
             "invert (\(inversion.settings.method.rawValue))", style: progressOptions.style(quiet: quiet),
             phases: JobPlans.inversion(inversion.settings))
+        progress.job.gradientPrior = sd.precision.gradientPassCost
         progress.enter("encode")
         var record = try sd.invert(photo: photo, prompt: prompt, settings: inversion.settings, onEvent: progress.inversionEvents())
         progress.finish()
