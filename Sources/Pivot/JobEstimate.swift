@@ -48,16 +48,21 @@ public final class JobEstimate {
     /// Seconds each finished (or running) phase took, in order, by name.
     private(set) public var phaseSeconds: [(name: String, seconds: Double)] = []
 
-    /// A forward+backward pass in forward passes, until measured: 2.5 when both run in one precision (SD 1.5
-    /// size, fp32 and bf16 alike); callers whose gradients run in fp32 beside bf16 forwards set more
-    /// (`PrecisionPlan.gradientPassCost`).
-    public var gradientPrior = 2.5
+    /// A forward+backward pass in forward passes, until measured: `defaultGradientPrior` when both run in one
+    /// precision; jobs whose gradients run in fp32 beside bf16 forwards give more (`PrecisionPlan.gradientPassCost`).
+    public let gradientPrior: Double
+    /// 2.5: a forward+backward pass against a forward pass in one precision (SD 1.5 size, fp32 and bf16 alike).
+    public static let defaultGradientPrior = 2.5
 
     func prior(_ kind: Kind) -> Double { kind == .gradient ? gradientPrior : 1 }
 
     /// A job of `phases`, its clock starting now (`clock` is for tests).
-    public init(phases: [Phase], clock: @escaping () -> TimeInterval = { Date().timeIntervalSinceReferenceDate }) {
+    public init(
+        phases: [Phase], gradientPrior: Double = JobEstimate.defaultGradientPrior,
+        clock: @escaping () -> TimeInterval = { Date().timeIntervalSinceReferenceDate }
+    ) {
         self.phases = phases
+        self.gradientPrior = gradientPrior
         self.clock = clock
         start = clock()
         phaseStart = start

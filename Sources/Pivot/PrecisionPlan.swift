@@ -101,7 +101,9 @@ public struct PrecisionPlan: Sendable, Equatable, CustomStringConvertible {
     /// `JobEstimate.gradientPrior`: 2.5 in one precision; 3.5 for fp32 gradients beside bf16 forwards (SD 1.5
     /// size measured 5.0, the demo model ≈ 4, and null-text's early stopping ends its phase sooner than
     /// planned, which the prior has to absorb before the phase runs).
-    public var gradientPassCost: Double { networks.forward == .bf16 && networks.gradient == .fp32 ? 3.5 : 2.5 }
+    public var gradientPassCost: Double {
+        networks.forward == .bf16 && networks.gradient == .fp32 ? 3.5 : JobEstimate.defaultGradientPrior
+    }
 
     /// Sets every network of a pipeline to this plan.
     public func apply(to sd: StableDiffusion) {

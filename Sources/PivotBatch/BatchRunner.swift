@@ -31,6 +31,19 @@ public struct BatchJob {
         self.shard = shard
         self.cache = cache
     }
+
+    /// The settings `row` runs with: the batch's, overridden by the row's own.
+    public func settings(for row: BatchRow) throws -> EditSettings {
+        var settings = defaults
+        for key in row.settings.keys.sorted() { try settings.set(key, row.settings[key] ?? "") }
+        return settings
+    }
+
+    /// Whether some row's inversion runs gradient passes (null-text); a row whose settings do not parse counts
+    /// as one that might (it fails before any work).
+    public var invertsWithGradients: Bool {
+        rows.contains { row in (try? settings(for: row))?.inversion.method.usesGradients ?? true }
+    }
 }
 
 /// What a running batch reports.
@@ -142,8 +155,7 @@ extension StableDiffusion {
     /// Checks a row before any work: settings, image, output path (inside the output folder, an image
     /// format, not an input, not another row's), prompts and words; and computes its settings hash.
     func prepare(_ row: BatchRow, _ job: BatchJob, inputs: Set<String>, claimed: inout [String: Int]) throws -> PreparedRow {
-        var settings = job.defaults
-        for key in row.settings.keys.sorted() { try settings.set(key, row.settings[key] ?? "") }
+        let settings = try job.settings(for: row)
         guard !row.image.hasPrefix("/") else {
             throw EditError.badValue("image '\(escapedForOneLine(row.image))' must be relative to the input folder")
         }

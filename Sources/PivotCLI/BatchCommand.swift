@@ -141,17 +141,11 @@ struct BatchCommand: ParsableCommand {
             shard: shard.flatMap(BatchShard.init(parsing:)), cache: noCache ? nil : InversionCache())
         job.sideBySide = sideBySide
         job.outputSize = outputSize
-        // Gradient passes run when a row's method (its own, or the batch's) is null-text; a method the row
-        // spells otherwise counts as one that might.
-        let gradients = job.rows.contains { row in
-            guard let m = row.settings["method"] else { return job.defaults.inversion.method.usesGradients }
-            return InversionMethod(rawValue: m.trimmingCharacters(in: .whitespaces))?.usesGradients ?? true
-        }
-        releaseFP32WeightsIfBF16Only(sd, withGradients: gradients)
+        releaseFP32WeightsIfBF16Only(sd, withGradients: job.invertsWithGradients)
         // Every row planned with the batch's defaults (a manifest's own settings are learnt as they run).
         let defaults = job.defaults
-        let progress = JobProgress("batch", style: progressOptions.style(quiet: quiet), phases: [])
-        progress.job.gradientPrior = sd.precision.gradientPassCost
+        let progress = JobProgress(
+            "batch", style: progressOptions.style(quiet: quiet), phases: [], gradientPrior: sd.precision.gradientPassCost)
         var started = 0, count = 0
         var inverting: (InversionEvent) -> Void = { _ in }
         let outcomes = try sd.runBatch(job) { event in

@@ -121,9 +121,6 @@ struct EditCommand: ParsableCommand {
         sd.precision = try precisionOptions.plan()
         try embeddingOptions.apply(to: sd, quiet: quiet)
         let source: EditInput = input.lowercased().hasSuffix(".safetensors") ? .inversion(try readInversionFile(sd)) : .photo(input)
-        var invertsWithGradients = inversion.settings.method.usesGradients
-        if case .inversion = source { invertsWithGradients = false }
-        releaseFP32WeightsIfBF16Only(sd, withGradients: invertsWithGradients)
         var request = EditRequest(
             input: source, source: self.source, targets: target, settings: try settings(),
             cache: noCache ? nil : InversionCache())
@@ -131,10 +128,11 @@ struct EditCommand: ParsableCommand {
         request.outputSize = outputSize
         let isPhoto: Bool
         if case .photo = source { isPhoto = true } else { isPhoto = false }
+        releaseFP32WeightsIfBF16Only(sd, withGradients: isPhoto && request.settings.inversion.method.usesGradients)
         let progress = JobProgress(
             "edit", style: progressOptions.style(quiet: quiet),
-            phases: JobPlans.edit(request.settings, targets: target.count, invert: isPhoto))
-        progress.job.gradientPrior = sd.precision.gradientPassCost
+            phases: JobPlans.edit(request.settings, targets: target.count, invert: isPhoto),
+            gradientPrior: sd.precision.gradientPassCost)
         progress.enter(isPhoto ? "encode" : "edit")
         let inverting = progress.inversionEvents()
         let result = try sd.edit(request) { event in

@@ -60,8 +60,7 @@ struct InvertCommand: ParsableCommand {
         if t.truncated { note("warning: prompt truncated to \(sd.tokenizer.maxLength) tokens; dropped: \"\(t.droppedText)\"") }
         let progress = JobProgress(
             "invert (\(inversion.settings.method.rawValue))", style: progressOptions.style(quiet: quiet),
-            phases: JobPlans.inversion(inversion.settings))
-        progress.job.gradientPrior = sd.precision.gradientPassCost
+            phases: JobPlans.inversion(inversion.settings), gradientPrior: sd.precision.gradientPassCost)
         progress.enter("encode")
         var record = try sd.invert(photo: photo, prompt: prompt, settings: inversion.settings, onEvent: progress.inversionEvents())
         progress.finish()

@@ -36,10 +36,11 @@ final class JobProgress {
     let job: JobEstimate
     private var lastDraw = -Double.infinity, lastFraction = -1.0, lastPhase = ""
 
-    init(_ label: String, style: ProgressStyle, phases: [JobEstimate.Phase]) {
+    /// `gradientPrior`: a forward+backward pass in forward passes until measured (`JobEstimate.gradientPrior`).
+    init(_ label: String, style: ProgressStyle, phases: [JobEstimate.Phase], gradientPrior: Double = JobEstimate.defaultGradientPrior) {
         self.label = label
         self.style = style
-        job = JobEstimate(phases: phases)
+        job = JobEstimate(phases: phases, gradientPrior: gradientPrior)
     }
 
     /// Moves to phase `name` (if it is ahead) and shows it.

@@ -148,7 +148,7 @@ struct LearnCommand: ParsableCommand {
         let sd = try StableDiffusion(model: try modelOptions.folder())
         sd.precision = try precisionOptions.plan()
         // Learning runs every pass in the learning plan (bf16 forward and backward under auto on native bf16).
-        if sd.precision.learning.isBF16Only(withGradients: true) { sd.releaseFP32Weights() }
+        releaseFP32WeightsIfBF16Only(sd, plan: sd.precision.learning, withGradients: true)
         if !quiet { note("learn \(token): \(photos.count) photo\(photos.count == 1 ? "" : "s"), \(steps) steps, precision \(sd.precision.learning)") }
         let progress = JobProgress(
             "learn \(token)", style: progressOptions.style(quiet: quiet),

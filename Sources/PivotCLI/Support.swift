@@ -9,10 +9,11 @@ func note(_ s: String) {
     FileHandle.standardError.write(Data((s + "\n").utf8))
 }
 
-/// Hands back the fp32 copies of the networks' matrix weights when every pass the command will run is bf16
-/// (`StableDiffusion.releaseFP32Weights`); call it after embeddings and LoRA are applied.
-func releaseFP32WeightsIfBF16Only(_ sd: StableDiffusion, withGradients: Bool) {
-    if sd.precision.isBF16Only(withGradients: withGradients) { sd.releaseFP32Weights() }
+/// Hands back the fp32 copies of the networks' matrix weights when every pass the command will run (under
+/// `plan`, by default the pipeline's) is bf16 (`StableDiffusion.releaseFP32Weights`); call it after
+/// embeddings and LoRA are applied.
+func releaseFP32WeightsIfBF16Only(_ sd: StableDiffusion, plan: PrecisionPlan? = nil, withGradients: Bool) {
+    if (plan ?? sd.precision).isBF16Only(withGradients: withGradients) { sd.releaseFP32Weights() }
 }
 
 /// Prints an Encodable value as one line of JSON.

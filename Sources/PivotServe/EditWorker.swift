@@ -49,7 +49,9 @@ final class EditWorker: @unchecked Sendable {
 
     /// Runs one job to its final status.
     func run(_ id: String, _ work: JobWork) {
-        let estimate = JobEstimate(phases: JobPlans.edit(work.settings, targets: work.targets.count, invert: true))
+        let estimate = JobEstimate(
+            phases: JobPlans.edit(work.settings, targets: work.targets.count, invert: true),
+            gradientPrior: model.precision.gradientPassCost)
         var lastSent = -Double.infinity
         func report(_ phase: String, step: Int, total: Int, loss: Double? = nil, force: Bool = false) {
             if estimate.phase?.name != phase { _ = estimate.enter(phase) }

@@ -77,12 +77,12 @@ public struct Tensor: @unchecked Sendable {
 /// recycles freed buffers of the same size: a network pass allocates the same shapes every step, and
 /// fresh pages from the kernel (page faults, zeroing) would otherwise cost more than the arithmetic.
 public final class TensorStorage: @unchecked Sendable {
-    private let base: UnsafeMutablePointer<Float>
+    @usableFromInline let base: UnsafeMutablePointer<Float>
     public let count: Int
     /// A process-unique identity (never reused, unlike addresses), used by `Tape` to key gradients.
     public let id: UInt64 = TensorStorage.nextID()
     /// Whether the fp32 values' pages were handed back to the system (`releaseFP32`).
-    private let released = Atomic<Bool>(false)
+    @usableFromInline let released = Atomic<Bool>(false)
 
     public init(count: Int, zeroed: Bool) {
         self.count = count
@@ -95,15 +95,12 @@ public final class TensorStorage: @unchecked Sendable {
     /// The first element. A storage whose fp32 values were released (`releaseFP32`) gets them back from its
     /// bf16 copy on the first access: the values are then the bf16-rounded ones.
     @inlinable public var pointer: UnsafeMutablePointer<Float> {
-        if isReleased { restoreFromBF16() }
-        return basePointer
+        if fp32Released { restoreFromBF16() }
+        return base
     }
 
-    @usableFromInline var basePointer: UnsafeMutablePointer<Float> { base }
-    @usableFromInline var isReleased: Bool { released.load(ordering: .acquiring) }
-
     /// Whether the fp32 values are released now (`releaseFP32`) and not yet brought back.
-    public var fp32Released: Bool { isReleased }
+    @inlinable public var fp32Released: Bool { released.load(ordering: .acquiring) }
 
     /// Storages whose fp32 values were brought back from bf16 after `releaseFP32` (for tests and reports).
     public static var restoredCount: Int { restored.load(ordering: .relaxed) }

@@ -17,8 +17,6 @@ safetensors), with the README of the source model and a section on this fine-tun
     python3 -m scripts.demo.finetune_shapes --model samples/models/shapes2 --out /tmp/shapes3 --steps 1500
 """
 import argparse
-import copy
-import json
 import os
 import shutil
 import time
@@ -115,22 +113,8 @@ def main():
     tmp = args.out.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(args.model, tmp)
-    for name, model in (("text_encoder", text_encoder), ("unet", unet)):
-        shutil.rmtree(os.path.join(tmp, name))
-        copy.deepcopy(model).to(torch.float16).save_pretrained(os.path.join(tmp, name), safe_serialization=True)
-    cfg = os.path.join(tmp, "text_encoder", "config.json")
-    with open(cfg) as f:
-        c = json.load(f)
-    c["dtype"] = "float32"
-    with open(cfg, "w") as f:
-        json.dump(c, f, indent=2, sort_keys=True)
-        f.write("\n")
-    for d, _, files in os.walk(tmp):
-        for f in files:
-            os.chmod(os.path.join(d, f), 0o644)
-    if os.path.exists(args.out):
-        shutil.rmtree(args.out)
-    os.replace(tmp, args.out)
+    ts.save_networks(tmp, dict(text_encoder=text_encoder, unet=unet))
+    ts.publish(tmp, args.out)
     hits, rows, grid = ts.self_check(args.out, 8, args.seed + 44)
     grid.save(os.path.join(args.out, "self-check.png"))
     tk, fn = np.mean(seen[-100:], axis=0)

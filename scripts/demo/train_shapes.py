@@ -862,18 +862,30 @@ def export(out, vae, text_encoder, unet, data):
     vae = copy.deepcopy(vae).cpu().float()
     fold_channels(vae, data["channel_mean"].cpu().float(), data["channel_std"].cpu().float())
     vae.register_to_config(scaling_factor=1.0)
-    for name, model in (("vae", vae), ("text_encoder", text_encoder), ("unet", unet)):
+    save_networks(tmp, dict(vae=vae, text_encoder=text_encoder, unet=unet))
+    publish(tmp, out)
+
+
+def save_networks(folder, networks):
+    """Save each network (name -> model) as fp16 safetensors into ``folder``/name, replacing what is there."""
+    for name, model in networks.items():
+        shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
         half = copy.deepcopy(model).cpu().to(torch.float16)
-        half.save_pretrained(os.path.join(tmp, name), safe_serialization=True)
-    # transformers records the saved dtype and would then *load* the text encoder in fp16 next to an
-    # fp32 UNet; declare fp32 (the dtype pipelines compute in), the file stays fp16
-    config_path = os.path.join(tmp, "text_encoder", "config.json")
-    with open(config_path) as f:
-        config = json.load(f)
-    config["dtype"] = "float32"
-    with open(config_path, "w") as f:
-        json.dump(config, f, indent=2, sort_keys=True)
-        f.write("\n")
+        half.save_pretrained(os.path.join(folder, name), safe_serialization=True)
+    if "text_encoder" in networks:
+        # transformers records the saved dtype and would then *load* the text encoder in fp16 next to an
+        # fp32 UNet; declare fp32 (the dtype pipelines compute in), the file stays fp16
+        config_path = os.path.join(folder, "text_encoder", "config.json")
+        with open(config_path) as f:
+            config = json.load(f)
+        config["dtype"] = "float32"
+        with open(config_path, "w") as f:
+            json.dump(config, f, indent=2, sort_keys=True)
+            f.write("\n")
+
+
+def publish(tmp, out):
+    """Make the files of ``tmp`` world-readable and rename it to ``out`` (replacing it)."""
     for d, _, files in os.walk(tmp):
         for f in files:
             os.chmod(os.path.join(d, f), 0o644)  # the libraries write weights 0600
