@@ -60,7 +60,7 @@ struct BenchCommand: ParsableCommand {
         let withGradients = components.contains { $0 == .unetVJP || $0 == .textEncoderVJP }
         if plan.isBF16Only(withGradients: withGradients) {
             let released = nets.releaseFP32Weights()
-            note(String(format: "bf16 throughout: released %.0f MiB of fp32 matrix weights (their bf16 copies stay)", Double(released) / 1_048_576))
+            note(String(format: "bf16 throughout: released %.0f MiB of fp32 matrix weights (their bf16 forms stay)", Double(released) / 1_048_576))
         }
         let loadSeconds = Date().timeIntervalSince(t0)
         let loaded = ProcessMemory.residentBytes - rss0

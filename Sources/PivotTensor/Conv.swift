@@ -3,11 +3,11 @@ import CPivotKernels
 
 /// 2-D convolution (PyTorch's `nn.Conv2d`, groups = 1, dilation = 1).
 /// - x: [B, C, H, W]; weight: [O, C, kh, kw]; bias: [O] or nil. Returns [B, O, Ho, Wo].
-/// 3×3 stride-1 padding-1 convolutions on images of at least `winogradMinPixels` use Winograd F(2×2, 3×3);
-/// everything else im2col + sgemm.
+/// 3×3 stride-1 padding-1 convolutions use Winograd (`conv2dWinograd`) on images of at least
+/// `winogradMinPixels` (fp32) or `winogradBF16MinPixels` (bf16); everything else im2col + sgemm.
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0) -> Tensor {
     let y: Tensor
-    if weight.dim(2) == 3 && weight.dim(3) == 3 && stride == 1 && padding == 1 && x.dim(2) * x.dim(3) >= winogradMinPixels {
+    if weight.dim(2) == 3 && weight.dim(3) == 3 && stride == 1 && padding == 1 && x.dim(2) * x.dim(3) >= winogradPixels {
         y = conv2dWinograd(x, weight: weight, bias: bias)
     } else {
         y = conv2dIm2col(x, weight: weight, bias: bias, stride: stride, padding: padding)
@@ -34,7 +34,7 @@ public func conv2dBackward(_ gy: Tensor, weight: Tensor, inputShape: [Int], stri
     let (b, c, h, w) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
     let (o, kh, kw) = (weight.dim(0), weight.dim(2), weight.dim(3))
     let ho = gy.dim(2), wo = gy.dim(3), hwOut = ho * wo, ckk = c * kh * kw
-    if kh == 3 && kw == 3 && stride == 1 && padding == 1 && h * w >= winogradMinPixels {
+    if kh == 3 && kw == 3 && stride == 1 && padding == 1 && h * w >= winogradPixels {
         return winogradConvolution(gy, u: winogradWeights(weight, flipped: true, pixels: h * w), outChannels: c, bias: nil)
     }
     let bf16 = Precision.current == .bf16
@@ -87,8 +87,19 @@ public func conv2dBackward(_ gy: Tensor, weight: Tensor, inputShape: [Int], stri
     return gx
 }
 
-/// Images with fewer pixels than this use im2col for 3×3 convolutions (Winograd's transforms would dominate).
+/// In fp32, images with fewer pixels than this use im2col for 3×3 convolutions: fp32 weights are transformed
+/// on every call, which below 32² costs more than the cheaper products save.
 public let winogradMinPixels = 1024
+
+/// In bf16, every 3×3 stride-1 padding-1 convolution uses Winograd F(2×2, 3×3) (a threshold of one pixel):
+/// its transformed weights are made once per weight and kept, so nothing but the input and output transforms
+/// offsets the 2.25× fewer products, and its kernel then needs no other bf16 form (`WeightRelease` keeps only
+/// the transform). Measured at SD 1.5 size (Zen 4, 2 threads): Winograd at 16² and 8² as well as from 32²
+/// took the bf16 UNet from 2.05 to 1.82 s.
+public let winogradBF16MinPixels = 1
+
+/// The Winograd threshold of the current precision.
+var winogradPixels: Int { Precision.current == .bf16 ? winogradBF16MinPixels : winogradMinPixels }
 
 /// Convolution as im2col + sgemm. The im2col buffer is built a band of output rows at a time so it stays
 /// within `convColumnBudget` floats.
@@ -168,10 +179,13 @@ public func conv2dWinograd(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor
 public let winograd4MinPixels = 4096
 
 /// Transformed Winograd weights: fp32 [planes, O, C] (made per call) with their output tile side (4 for
-/// F(4×4, 3×3), 2 for F(2×2, 3×3)), or bf16 F(2×2, 3×3) [16, O, C] (made once per weight and kept).
+/// F(4×4, 3×3), 2 for F(2×2, 3×3)), or bf16 F(2×2, 3×3) [16, O, C] (made once per weight and kept). With
+/// `flipped`, the bf16 planes are the forward kernel's, read as the flipped, transposed kernel's: plane k of
+/// that is plane `winogradFlippedPlane[k]` of the forward's, transposed (see `pv_winograd_weights_flipped`),
+/// so the input gradient needs no second copy.
 enum WinogradWeights {
     case fp32(Tensor, tile: Int)
-    case bf16(BF16Buffer)
+    case bf16(BF16Buffer, flipped: Bool)
 
     /// Output tile side: 4 for F(4×4, 3×3), 2 for F(2×2, 3×3).
     var tile: Int {
@@ -188,23 +202,10 @@ enum WinogradWeights {
 /// The Winograd transform of a 3×3 kernel [O, C, 3, 3]: [planes, O, C], or with `flipped` that of its
 /// flipped, transposed kernel [planes, C, O] (for the input gradient), for a convolution over `pixels`
 /// pixels. fp32 transforms are made per call (no resident memory); bf16 ones (F(2×2)) once per weight, kept
-/// with it (0.89× the fp32 kernel's bytes).
+/// with it (0.89× the fp32 kernel's bytes), and shared by the forward and the input gradient.
 func winogradWeights(_ weight: Tensor, flipped: Bool, pixels: Int) -> WinogradWeights {
     let o = weight.dim(0), c = weight.dim(1), rows = flipped ? c : o
-    if Precision.current == .bf16 {
-        return .bf16(
-            weight.storage.derived(flipped ? "winograd.flipped.bf16" : "winograd.bf16") {
-                let u = Tensor(uninitialized: [16, rows, flipped ? o : c])
-                Parallel.forEach(rows) { r in
-                    if flipped {
-                        pv_winograd_weights_flipped(weight.data, u.data, o, c, r.lowerBound, r.upperBound)
-                    } else {
-                        pv_winograd_weights(weight.data, u.data, o, c, r.lowerBound, r.upperBound)
-                    }
-                }
-                return BF16Buffer(u)
-            })
-    }
+    if Precision.current == .bf16 { return .bf16(weight.winogradBF16, flipped: flipped) }
     let tile = pixels >= winograd4MinPixels ? 4 : 2
     let u = Profiler.measure("winograd.u") { () -> Tensor in
         let u = Tensor(uninitialized: [(tile + 2) * (tile + 2), rows, flipped ? o : c])
@@ -219,6 +220,69 @@ func winogradWeights(_ weight: Tensor, flipped: Bool, pixels: Int) -> WinogradWe
         return u
     }
     return .fp32(u, tile: tile)
+}
+
+/// Plane k of the flipped kernel's F(2×2, 3×3) transform is plane `winogradFlippedPlane[k]` of the
+/// original's (tile rows and columns 0 and 3 swapped), transposed.
+let winogradFlippedPlane = [15, 13, 14, 12, 7, 5, 6, 4, 11, 9, 10, 8, 3, 1, 2, 0]
+
+/// A 3×3 kernel's F(2×2, 3×3) transform in bf16, [16, O, C]: what bf16 convolutions read, forward and
+/// input gradient. It can give the kernel back (`FP32Restoring`): G has the left inverse
+/// L = [[1,0,0,0], [0,1,−1,0], [0,0,0,1]], so g = L·U·Lᵀ, exact but for U's bf16 rounding (the restored
+/// kernel's error is about twice bf16's).
+final class WinogradBF16Kernel: FP32Restoring, @unchecked Sendable {
+    let u: BF16Buffer  // [16, O, C]
+    let outChannels: Int, inChannels: Int
+
+    /// The transform of `weight` [O, C, 3, 3].
+    init(_ weight: Tensor) {
+        let o = weight.dim(0), c = weight.dim(1)
+        let t = Tensor(uninitialized: [16, o, c])
+        Parallel.forEach(o) { r in pv_winograd_weights(weight.data, t.data, o, c, r.lowerBound, r.upperBound) }
+        u = BF16Buffer(t)
+        (outChannels, inChannels) = (o, c)
+    }
+
+    func restore(into values: UnsafeMutablePointer<Float>, count: Int) {
+        let plane = outChannels * inChannels
+        precondition(count == plane * 9, "WinogradBF16Kernel.restore: \(count) values for [\(outChannels), \(inChannels), 3, 3]")
+        let u = u.pointer
+        Parallel.forEach(plane) { r in
+            var t = [Float](repeating: 0, count: 16)
+            for j in r {
+                for k in 0..<16 { t[k] = Float(bitPattern: UInt32(u[k * plane + j]) << 16) }
+                var lt = [Float](repeating: 0, count: 12)  // L·U: 3×4
+                for col in 0..<4 {
+                    lt[col] = t[col]
+                    lt[4 + col] = t[4 + col] - t[8 + col]
+                    lt[8 + col] = t[12 + col]
+                }
+                let g = values + j * 9
+                for row in 0..<3 {  // (L·U)·Lᵀ
+                    g[row * 3] = lt[row * 4]
+                    g[row * 3 + 1] = lt[row * 4 + 1] - lt[row * 4 + 2]
+                    g[row * 3 + 2] = lt[row * 4 + 3]
+                }
+            }
+        }
+    }
+}
+
+extension Tensor {
+    /// This 3×3 kernel's F(2×2, 3×3) transform [16, O, C] in bf16, made once and kept with the weight.
+    var winogradBF16: BF16Buffer {
+        storage.derived("winograd.bf16") { WinogradBF16Kernel(self) }.u
+    }
+
+    /// For a 3×3 kernel [O, C, 3, 3] that only stride-1, padding-1 convolutions use: releases its fp32 values
+    /// (`TensorStorage.releaseFP32`) keeping only its bf16 Winograd transform, the one form a bf16
+    /// convolution of it reads (forward and input gradient), 16/9 of a bf16 copy's size instead of a bf16
+    /// copy and the transform side by side. Returns the bytes released.
+    @discardableResult
+    public func releaseFP32KeepingWinogradBF16(minimumBytes: Int = BufferPool.shared.largeBytes) -> Int {
+        precondition(rank == 4 && dim(2) == 3 && dim(3) == 3, "releaseFP32KeepingWinogradBF16: kernel \(shape)")
+        return storage.releaseFP32(minimumBytes: minimumBytes, keeping: "winograd.bf16") { WinogradBF16Kernel(self) }
+    }
 }
 
 /// The Winograd convolution of x [B, C, H, W] with transformed weights u [planes, O, C]. With bf16 weights the
@@ -258,13 +322,15 @@ func winogradConvolution(_ x: Tensor, u: WinogradWeights, outChannels o: Int, bi
                             }
                         }
                     }
-                case .bf16(let ub):
+                case .bf16(let ub, let flipped):
                     let vb = BF16Buffer(v.data, count: planes * c * p)  // [planes, C, P]
                     Parallel.forEach(planes) { ks in
                         for k in ks {
+                            // forward: U[k] [O, C]; flipped: U[k'] is [C, O] (this call's O and C), read transposed
+                            let a = ub.pointer + (flipped ? winogradFlippedPlane[k] : k) * o * c
                             BLAS.gemmBF16(
-                                m: o, n: p, k: c, a: ub.pointer + k * o * c, lda: c, b: vb.pointer + k * c * p,
-                                ldb: p, c: m.data + k * o * p, ldc: p, singleThread: true)
+                                transA: flipped, m: o, n: p, k: c, a: a, lda: flipped ? o : c,
+                                b: vb.pointer + k * c * p, ldb: p, c: m.data + k * o * p, ldc: p, singleThread: true)
                         }
                     }
                     withExtendedLifetime(vb) {}

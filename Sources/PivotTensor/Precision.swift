@@ -39,7 +39,7 @@ public enum BF16Support {
 }
 
 /// Contiguous bf16 values (raw bit patterns), 64-byte aligned.
-public final class BF16Buffer: @unchecked Sendable {
+public final class BF16Buffer: FP32Restoring, @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<UInt16>
     public let count: Int
 
@@ -65,6 +65,12 @@ public final class BF16Buffer: @unchecked Sendable {
     }
 
     deinit { BufferPool.shared.give(UnsafeMutableRawPointer(pointer), bytes: max(count, 1) * 2) }
+
+    /// Widens the first `count` values to fp32 (`FP32Restoring`).
+    public func restore(into values: UnsafeMutablePointer<Float>, count: Int) {
+        precondition(count <= self.count, "BF16Buffer.restore: \(count) values asked of \(self.count)")
+        pv_bf16_to_f32(pointer, values, count)
+    }
 
     /// The values as fp32 (for tests).
     public var floats: [Float] {

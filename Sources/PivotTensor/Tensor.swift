@@ -73,6 +73,13 @@ public struct Tensor: @unchecked Sendable {
     }
 }
 
+/// A derived form of a storage's values (`TensorStorage.derived`) that can write them back as fp32, rounded
+/// as the form holds them, so `TensorStorage.releaseFP32` may keep it instead of the fp32 values.
+public protocol FP32Restoring: AnyObject {
+    /// Writes the `count` values this form was made from into `values`.
+    func restore(into values: UnsafeMutablePointer<Float>, count: Int)
+}
+
 /// Heap memory of a tensor, 64-byte aligned for vector loads. Large buffers come from `BufferPool`, which
 /// recycles freed buffers of the same size: a network pass allocates the same shapes every step, and
 /// fresh pages from the kernel (page faults, zeroing) would otherwise cost more than the arithmetic.
@@ -106,22 +113,35 @@ public final class TensorStorage: @unchecked Sendable {
     public static var restoredCount: Int { restored.load(ordering: .relaxed) }
     private static let restored = Atomic<Int>(0)
 
-    /// Hands the pages of this storage's fp32 values back to the operating system, keeping its bf16 copy
-    /// (`derived("bf16")`, made here if needed): a weight that only bf16 products read then costs 2 bytes
-    /// a value instead of 6. Irreversible in precision: a later fp32 read (`pointer`) gets the bf16-rounded
-    /// values back, not the originals. Only storages of at least `minimumBytes` (default: pooled buffers,
-    /// `BufferPool.largeBytes`) take part, and only their whole pages are released; returns the bytes
-    /// released (0 for smaller or already released storages).
+    /// Hands the pages of this storage's fp32 values back to the operating system, keeping the bf16 form
+    /// named `key`: by default its bf16 copy (`derived("bf16")`, made here if needed), so a weight that only
+    /// bf16 products read costs 2 bytes a value instead of 6; or another form that can give the values back
+    /// (`make` builds it if it is not there yet; e.g. a 3×3 kernel's bf16 Winograd transform, the only form
+    /// its bf16 convolutions read), in which case the bf16 copy, if any, is dropped. Irreversible in
+    /// precision: a later fp32 read (`pointer`) gets bf16-rounded values back, not the originals. Only
+    /// storages of at least `minimumBytes` (default: pooled buffers, `BufferPool.largeBytes`) take part, and
+    /// only their whole pages are released; returns the bytes released (0 for smaller or already released
+    /// storages).
     @discardableResult
-    public func releaseFP32(minimumBytes: Int = BufferPool.shared.largeBytes) -> Int {
+    public func releaseFP32(
+        minimumBytes: Int = BufferPool.shared.largeBytes, keeping key: String = "bf16",
+        _ make: (() -> any FP32Restoring)? = nil
+    ) -> Int {
         let bytes = count * 4
         guard bytes >= max(minimumBytes, 1) else { return 0 }
         TensorStorage.lockDerived()
         defer { TensorStorage.unlockDerived() }
         guard !released.load(ordering: .acquiring) else { return 0 }
-        if derivedForms["bf16"] == nil {
-            derivedForms["bf16"] = BF16Buffer(base, count: count)
+        if !(derivedForms[key] is any FP32Restoring) {
+            if let make {
+                derivedForms[key] = make()
+            } else {
+                precondition(key == "bf16", "releaseFP32: no form named \(key) to restore from")
+                derivedForms[key] = BF16Buffer(base, count: count)
+            }
         }
+        if key != "bf16" { derivedForms["bf16"] = nil }
+        restoreKey = key
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = (Int(bitPattern: base) + page - 1) / page * page
         let end = (Int(bitPattern: base) + bytes) / page * page
@@ -131,12 +151,16 @@ public final class TensorStorage: @unchecked Sendable {
         return end - start
     }
 
-    /// Writes the bf16 copy back as fp32 values after `releaseFP32`.
+    /// The derived form `releaseFP32` kept to restore from.
+    private var restoreKey = "bf16"
+
+    /// Writes the kept bf16 form back as fp32 values after `releaseFP32`.
     @usableFromInline func restoreFromBF16(counting: Bool = true) {
         TensorStorage.lockDerived()
         defer { TensorStorage.unlockDerived() }
-        guard released.load(ordering: .acquiring), let b = derivedForms["bf16"] as? BF16Buffer else { return }
-        pv_bf16_to_f32(b.pointer, base, count)
+        guard released.load(ordering: .acquiring), let form = derivedForms[restoreKey] as? any FP32Restoring
+        else { return }
+        form.restore(into: base, count: count)
         released.store(false, ordering: .releasing)
         if counting { TensorStorage.restored.add(1, ordering: .relaxed) }
     }
@@ -156,7 +180,7 @@ public final class TensorStorage: @unchecked Sendable {
         if wasReleased { restoreFromBF16(counting: false) }
         let v = make()
         derivedForms[key] = v
-        if wasReleased { releaseFP32(minimumBytes: 1) }
+        if wasReleased { releaseFP32(minimumBytes: 1, keeping: restoreKey) }
         return v
     }
 

@@ -121,6 +121,11 @@ final class WeightReleasePipelineTests: XCTestCase {
         XCTAssertEqual(found.count, matrices.count)
         XCTAssertTrue(found.allSatisfy { $0.rank == 2 || $0.rank == 4 })
         XCTAssertEqual(WeightRelease.matrixWeights(of: [unet, unet] as [Any]).count, matrices.count, "each storage once")
+        // Winograd-only kernels: every 3×3 kernel but the strided downsamplers'
+        let kernels3 = file.names.filter { file.info($0)?.shape.count == 4 && file.info($0)?.shape[2] == 3 }
+        let strided = kernels3.filter { $0.contains("downsamplers") }
+        XCTAssertGreaterThan(strided.count, 0)
+        XCTAssertEqual(WeightRelease.winogradKernels(of: unet).count, kernels3.count - strided.count)
     }
 
     /// A bf16 generation reads no fp32 matrix weight once they are released (none is brought back) and

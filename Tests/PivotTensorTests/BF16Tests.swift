@@ -152,8 +152,11 @@ final class BF16Tests: XCTestCase {
 
     func testConvolutionsAndVJPsNearFP32() throws {
         try requireBF16()
-        // Winograd (≥ 32×32), im2col 3×3, strided, 1×1; input gradients by each route
-        for (c, o, h, k, stride, pad) in [(6, 70, 32, 3, 1, 1), (5, 7, 9, 3, 1, 1), (4, 6, 16, 3, 2, 1), (8, 5, 12, 1, 1, 0)] {
+        // Winograd (every 3×3 stride-1 convolution in bf16, down to 1×1 images), strided im2col, 1×1; input
+        // gradients by each route (Winograd's reads the forward's transform transposed)
+        XCTAssertEqual(winogradBF16MinPixels, 1)
+        let cases = [(6, 70, 32, 3, 1, 1), (5, 7, 9, 3, 1, 1), (3, 4, 1, 3, 1, 1), (7, 3, 2, 3, 1, 1), (4, 6, 16, 3, 2, 1), (8, 5, 12, 1, 1, 0)]
+        for (c, o, h, k, stride, pad) in cases {
             var rng = SplitMix64(seed: UInt64(c * o * h))
             let x = rng.tensor([2, c, h, h]), w = rng.tensor([o, c, k, k], -0.5, 0.5), b = rng.tensor([o])
             let y32 = conv2d(x, weight: w, bias: b, stride: stride, padding: pad)

@@ -68,4 +68,43 @@ final class WeightReleaseTests: XCTestCase {
         XCTAssertLessThan(maxDiff / maxRef, 2e-2)
         XCTAssertGreaterThan(maxRef, 0)
     }
+
+    /// A 3×3 kernel released keeping only its Winograd transform: bf16 convolutions and their input
+    /// gradients are unchanged bit for bit and bring nothing back; an fp32 read gets the kernel back from
+    /// the transform (g = L·U·Lᵀ), within about twice bf16's rounding.
+    func testKernelReleasedKeepingItsWinogradTransform() throws {
+        try requireBF16()
+        var rng = SplitMix64(seed: 15)
+        let w = rng.tensor([256, 256, 3, 3], -0.05, 0.05), x = rng.tensor([1, 256, 12, 10])  // w: 2.25 MiB
+        let exact = w.scalars
+        let gy = rng.tensor([1, 256, 12, 10])
+        func run() -> (Tensor, Tensor) {
+            Precision.with(.bf16) {
+                (
+                    conv2d(x, weight: w, bias: nil, stride: 1, padding: 1),
+                    conv2dBackward(gy, weight: w, inputShape: x.shape, stride: 1, padding: 1)
+                )
+            }
+        }
+        let (y0, g0) = run()
+        let restoredBefore = TensorStorage.restoredCount
+        XCTAssertGreaterThan(w.releaseFP32KeepingWinogradBF16(), 0)
+        XCTAssertTrue(w.storage.fp32Released)
+        let (y1, g1) = run()
+        XCTAssertEqual(y1.scalars, y0.scalars, "bf16 forward unchanged bit for bit")
+        XCTAssertEqual(g1.scalars, g0.scalars, "bf16 input gradient unchanged bit for bit")
+        XCTAssertTrue(w.storage.fp32Released, "the fp32 values were never read")
+        XCTAssertEqual(TensorStorage.restoredCount, restoredBefore)
+
+        let restored = w.scalars
+        XCTAssertEqual(TensorStorage.restoredCount, restoredBefore + 1)
+        var maxErr: Float = 0, sumErr: Float = 0
+        for (a, b) in zip(restored, exact) {
+            maxErr = max(maxErr, abs(a - b))
+            sumErr += abs(a - b)
+        }
+        print("kernel restored from its bf16 Winograd transform: max error \(maxErr / 0.05), mean \(sumErr / Float(exact.count) / 0.05) of max|w|")
+        XCTAssertLessThan(maxErr, 0.05 * 3 / 128, "within about three bf16 roundings of the largest weight")
+        XCTAssertGreaterThan(maxErr, 0, "the values did come back through bf16")
+    }
 }
