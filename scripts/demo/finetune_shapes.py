@@ -15,6 +15,14 @@ from the model's weights, with EMA; the result is written like `train_shapes` wr
 safetensors), with the README of the source model and a section on this fine-tune.
 
     python3 -m scripts.demo.finetune_shapes --model samples/models/shapes2 --out /tmp/shapes3 --steps 1500
+
+`--contextless-text` goes further: it zeroes and freezes the text encoder's attention output projections, so
+every token's embedding depends on that token and its position only and swapping a word changes that one
+embedding; the UNet then binds a colour to its shape through positions (and the token loss). Use
+`--function-loss 0` with it (no function word carries anything then):
+
+    python3 -m scripts.demo.finetune_shapes --model samples/models/shapes2 --out /tmp/shapes4 --steps 1500 \
+        --function-loss 0 --contextless-text
 """
 import argparse
 import os
@@ -42,6 +50,19 @@ def function_mass(maps, ids, content_pos):
     return total / len(maps)
 
 
+def make_contextless(text_encoder):
+    """Zeroes and freezes every self-attention output projection of a CLIP text encoder: the residual
+    stream then carries each token's own embedding and position through the MLPs only, so a token's output
+    depends on nothing else in the prompt (the architecture, and pivot's loader, are unchanged)."""
+    model = getattr(text_encoder, "text_model", text_encoder)  # transformers 4 nests it, 5 does not
+    for layer in model.encoder.layers:
+        proj = layer.self_attn.out_proj
+        with torch.no_grad():
+            proj.weight.zero_()
+            proj.bias.zero_()
+        proj.requires_grad_(False)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="a model folder written by train_shapes")
@@ -57,6 +78,10 @@ def main():
     ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--contextless-text", action="store_true",
+        help="zero and freeze the text encoder's attention output projections, so each token's embedding "
+        "depends on that token and its position only: swapping one word then changes one embedding")
     args = ap.parse_args()
     args.device = "cpu"
     torch.set_num_threads(args.threads)
@@ -68,6 +93,8 @@ def main():
     vae = AutoencoderKL.from_pretrained(args.model, subfolder="vae", torch_dtype=torch.float32).eval().requires_grad_(False)
     text_encoder = CLIPTextModel.from_pretrained(args.model, subfolder="text_encoder", torch_dtype=torch.float32)
     unet = UNet2DConditionModel.from_pretrained(args.model, subfolder="unet", torch_dtype=torch.float32)
+    if args.contextless_text:
+        make_contextless(text_encoder)
     tokenizer = ts.load_tokenizer()
     with torch.no_grad():
         train, _ = ts.encode_scenes(vae, np.arange(args.scenes), args.device, tokenizer)
