@@ -248,20 +248,19 @@ final class WinogradBF16Kernel: FP32Restoring, @unchecked Sendable {
         precondition(count == plane * 9, "WinogradBF16Kernel.restore: \(count) values for [\(outChannels), \(inChannels), 3, 3]")
         let u = u.pointer
         Parallel.forEach(plane) { r in
-            var t = [Float](repeating: 0, count: 16)
             for j in r {
-                for k in 0..<16 { t[k] = Float(bitPattern: UInt32(u[k * plane + j]) << 16) }
-                var lt = [Float](repeating: 0, count: 12)  // L·U: 3×4
-                for col in 0..<4 {
-                    lt[col] = t[col]
-                    lt[4 + col] = t[4 + col] - t[8 + col]
-                    lt[8 + col] = t[12 + col]
+                // t[a][b] = U[4a + b] of this (o, c) pair; g = L·t·Lᵀ
+                @inline(__always) func t(_ a: Int, _ b: Int) -> Float {
+                    Float(bitPattern: UInt32(u[(4 * a + b) * plane + j]) << 16)
+                }
+                @inline(__always) func lt(_ row: Int, _ b: Int) -> Float {  // (L·t)[row][b]
+                    row == 0 ? t(0, b) : row == 1 ? t(1, b) - t(2, b) : t(3, b)
                 }
                 let g = values + j * 9
-                for row in 0..<3 {  // (L·U)·Lᵀ
-                    g[row * 3] = lt[row * 4]
-                    g[row * 3 + 1] = lt[row * 4 + 1] - lt[row * 4 + 2]
-                    g[row * 3 + 2] = lt[row * 4 + 3]
+                for row in 0..<3 {
+                    g[row * 3] = lt(row, 0)
+                    g[row * 3 + 1] = lt(row, 1) - lt(row, 2)
+                    g[row * 3 + 2] = lt(row, 3)
                 }
             }
         }
