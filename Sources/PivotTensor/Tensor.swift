@@ -142,6 +142,12 @@ public final class TensorStorage: @unchecked Sendable {
         }
         if key != "bf16" { derivedForms["bf16"] = nil }
         restoreKey = key
+        return releasePages()
+    }
+
+    /// Hands the fp32 pages back, the restore form being in place (with the derived lock held).
+    private func releasePages() -> Int {
+        let bytes = count * 4
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = (Int(bitPattern: base) + page - 1) / page * page
         let end = (Int(bitPattern: base) + bytes) / page * page
@@ -180,7 +186,7 @@ public final class TensorStorage: @unchecked Sendable {
         if wasReleased { restoreFromBF16(counting: false) }
         let v = make()
         derivedForms[key] = v
-        if wasReleased { releaseFP32(minimumBytes: 1, keeping: restoreKey) }
+        if wasReleased { _ = releasePages() }  // keeping every form, the one just made included
         return v
     }
 

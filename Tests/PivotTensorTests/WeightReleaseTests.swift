@@ -96,6 +96,13 @@ final class WeightReleaseTests: XCTestCase {
         XCTAssertTrue(w.storage.fp32Released, "the fp32 values were never read")
         XCTAssertEqual(TensorStorage.restoredCount, restoredBefore)
 
+        // A form made later (here the plain bf16 copy) comes from the restored values and is kept, the
+        // storage released again
+        let plain = w.bf16Weights
+        XCTAssertTrue(w.storage.fp32Released)
+        XCTAssertTrue(w.bf16Weights === plain, "made once and kept")
+        XCTAssertEqual(TensorStorage.restoredCount, restoredBefore)
+
         let restored = w.scalars
         XCTAssertEqual(TensorStorage.restoredCount, restoredBefore + 1)
         var maxErr: Float = 0, sumErr: Float = 0
