@@ -50,7 +50,8 @@ final class ProgressTests: XCTestCase, CLIRunning {
         let dir = try temporaryDirectory()
         let edit = ["edit", photo, "--model", model] + prompts + ["--no-cache", "-o", dir + "/e.png"]
         try assertAccurate("null-text edit", edit + ["--steps", "20"])
-        try assertAccurate("direct edit", edit + ["--method", "direct", "--steps", "40"])
+        // 80 steps (~6 s): at 40 (~3 s) the worst error reached +21% on this shared machine, near the bar
+        try assertAccurate("direct edit", edit + ["--method", "direct", "--steps", "80"])
     }
 
     func testETAOfABatchIsAccurate() throws {
