@@ -61,8 +61,7 @@ public enum WeightRelease {
                 return
             }
             if let c = value as? Conv2d {
-                let w = c.weight
-                add(w, winograd: w.rank == 4 && w.dim(2) == 3 && w.dim(3) == 3 && c.stride == 1 && c.padding == 1)
+                add(c.weight, winograd: isWinogradShaped(c.weight, stride: c.stride, padding: c.padding))
                 return
             }
             if value is Tensor || value is String || value is [Float] || value is [Int] || value is [Int32] { return }

@@ -7,7 +7,7 @@ import CPivotKernels
 /// `winogradMinPixels` (fp32) or `winogradBF16MinPixels` (bf16); everything else im2col + sgemm.
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0) -> Tensor {
     let y: Tensor
-    if weight.dim(2) == 3 && weight.dim(3) == 3 && stride == 1 && padding == 1 && x.dim(2) * x.dim(3) >= winogradPixels {
+    if isWinogradShaped(weight, stride: stride, padding: padding) && x.dim(2) * x.dim(3) >= winogradPixels {
         y = conv2dWinograd(x, weight: weight, bias: bias)
     } else {
         y = conv2dIm2col(x, weight: weight, bias: bias, stride: stride, padding: padding)
@@ -34,7 +34,7 @@ public func conv2dBackward(_ gy: Tensor, weight: Tensor, inputShape: [Int], stri
     let (b, c, h, w) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
     let (o, kh, kw) = (weight.dim(0), weight.dim(2), weight.dim(3))
     let ho = gy.dim(2), wo = gy.dim(3), hwOut = ho * wo, ckk = c * kh * kw
-    if kh == 3 && kw == 3 && stride == 1 && padding == 1 && h * w >= winogradPixels {
+    if isWinogradShaped(weight, stride: stride, padding: padding) && h * w >= winogradPixels {
         return winogradConvolution(gy, u: winogradWeights(weight, flipped: true, pixels: h * w), outChannels: c, bias: nil)
     }
     let bf16 = Precision.current == .bf16
@@ -100,6 +100,12 @@ public let winogradBF16MinPixels = 1
 
 /// The Winograd threshold of the current precision.
 var winogradPixels: Int { Precision.current == .bf16 ? winogradBF16MinPixels : winogradMinPixels }
+
+/// Whether a convolution with this kernel [O, C, kh, kw], stride and padding is of the kind Winograd runs
+/// (3×3, stride 1, padding 1): in bf16 every such convolution does, whatever the image size.
+public func isWinogradShaped(_ weight: Tensor, stride: Int, padding: Int) -> Bool {
+    weight.rank == 4 && weight.dim(2) == 3 && weight.dim(3) == 3 && stride == 1 && padding == 1
+}
 
 /// Convolution as im2col + sgemm. The im2col buffer is built a band of output rows at a time so it stays
 /// within `convColumnBudget` floats.
@@ -223,8 +229,11 @@ func winogradWeights(_ weight: Tensor, flipped: Bool, pixels: Int) -> WinogradWe
 }
 
 /// Plane k of the flipped kernel's F(2×2, 3×3) transform is plane `winogradFlippedPlane[k]` of the
-/// original's (tile rows and columns 0 and 3 swapped), transposed.
-let winogradFlippedPlane = [15, 13, 14, 12, 7, 5, 6, 4, 11, 9, 10, 8, 3, 1, 2, 0]
+/// original's, transposed: flipping swaps tile rows and columns 0 and 3 (G J = P G; `kernels.c`).
+let winogradFlippedPlane: [Int] = (0..<16).map { k in
+    func swap03(_ i: Int) -> Int { i == 0 ? 3 : i == 3 ? 0 : i }
+    return swap03(k / 4) * 4 + swap03(k % 4)
+}
 
 /// A 3×3 kernel's F(2×2, 3×3) transform in bf16, [16, O, C]: what bf16 convolutions read, forward and
 /// input gradient. It can give the kernel back (`FP32Restoring`): G has the left inverse

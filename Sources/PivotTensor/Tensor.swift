@@ -102,7 +102,7 @@ public final class TensorStorage: @unchecked Sendable {
     /// The first element. A storage whose fp32 values were released (`releaseFP32`) gets them back from its
     /// bf16 copy on the first access: the values are then the bf16-rounded ones.
     @inlinable public var pointer: UnsafeMutablePointer<Float> {
-        if fp32Released { restoreFromBF16() }
+        if fp32Released { restoreFP32() }
         return base
     }
 
@@ -160,8 +160,8 @@ public final class TensorStorage: @unchecked Sendable {
     /// The derived form `releaseFP32` kept to restore from.
     private var restoreKey = "bf16"
 
-    /// Writes the kept bf16 form back as fp32 values after `releaseFP32`.
-    @usableFromInline func restoreFromBF16(counting: Bool = true) {
+    /// Writes the kept bf16 form's values back as fp32 after `releaseFP32`.
+    @usableFromInline func restoreFP32(counting: Bool = true) {
         TensorStorage.lockDerived()
         defer { TensorStorage.unlockDerived() }
         guard released.load(ordering: .acquiring), let form = derivedForms[restoreKey] as? any FP32Restoring
@@ -183,7 +183,7 @@ public final class TensorStorage: @unchecked Sendable {
         // A released storage gets its values back here, on the calling thread, so `make`'s workers never
         // restore it themselves (they would wait for this lock); it is released again afterwards.
         let wasReleased = released.load(ordering: .acquiring)
-        if wasReleased { restoreFromBF16(counting: false) }
+        if wasReleased { restoreFP32(counting: false) }
         let v = make()
         derivedForms[key] = v
         if wasReleased { _ = releasePages() }  // keeping every form, the one just made included
