@@ -25,8 +25,8 @@ its defaults unless ``--steps``/``--inner-steps`` say otherwise) runs every edit
 default) it also measures where the words look: the scene's DDIM inversion under its caption in diffusers
 (same weights), the conditional cross-attention of the 16x16 down and up layers averaged over heads, layers
 and steps (P2P's maps), and per colour or shape word the share of that map's mass inside its object's
-coverage (block-averaged to 16x16). Writes ``--out/p2p.json``, ``--out/p2p.md`` and a picture of a few
-scenes' edits ``--out/p2p-examples.png``.
+coverage (block-averaged to 16x16). Writes ``--out/p2p.json``, ``--out/p2p.md``, per method the scores of every
+scene ``--out/<method>-scenes.csv``, and a picture of a few scenes' edits ``--out/p2p-examples.png``.
 
     swift build -c release --product pivot
     python3 -m scripts.demo.bench_p2p_shapes --model samples/models/shapes --scenes 100 --out /tmp/p2p
@@ -134,6 +134,8 @@ def run_batch(exe, args, method, data, edits, photos):
         cmd += ["--steps", str(args.steps)]
     if args.inner_steps:
         cmd += ["--inner-steps", str(args.inner_steps)]
+    if args.guidance:
+        cmd += ["--guidance", str(args.guidance)]
     env = dict(os.environ, PIVOT_CACHE_DIR=os.path.join(args.out, "cache", method))
     t0 = time.time()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -267,6 +269,7 @@ def main():
     ap.add_argument("--scenes", type=int, default=100)
     ap.add_argument("--steps", type=int, default=0, help="DDIM steps (default: pivot's, 50)")
     ap.add_argument("--inner-steps", type=int, default=0, help="null-text inner steps (default: pivot's, 10)")
+    ap.add_argument("--guidance", type=float, default=0, help="guidance scale (default: pivot's, 7.5)")
     ap.add_argument("--methods", nargs="+", default=METHODS)
     ap.add_argument("--no-attention", dest="attention", action="store_false")
     ap.add_argument("--out", default="/tmp/p2p")
@@ -296,6 +299,7 @@ def main():
             reconstruction_psnr=float(np.mean(recon)), seconds_per_row=float(np.mean(seconds)),
             seconds_per_scene=wall / len(data), rows=len(seconds))
         print(method, json.dumps(report["methods"][method]), flush=True)
+        write_scene_rows(os.path.join(args.out, f"{method}-scenes.csv"), data, edits, out_rows, recon)
         if method == METHODS[0]:
             example_grid(data, outputs, os.path.join(args.out, "p2p-examples.png"))
     if args.attention:
@@ -307,6 +311,21 @@ def main():
     with open(os.path.join(args.out, "p2p.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def write_scene_rows(path, data, edits, rows, recon):
+    """Per scene and edit, what was asked and how the output scored (to see which edits fail, and how)."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["scene", "edit", "source", "object", "target", "reconstruction", "background", "other", "result"])
+        for s, rec in zip(data, recon):
+            obj = s["info"]["objects"][s["k"]]
+            for e in edits:
+                m = rows[(s["index"], e)]
+                target = dict(recolour=s["colour"], recolour_blend=s["colour"], shape=s["shape"]).get(e, "")
+                result = m.get("colour_ok", m.get("shape_ok", m.get("saturation")))
+                w.writerow([s["index"], e, s["caption"], f"{obj['colour']} {obj['shape']}", target, f"{rec:.1f}",
+                            f"{m['background']:.1f}", f"{m['other']:.1f}", result])
 
 
 def markdown(report):

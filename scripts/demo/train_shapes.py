@@ -599,11 +599,13 @@ def token_inside(maps, pos, reg, masks):
     return torch.stack(out)
 
 
-def diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, snr_gamma=0.0, recorder=None, words=None):
+def diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, snr_gamma=0.0, recorder=None, words=None,
+                   target=None):
     """Epsilon-prediction MSE (with ``snr_gamma`` > 0 each sample weighted min(SNR, gamma) / SNR, Min-SNR),
     and with ``words`` = (pos, reg, masks, valid) the token loss: mean over the supervised words and the
     cross-attention layers of (1 - share of the word's attention inside its region)^2, as TokenCompose's
-    L_token (Wang et al., CVPR 2024).  Returns (diffusion loss, token loss or None, inside shares or None)."""
+    L_token (Wang et al., CVPR 2024).  ``target`` replaces ``noise`` as what the prediction regresses to.
+    Returns (diffusion loss, token loss or None, inside shares or None)."""
     a = acp[t].view(-1, 1, 1, 1)
     zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
     context = text_encoder(ids)[0]
@@ -611,7 +613,7 @@ def diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, snr_gamma=0.0, re
         recorder.maps.clear()
         recorder.recording = words is not None
     pred = unet(zt, t, context).sample
-    per_sample = ((pred.float() - noise) ** 2).flatten(1).mean(1)
+    per_sample = ((pred.float() - (noise if target is None else target)) ** 2).flatten(1).mean(1)
     if snr_gamma > 0:
         snr = acp[t] / (1 - acp[t])
         per_sample = per_sample * snr.clamp(max=snr_gamma) / snr
