@@ -33,7 +33,6 @@ words of another region, so what a swapped word carries reaches no pixel of the 
 7.5 acts as guidance G does on the plain model (null-text's unconditional branch then needs to move less).
 """
 import argparse
-import math
 import os
 import shutil
 import time
@@ -64,17 +63,16 @@ def foreign_mass(maps, pos, reg, masks, valid):
     (another object's colour or shape word, or the background's, from inside an object): [B]. The token loss
     bounds where a word's mass goes; this bounds what a pixel reads, so a word swapped in one object's phrase
     reaches no pixel of the other object."""
-    index = pos.clamp(min=0)
     total = 0
-    for m in maps:  # [B, N, 77]
-        bsz, n, _ = m.shape
-        side = int(round(math.sqrt(n)))
-        region = masks if side == masks.shape[-1] else torch.nn.functional.adaptive_avg_pool2d(masks, side)
-        region = region.flatten(2)  # [B, 3, N]
-        a = torch.gather(m, 2, index[:, None, :].expand(bsz, n, index.shape[1]))  # [B, N, SLOTS]
-        own = torch.gather(region, 1, reg[:, :, None].expand(-1, -1, n)).transpose(1, 2)  # [B, N, SLOTS]
+    for a, own in ts.word_attention(maps, pos, reg, masks):  # [B, N, SLOTS] each
         total = total + (a * (1 - own) * valid[:, None, :].float()).sum(-1).mean(-1)
     return total / len(maps)
+
+
+def captioned_mean(per_row, captioned):
+    """The mean of ``per_row`` [B] over the rows that kept their caption (0 when none did)."""
+    c = captioned.float()
+    return (per_row * c).sum() / c.sum().clamp_min(1)
 
 
 def word_kinds(tokenizer):
@@ -121,8 +119,7 @@ def calibrated_target(unet, text_encoder, z0, t, noise, acp, empty, captioned, s
     """What a captioned row's prediction regresses to so that guidance w acts as w * ``scale`` does on a plain
     model: eps_u + scale (eps - eps_u), with eps_u the model's own (detached) prediction under the empty prompt;
     rows without a caption keep ``noise``. Its minimiser is (1 - scale) eps_u + scale E[eps | x_t, c]."""
-    a = acp[t].view(-1, 1, 1, 1)
-    zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
+    zt = ts.noised(z0, t, noise, acp)
     context = text_encoder(empty[None].expand(z0.shape[0], -1).to(z0.device))[0]
     eps_u = unet(zt, t, context).sample.float()
     target = eps_u + scale * (noise - eps_u)
@@ -216,13 +213,12 @@ def main():
                                            target)
         maps = recorder.last  # this pass's cross-attention maps, kept by diffusion_loss
         captioned = valid.any(1)
-        fm = function_mass(maps, ids, pos)
-        func = (fm * captioned.float()).sum() / captioned.float().sum().clamp_min(1)
+        func = captioned_mean(function_mass(maps, ids, pos), captioned)
         total = loss + args.token_loss * token + args.function_loss * func
-        foreign = (foreign_mass(maps, pos, reg, masks.float(), valid) * captioned.float()).sum() \
-            / captioned.float().sum().clamp_min(1)
-        total = total + args.foreign_loss * foreign
-        leak = torch.zeros(())
+        foreign, leak = torch.zeros(()), torch.zeros(())
+        if args.foreign_loss > 0:
+            foreign = captioned_mean(foreign_mass(maps, pos, reg, masks.float(), valid), captioned)
+            total = total + args.foreign_loss * foreign
         if args.leak_loss > 0:
             swapped, keep = swapped_words(ids.cpu(), pos.cpu(), valid.cpu(), kinds, gen)
             leak = leakage(text_encoder, ids, swapped.to(ids.device), keep.to(ids.device), captioned)

@@ -580,13 +580,13 @@ class CrossAttentionRecorder:
         return out / attn.rescale_output_factor
 
 
-def token_inside(maps, pos, reg, masks):
-    """Per layer, the share of each supervised word's cross-attention mass inside its region: [layers, B, SLOTS].
+def word_attention(maps, pos, reg, masks):
+    """Per cross-attention layer, each supervised word's attention and its region's coverage at every pixel:
+    pairs ([B, N, SLOTS], [B, N, SLOTS]).
 
-    ``maps``: [B, N, 77] per cross-attention layer; ``pos``/``reg``: [B, SLOTS]; ``masks``: [B, 3, 16, 16]
-    region coverage at 16x16, average-pooled to each layer's side (8x8 for the inner layers).
+    ``maps``: [B, N, 77] per layer; ``pos``/``reg``: [B, SLOTS]; ``masks``: [B, 3, 16, 16] region coverage at
+    16x16, average-pooled to each layer's side (8x8 for the inner layers).
     """
-    out = []
     index = pos.clamp(min=0)
     for m in maps:
         bsz, n, _ = m.shape
@@ -595,8 +595,19 @@ def token_inside(maps, pos, reg, masks):
         region = region.flatten(2)  # [B, 3, N]
         a = torch.gather(m, 2, index[:, None, :].expand(bsz, n, index.shape[1]))  # [B, N, SLOTS]
         w = torch.gather(region, 1, reg[:, :, None].expand(-1, -1, n)).transpose(1, 2)  # [B, N, SLOTS]
-        out.append((a * w).sum(1) / a.sum(1).clamp_min(1e-12))
-    return torch.stack(out)
+        yield a, w
+
+
+def token_inside(maps, pos, reg, masks):
+    """Per layer, the share of each supervised word's cross-attention mass inside its region: [layers, B, SLOTS]
+    (arguments as `word_attention`)."""
+    return torch.stack([(a * w).sum(1) / a.sum(1).clamp_min(1e-12) for a, w in word_attention(maps, pos, reg, masks)])
+
+
+def noised(z0, t, noise, acp):
+    """The forward process at timesteps ``t``: sqrt(acp) z0 + sqrt(1 - acp) noise."""
+    a = acp[t].view(-1, 1, 1, 1)
+    return a.sqrt() * z0 + (1 - a).sqrt() * noise
 
 
 def diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, snr_gamma=0.0, recorder=None, words=None,
@@ -606,8 +617,7 @@ def diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, snr_gamma=0.0, re
     cross-attention layers of (1 - share of the word's attention inside its region)^2, as TokenCompose's
     L_token (Wang et al., CVPR 2024).  ``target`` replaces ``noise`` as what the prediction regresses to.
     Returns (diffusion loss, token loss or None, inside shares or None)."""
-    a = acp[t].view(-1, 1, 1, 1)
-    zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
+    zt = noised(z0, t, noise, acp)
     context = text_encoder(ids)[0]
     if recorder is not None:
         recorder.maps.clear()
