@@ -210,7 +210,8 @@ def attention_shares(model, data, steps):
     """Per colour/shape word of every scene, the share of its P2P map (16x16, DDIM inversion) inside its object."""
     import torch
     from diffusers import DDIMInverseScheduler, StableDiffusionPipeline
-    from scripts.demo.train_shapes import CrossAttentionRecorder, region_masks, token_inside, word_slots
+    from scripts.demo.shapes_losses import CrossAttentionRecorder, token_inside
+    from scripts.demo.train_shapes import region_masks, word_slots
 
     pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, requires_safety_checker=False)
     unet, vae, tokenizer = pipe.unet, pipe.vae, pipe.tokenizer

@@ -40,90 +40,8 @@ import time
 import numpy as np
 import torch
 
+from scripts.demo import shapes_losses as losses
 from scripts.demo import train_shapes as ts
-
-
-def function_mass(maps, ids, content_pos):
-    """Mean over layers, pixels and captions of the attention mass on tokens that are neither
-    `<|startoftext|>` nor a supervised word: [B] per caption, averaged over layers."""
-    bsz = ids.shape[0]
-    keep = torch.zeros(bsz, ids.shape[1], dtype=torch.bool, device=ids.device)
-    keep[:, 0] = True
-    rows = torch.arange(bsz, device=ids.device)[:, None].expand_as(content_pos)
-    ok = content_pos >= 0
-    keep[rows[ok], content_pos[ok]] = True
-    total = 0
-    for m in maps:  # [B, N, 77]
-        total = total + (m * (~keep)[:, None, :].float()).sum(-1).mean(-1)
-    return total / len(maps)
-
-
-def foreign_mass(maps, pos, reg, masks, valid):
-    """Mean over layers and pixels of the attention each pixel gives to supervised words of *other* regions
-    (another object's colour or shape word, or the background's, from inside an object): [B]. The token loss
-    bounds where a word's mass goes; this bounds what a pixel reads, so a word swapped in one object's phrase
-    reaches no pixel of the other object."""
-    total = 0
-    for a, own in ts.word_attention(maps, pos, reg, masks):  # [B, N, SLOTS] each
-        total = total + (a * (1 - own) * valid[:, None, :].float()).sum(-1).mean(-1)
-    return total / len(maps)
-
-
-def captioned_mean(per_row, captioned):
-    """The mean of ``per_row`` [B] over the rows that kept their caption (0 when none did)."""
-    c = captioned.float()
-    return (per_row * c).sum() / c.sum().clamp_min(1)
-
-
-def word_kinds(tokenizer):
-    """Token ids of the world's colour, shape and background words: {kind: [N] int64}."""
-    def ids(words):
-        return torch.tensor([tokenizer(w).input_ids[1] for w in words])
-    return dict(colour=ids(ts.world.COLOURS), shape=ids(ts.world.SHAPES), background=ids(ts.world.BACKGROUNDS))
-
-
-def swapped_words(ids, pos, valid, kinds, gen):
-    """Each captioned row of ``ids`` [B, 77] with one supervised word (a random valid slot of ``pos``)
-    swapped for another word of its kind, and [B, 77] the positions whose embedding must not change: all but
-    the swapped word and, after a colour word, the word it describes (its shape, or `background`)."""
-    out = ids.clone()
-    keep = torch.ones(ids.shape, dtype=torch.bool)
-    rows = valid.any(1).nonzero().flatten().tolist()
-    for b in rows:
-        slots = valid[b].nonzero().flatten()
-        p = int(pos[b, slots[torch.randint(len(slots), (1,), generator=gen)]])
-        token = ids[b, p]
-        kind = next(k for k, v in kinds.items() if bool((v == token).any()))
-        others = kinds[kind][kinds[kind] != token]
-        out[b, p] = others[torch.randint(len(others), (1,), generator=gen)]
-        keep[b, p] = False
-        if kind != "shape":
-            keep[b, p + 1] = False
-    return out, keep
-
-
-def leakage(text_encoder, ids, swapped, keep, rows):
-    """Mean over ``rows`` of the relative squared change of the embeddings at the ``keep`` positions when
-    ``ids`` become ``swapped``: 0 when a swapped word reaches no token but its own phrase."""
-    e, e2 = text_encoder(ids)[0], text_encoder(swapped)[0]  # [B, 77, D]
-    k = keep.float()
-    rel = (((e - e2) ** 2).sum(-1) * k).sum(1) / (((e ** 2).sum(-1) * k).sum(1)).clamp_min(1e-12)
-    return rel[rows].mean() if rows.any() else rel.sum() * 0
-
-
-GUIDANCE = 7.5  # pivot's default guidance scale
-
-
-@torch.no_grad()
-def calibrated_target(unet, text_encoder, z0, t, noise, acp, empty, captioned, scale):
-    """What a captioned row's prediction regresses to so that guidance w acts as w * ``scale`` does on a plain
-    model: eps_u + scale (eps - eps_u), with eps_u the model's own (detached) prediction under the empty prompt;
-    rows without a caption keep ``noise``. Its minimiser is (1 - scale) eps_u + scale E[eps | x_t, c]."""
-    zt = ts.noised(z0, t, noise, acp)
-    context = text_encoder(empty[None].expand(z0.shape[0], -1).to(z0.device))[0]
-    eps_u = unet(zt, t, context).sample.float()
-    target = eps_u + scale * (noise - eps_u)
-    return torch.where(captioned.view(-1, 1, 1, 1), target, noise)
 
 
 def make_contextless(text_encoder):
@@ -148,14 +66,7 @@ def main():
     ap.add_argument("--scenes", type=int, default=8000)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--token-loss", type=float, default=0.05)
-    ap.add_argument("--function-loss", type=float, default=0.1)
-    ap.add_argument(
-        "--foreign-loss", type=float, default=0.0,
-        help="weight of the attention mass each pixel gives to another region's colour, shape or background word")
-    ap.add_argument(
-        "--leak-loss", type=float, default=0.0,
-        help="weight of the phrase-locality loss: swapping a colour, shape or background word may change that "
-        "word's embedding and the next word's (the word it describes), no other token's")
+    losses.add_arguments(ap, function_loss=0.1)
     ap.add_argument(
         "--effective-guidance", type=float, default=0.0,
         help="train the captioned prediction towards eps_u + (G / 7.5) (eps - eps_u), so that guidance 7.5 acts "
@@ -189,7 +100,7 @@ def main():
     data = dict(train=train)
     unet.train()
     text_encoder.train()
-    recorder = ts.CrossAttentionRecorder()
+    recorder = losses.CrossAttentionRecorder()
     recorder.install(unet)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(ts.param_groups(unet, text_encoder), lr=args.lr)
@@ -197,40 +108,30 @@ def main():
     gen = torch.Generator().manual_seed(args.seed + 55)
     acp = ts.alphas_cumprod()
     empty = ts.tokenize(tokenizer, [""])[0]
-    kinds = word_kinds(tokenizer)
+    word_losses = losses.WordLosses(args, tokenizer)
     progress = ts.Progress("finetune", args.steps)
     seen = []
     for step in range(args.steps):
         ts.set_lr(opt, ts.lr_at(step, args.steps, args.lr, warmup=50))
         z0, ids, t, noise, words = ts.sample_batch(data, empty, args, gen)
-        pos, reg, masks, valid = words
         recorder.maps.clear()
         target = None
         if args.effective_guidance > 0:
-            target = calibrated_target(unet, text_encoder, z0, t, noise, acp, empty, valid.any(1),
-                                       args.effective_guidance / GUIDANCE)
+            target = losses.calibrated_target(unet, text_encoder, z0, t, noise, acp, empty, words[3].any(1),
+                                              args.effective_guidance / losses.GUIDANCE)
         loss, token, _ = ts.diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, args.min_snr, recorder, words,
                                            target)
-        maps = recorder.last  # this pass's cross-attention maps, kept by diffusion_loss
-        captioned = valid.any(1)
-        func = captioned_mean(function_mass(maps, ids, pos), captioned)
-        total = loss + args.token_loss * token + args.function_loss * func
-        foreign, leak = torch.zeros(()), torch.zeros(())
-        if args.foreign_loss > 0:
-            foreign = captioned_mean(foreign_mass(maps, pos, reg, masks.float(), valid), captioned)
-            total = total + args.foreign_loss * foreign
-        if args.leak_loss > 0:
-            swapped, keep = swapped_words(ids.cpu(), pos.cpu(), valid.cpu(), kinds, gen)
-            leak = leakage(text_encoder, ids, swapped.to(ids.device), keep.to(ids.device), captioned)
-            total = total + args.leak_loss * leak
+        extra, values = word_losses(recorder.last, text_encoder, ids, t, words, gen)
+        total = loss + args.token_loss * token + extra
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         ema.update()
-        seen.append((token.item(), func.item(), leak.item(), foreign.item()))
-        tk, fn, lk, fg = np.mean(seen[-50:], axis=0)
-        progress.update(step, loss.item(), f" token {tk:.4f} function mass {fn:.3f} leak {lk:.4f} foreign {fg:.4f}")
+        seen.append((token.item(), values["function"], values["leak"], values["foreign"], values["own"]))
+        tk, fn, lk, fg, ow = np.mean(seen[-50:], axis=0)
+        progress.update(step, loss.item(),
+                        f" token {tk:.4f} function mass {fn:.3f} leak {lk:.4f} foreign {fg:.4f} own {ow:.4f}")
     ema.copy_to_params()
     recorder.last, recorder.maps = [], []
     from diffusers.models.attention_processor import AttnProcessor2_0
@@ -244,21 +145,23 @@ def main():
     ts.publish(tmp, args.out)
     hits, rows, grid = ts.self_check(args.out, 8, args.seed + 44)
     grid.save(os.path.join(args.out, "self-check.png"))
-    tk, fn, lk, fg = np.mean(seen[-100:], axis=0)
+    tk, fn, lk, fg, ow = np.mean(seen[-100:], axis=0)
     with open(os.path.join(args.out, "README.md"), "a") as f:
         f.write(f"""
 ## Fine-tuned so that function words carry nothing
 
 `python3 -m scripts.demo.finetune_shapes --model <the model above> --out <this folder> --steps {args.steps}
 --lr {args.lr} --token-loss {args.token_loss} --function-loss {args.function_loss} --leak-loss {args.leak_loss}
---foreign-loss {args.foreign_loss} --effective-guidance {args.effective_guidance}`
+--foreign-loss {args.foreign_loss} --own-loss {args.own_loss} --own-mass {args.own_mass} --own-max-t {args.own_max_t}
+--effective-guidance {args.effective_guidance}`
 {"--contextless-text " if args.contextless_text else ""}({(time.time() - t0) / 60:.1f}
 minutes on cpu with {args.threads} thread(s)): {args.steps} more steps of the UNet and the text encoder at batch
 {args.batch} from the weights above, the VAE kept, adding {args.function_loss} x the cross-attention mass on tokens
 other than `<|startoftext|>` and the colour, shape and background words, and {args.leak_loss} x the relative
 change of the embeddings outside a swapped word's phrase, and {args.foreign_loss} x the attention pixels give to
-another region's words. Last 100 steps: token loss {tk:.4f}, function-word mass {fn:.3f}, leakage {lk:.4f},
-foreign mass {fg:.4f}. Self-check colour accuracy {hits}/8.
+another region's words, and {args.own_loss} x the shortfall of a pixel's attention to its own words below
+{args.own_mass}. Last 100 steps: token loss {tk:.4f}, function-word mass {fn:.3f}, leakage {lk:.4f},
+foreign mass {fg:.4f}, own-word shortfall {ow:.4f}. Self-check colour accuracy {hits}/8.
 """)
     ts.log(f"wrote {args.out} in {ts.fmt_time(time.time() - t0)}; self-check {hits}/8")
     ts.log("\n".join(rows))

@@ -94,6 +94,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from scripts.demo import shapes_world as world  # noqa: E402
+from scripts.demo.shapes_losses import CrossAttentionRecorder, WordLosses, noised, token_inside  # noqa: E402
+from scripts.demo import shapes_losses as losses  # noqa: E402
 from scripts.fixtures.make_tokenizer_fixtures import EOT, RESOURCE, clip_vocab, hub_configs, write_configs, write_vocab  # noqa: E402
 from scripts import REPO_ROOT  # noqa: E402
 
@@ -548,68 +550,6 @@ def alphas_cumprod():
     return DDIMScheduler.from_config(SCHEDULER_CONFIG).alphas_cumprod.float()
 
 
-class CrossAttentionRecorder:
-    """An attention processor for the cross-attention layers that keeps their probabilities.
-
-    Installed on every `attn2` of the UNet (`install`); while ``recording`` each call appends its
-    probabilities, averaged over heads, [B, N, 77], to ``maps`` (the token loss reads them, then clears them).
-    The arithmetic is diffusers' `AttnProcessor` (no attention mask: SD passes none to cross-attention).
-    """
-
-    def __init__(self):
-        self.maps = []
-        self.sides = []
-        self.recording = False
-
-    def install(self, unet):
-        from diffusers.models.attention_processor import AttnProcessor2_0
-        unet.set_attn_processor({name: (self if name.endswith("attn2.processor") else AttnProcessor2_0())
-                                 for name in unet.attn_processors})
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kw):
-        b, n, _ = hidden_states.shape
-        query = attn.head_to_batch_dim(attn.to_q(hidden_states))
-        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
-        key = attn.head_to_batch_dim(attn.to_k(context))
-        value = attn.head_to_batch_dim(attn.to_v(context))
-        probs = attn.get_attention_scores(query, key, None)  # [B * heads, N, 77]
-        if self.recording:
-            self.maps.append(probs.view(b, attn.heads, n, -1).mean(1))
-        out = attn.batch_to_head_dim(torch.bmm(probs, value))
-        out = attn.to_out[1](attn.to_out[0](out))
-        return out / attn.rescale_output_factor
-
-
-def word_attention(maps, pos, reg, masks):
-    """Per cross-attention layer, each supervised word's attention and its region's coverage at every pixel:
-    pairs ([B, N, SLOTS], [B, N, SLOTS]).
-
-    ``maps``: [B, N, 77] per layer; ``pos``/``reg``: [B, SLOTS]; ``masks``: [B, 3, 16, 16] region coverage at
-    16x16, average-pooled to each layer's side (8x8 for the inner layers).
-    """
-    index = pos.clamp(min=0)
-    for m in maps:
-        bsz, n, _ = m.shape
-        side = int(round(math.sqrt(n)))
-        region = masks if side == masks.shape[-1] else torch.nn.functional.adaptive_avg_pool2d(masks, side)
-        region = region.flatten(2)  # [B, 3, N]
-        a = torch.gather(m, 2, index[:, None, :].expand(bsz, n, index.shape[1]))  # [B, N, SLOTS]
-        w = torch.gather(region, 1, reg[:, :, None].expand(-1, -1, n)).transpose(1, 2)  # [B, N, SLOTS]
-        yield a, w
-
-
-def token_inside(maps, pos, reg, masks):
-    """Per layer, the share of each supervised word's cross-attention mass inside its region: [layers, B, SLOTS]
-    (arguments as `word_attention`)."""
-    return torch.stack([(a * w).sum(1) / a.sum(1).clamp_min(1e-12) for a, w in word_attention(maps, pos, reg, masks)])
-
-
-def noised(z0, t, noise, acp):
-    """The forward process at timesteps ``t``: sqrt(acp) z0 + sqrt(1 - acp) noise."""
-    a = acp[t].view(-1, 1, 1, 1)
-    return a.sqrt() * z0 + (1 - a).sqrt() * noise
-
-
 def diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, snr_gamma=0.0, recorder=None, words=None,
                    target=None):
     """Epsilon-prediction MSE (with ``snr_gamma`` > 0 each sample weighted min(SNR, gamma) / SNR, Min-SNR),
@@ -632,9 +572,8 @@ def diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, snr_gamma=0.0, re
         pos, reg, masks, valid = words
         inside = token_inside(recorder.maps, pos, reg, masks.float())  # [layers, B, SLOTS]
         recorder.sides = [int(round(math.sqrt(m.shape[1]))) for m in recorder.maps]
-        v = valid.float()[None]
-        token = (((1 - inside) ** 2) * v).sum() / (v.sum() * inside.shape[0]).clamp_min(1)
-        recorder.last = list(recorder.maps)  # for losses of the same pass elsewhere (finetune_shapes)
+        token = losses.token_loss(inside, valid)
+        recorder.last = list(recorder.maps)  # for the word losses of the same pass
         recorder.maps.clear()
         recorder.recording = False
     return per_sample.mean(), token, inside
@@ -750,13 +689,19 @@ def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep
     if start:
         progress.losses = list(state.get("losses", []))
         history = state.get("history", history)
-    tokens_seen = []
+    tokens_seen, word_seen = [], []
+    word_losses = WordLosses(args, tokenizer)
+    record = args.token_loss > 0 or word_losses.active
     for step in range(start, args.unet_steps):
         set_lr(opt, lr_at(step, args.unet_steps, args.unet_lr, warmup=min(200, args.unet_steps // 10 + 1)))
         z0, ids, t, noise, words = sample_batch(data, empty, args, gen)
         loss, token, _ = diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, args.min_snr, recorder,
-                                        words if args.token_loss > 0 else None)
+                                        words if record else None)
         total = loss + args.token_loss * token if token is not None else loss
+        if word_losses.active:
+            extra, values = word_losses(recorder.last, text_encoder, ids, t, words, gen)
+            total = total + extra
+            word_seen.append(list(values.values()))
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -764,7 +709,11 @@ def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep
         if ema:
             ema.update()
         tokens_seen.append(token.item() if token is not None else 0.0)
-        progress.update(step, loss.item(), f" token {np.mean(tokens_seen[-50:]):.4f}")
+        shown = f" token {np.mean(tokens_seen[-50:]):.4f}"
+        if word_seen:
+            shown += " " + " ".join(f"{k} {v:.4f}" for k, v in zip(("function", "foreign", "own", "leak"),
+                                                                 np.mean(word_seen[-50:], axis=0)))
+        progress.update(step, loss.item(), shown)
         if (step + 1) % max(1, args.unet_steps // 8) == 0 and step + 1 < args.unet_steps:
             held, inside = heldout_metrics(unet, text_encoder, data, acp, device, args.seed + 33, recorder)
             history["heldout"].append((step + 1, round(held, 5)))
@@ -990,7 +939,7 @@ def parse_args(argv=None):
 
 # The training options a rebuild command must repeat when they differ from their defaults, and those defaults
 # as the parser has them (filled by parse_args).
-TRAINING_OPTIONS = ("vae_lr", "unet_lr", "kl_weight", "caption_dropout", "min_snr", "ema", "token_loss")
+TRAINING_OPTIONS = ("vae_lr", "unet_lr", "kl_weight", "caption_dropout", "min_snr", "ema", "token_loss") + losses.OPTIONS
 PARSER_DEFAULTS = {}
 
 
@@ -1013,6 +962,7 @@ def parser():
     ap.add_argument("--ema", type=float, default=0.995, help="EMA max decay; 0 turns EMA off")
     ap.add_argument("--token-loss", type=float, default=0.1,
                     help="weight of the token loss that keeps each word's cross-attention on its object; 0 = off")
+    losses.add_arguments(ap)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (use 1 on a busy machine)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -1043,10 +993,11 @@ def load_resume_state(args, ckpt):
         return None
     state = ckpt.load()
     for key in ("vae_steps", "vae_batch", "unet_steps", "batch", "scenes", "heldout", "seed", "vae_lr",
-                "unet_lr", "kl_weight", "caption_dropout", "min_snr", "ema", "token_loss"):
-        if state["args"][key] != getattr(args, key):
-            log(f"resume: using the checkpoint's {key} = {state['args'][key]} (not {getattr(args, key)})")
-            setattr(args, key, state["args"][key])
+                "unet_lr", "kl_weight", "caption_dropout", "min_snr", "ema", "token_loss") + losses.OPTIONS:
+        saved = state["args"].get(key, getattr(args, key))  # options newer than the checkpoint keep theirs
+        if saved != getattr(args, key):
+            log(f"resume: using the checkpoint's {key} = {saved} (not {getattr(args, key)})")
+            setattr(args, key, saved)
     return state
 
 

@@ -1,0 +1,242 @@
+"""The word losses of the shapes demo model: where each word's cross-attention goes, what each pixel reads,
+and what a swapped word may change.
+
+`train_shapes` (from scratch) and `finetune_shapes` (from a trained model) share them; `bench_p2p_shapes`
+reads attention with the same recorder. All act on the cross-attention probabilities a
+`CrossAttentionRecorder` keeps (per layer [B, N, 77], averaged over heads) and on the supervised words of a
+caption: up to `SLOTS` colour, shape and background words, their token positions ``pos`` [B, SLOTS] (-1
+unused), their regions ``reg`` [B, SLOTS] (0, 1: objects, 2: background) and the regions' coverage ``masks``
+[B, 3, 16, 16]; ``valid`` [B, SLOTS] marks the words of rows that kept their caption.
+
+* token loss (TokenCompose's L_token, Wang et al., CVPR 2024): (1 - the share of a word's mass inside its
+  region)^2, so a word's map lies on its object;
+* function mass: the mass on tokens other than `<|startoftext|>` and the supervised words, which carry the
+  object before them in a causal encoder;
+* foreign mass: the attention each pixel gives to another region's words, so a word swapped in one object's
+  phrase reaches no pixel of the other object;
+* own shortfall: how far a pixel's attention to its own region's words falls below a floor, so P2P's
+  reweighting (which scales that attention) and a swapped word's value reach the pixel;
+* leakage: the relative change of the embeddings outside a swapped word's phrase;
+* calibrated guidance: a target that makes guidance 7.5 act as a smaller scale.
+"""
+import math
+
+import torch
+
+from scripts.demo import shapes_world as world
+
+GUIDANCE = 7.5  # pivot's default guidance scale
+
+
+class CrossAttentionRecorder:
+    """An attention processor for the cross-attention layers that keeps their probabilities.
+
+    Installed on every `attn2` of the UNet (`install`); while ``recording`` each call appends its
+    probabilities, averaged over heads, [B, N, 77], to ``maps``.
+    The arithmetic is diffusers' `AttnProcessor` (no attention mask: SD passes none to cross-attention).
+    """
+
+    def __init__(self):
+        self.maps = []
+        self.sides = []
+        self.last = []
+        self.recording = False
+
+    def install(self, unet):
+        from diffusers.models.attention_processor import AttnProcessor2_0
+        unet.set_attn_processor({name: (self if name.endswith("attn2.processor") else AttnProcessor2_0())
+                                 for name in unet.attn_processors})
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kw):
+        b, n, _ = hidden_states.shape
+        query = attn.head_to_batch_dim(attn.to_q(hidden_states))
+        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+        key = attn.head_to_batch_dim(attn.to_k(context))
+        value = attn.head_to_batch_dim(attn.to_v(context))
+        probs = attn.get_attention_scores(query, key, None)  # [B * heads, N, 77]
+        if self.recording:
+            self.maps.append(probs.view(b, attn.heads, n, -1).mean(1))
+        out = attn.batch_to_head_dim(torch.bmm(probs, value))
+        out = attn.to_out[1](attn.to_out[0](out))
+        return out / attn.rescale_output_factor
+
+
+def word_attention(maps, pos, reg, masks):
+    """Per cross-attention layer, each supervised word's attention and its region's coverage at every pixel:
+    pairs ([B, N, SLOTS], [B, N, SLOTS]). ``masks`` are average-pooled to each layer's side (8x8 inside)."""
+    index = pos.clamp(min=0)
+    for m in maps:
+        bsz, n, _ = m.shape
+        side = int(round(math.sqrt(n)))
+        region = masks if side == masks.shape[-1] else torch.nn.functional.adaptive_avg_pool2d(masks, side)
+        region = region.flatten(2)  # [B, 3, N]
+        a = torch.gather(m, 2, index[:, None, :].expand(bsz, n, index.shape[1]))  # [B, N, SLOTS]
+        w = torch.gather(region, 1, reg[:, :, None].expand(-1, -1, n)).transpose(1, 2)  # [B, N, SLOTS]
+        yield a, w
+
+
+def token_inside(maps, pos, reg, masks):
+    """Per layer, the share of each supervised word's cross-attention mass inside its region: [layers, B, SLOTS]."""
+    return torch.stack([(a * w).sum(1) / a.sum(1).clamp_min(1e-12) for a, w in word_attention(maps, pos, reg, masks)])
+
+
+def token_loss(inside, valid):
+    """TokenCompose's L_token: the mean over valid words and layers of (1 - share inside)^2."""
+    v = valid.float()[None]
+    return (((1 - inside) ** 2) * v).sum() / (v.sum() * inside.shape[0]).clamp_min(1)
+
+
+def noised(z0, t, noise, acp):
+    """The forward process at timesteps ``t``: sqrt(acp) z0 + sqrt(1 - acp) noise."""
+    a = acp[t].view(-1, 1, 1, 1)
+    return a.sqrt() * z0 + (1 - a).sqrt() * noise
+
+
+def function_mass(maps, ids, content_pos):
+    """Mean over layers, pixels and captions of the attention mass on tokens that are neither
+    `<|startoftext|>` nor a supervised word: [B] per caption, averaged over layers."""
+    bsz = ids.shape[0]
+    keep = torch.zeros(bsz, ids.shape[1], dtype=torch.bool, device=ids.device)
+    keep[:, 0] = True
+    rows = torch.arange(bsz, device=ids.device)[:, None].expand_as(content_pos)
+    ok = content_pos >= 0
+    keep[rows[ok], content_pos[ok]] = True
+    total = 0
+    for m in maps:  # [B, N, 77]
+        total = total + (m * (~keep)[:, None, :].float()).sum(-1).mean(-1)
+    return total / len(maps)
+
+
+def foreign_mass(maps, pos, reg, masks, valid):
+    """Mean over layers and pixels of the attention each pixel gives to supervised words of *other* regions
+    (another object's colour or shape word, or the background's, from inside an object): [B]."""
+    total = 0
+    for a, own in word_attention(maps, pos, reg, masks):  # [B, N, SLOTS] each
+        total = total + (a * (1 - own) * valid[:, None, :].float()).sum(-1).mean(-1)
+    return total / len(maps)
+
+
+def own_shortfall(maps, pos, reg, masks, valid, floor):
+    """Mean over layers of how far each pixel's attention to its own region's words falls short of ``floor``:
+    coverage x relu(floor - mass)^2 summed over pixels and words, over the summed coverage: [B].
+    Without it `<|startoftext|>` takes ~95% of an object pixel's attention and its colour word < 1%, so P2P's
+    reweighting (which scales that < 1%) changes nothing and a swapped word's value barely reaches the pixel."""
+    total = 0
+    for a, own in word_attention(maps, pos, reg, masks):  # [B, N, SLOTS] each
+        w = own * valid[:, None, :].float()
+        total = total + (w * torch.relu(floor - a) ** 2).sum((1, 2)) / w.sum((1, 2)).clamp_min(1e-6)
+    return total / len(maps)
+
+
+def captioned_mean(per_row, captioned):
+    """The mean of ``per_row`` [B] over the rows that kept their caption (0 when none did)."""
+    c = captioned.float()
+    return (per_row * c).sum() / c.sum().clamp_min(1)
+
+
+def word_kinds(tokenizer):
+    """Token ids of the world's colour, shape and background words: {kind: [N] int64}."""
+    def ids(words):
+        return torch.tensor([tokenizer(w).input_ids[1] for w in words])
+    return dict(colour=ids(world.COLOURS), shape=ids(world.SHAPES), background=ids(world.BACKGROUNDS))
+
+
+def swapped_words(ids, pos, valid, kinds, gen):
+    """Each captioned row of ``ids`` [B, 77] with one supervised word (a random valid slot of ``pos``)
+    swapped for another word of its kind, and [B, 77] the positions whose embedding must not change: all but
+    the swapped word and, after a colour word, the word it describes (its shape, or `background`)."""
+    out = ids.clone()
+    keep = torch.ones(ids.shape, dtype=torch.bool)
+    rows = valid.any(1).nonzero().flatten().tolist()
+    for b in rows:
+        slots = valid[b].nonzero().flatten()
+        p = int(pos[b, slots[torch.randint(len(slots), (1,), generator=gen)]])
+        token = ids[b, p]
+        kind = next(k for k, v in kinds.items() if bool((v == token).any()))
+        others = kinds[kind][kinds[kind] != token]
+        out[b, p] = others[torch.randint(len(others), (1,), generator=gen)]
+        keep[b, p] = False
+        if kind != "shape":
+            keep[b, p + 1] = False
+    return out, keep
+
+
+def leakage(text_encoder, ids, swapped, keep, rows):
+    """Mean over ``rows`` of the relative squared change of the embeddings at the ``keep`` positions when
+    ``ids`` become ``swapped``: 0 when a swapped word reaches no token but its own phrase."""
+    e, e2 = text_encoder(ids)[0], text_encoder(swapped)[0]  # [B, 77, D]
+    k = keep.float()
+    rel = (((e - e2) ** 2).sum(-1) * k).sum(1) / (((e ** 2).sum(-1) * k).sum(1)).clamp_min(1e-12)
+    return rel[rows].mean() if rows.any() else rel.sum() * 0
+
+
+@torch.no_grad()
+def calibrated_target(unet, text_encoder, z0, t, noise, acp, empty, captioned, scale):
+    """What a captioned row's prediction regresses to so that guidance w acts as w * ``scale`` does on a plain
+    model: eps_u + scale (eps - eps_u), with eps_u the model's own (detached) prediction under the empty prompt;
+    rows without a caption keep ``noise``. Its minimiser is (1 - scale) eps_u + scale E[eps | x_t, c]."""
+    zt = noised(z0, t, noise, acp)
+    context = text_encoder(empty[None].expand(z0.shape[0], -1).to(z0.device))[0]
+    eps_u = unet(zt, t, context).sample.float()
+    target = eps_u + scale * (noise - eps_u)
+    return torch.where(captioned.view(-1, 1, 1, 1), target, noise)
+
+
+# The options of `WordLosses`, as argparse destinations; a training command must repeat those that differ.
+OPTIONS = ("function_loss", "foreign_loss", "own_loss", "own_mass", "own_max_t", "leak_loss")
+
+
+def add_arguments(ap, function_loss=0.0, foreign_loss=0.0, own_loss=0.0, leak_loss=0.0):
+    """Adds the options of `WordLosses` to an argparse parser, with these default weights."""
+    ap.add_argument("--function-loss", type=float, default=function_loss,
+                    help="weight of the attention mass on tokens other than <|startoftext|> and the "
+                    "colour, shape and background words")
+    ap.add_argument("--foreign-loss", type=float, default=foreign_loss,
+                    help="weight of the attention each pixel gives to another region's words")
+    ap.add_argument("--own-loss", type=float, default=own_loss,
+                    help="weight of the shortfall of a pixel's attention to its own region's words below "
+                    "--own-mass (at timesteps below --own-max-t)")
+    ap.add_argument("--own-mass", type=float, default=0.2, help="the attention each own word should get at least")
+    ap.add_argument("--own-max-t", type=int, default=800, help="the own loss applies at timesteps below this")
+    ap.add_argument("--leak-loss", type=float, default=leak_loss,
+                    help="weight of the phrase-locality loss: swapping a colour, shape or background word may "
+                    "change that word's embedding and the next word's, no other token's")
+
+
+class WordLosses:
+    """The weighted sum of the function, foreign, own and leak losses of one training pass (the options of
+    `add_arguments`, read from ``args``); the token loss stays with the diffusion loss that records the maps."""
+
+    def __init__(self, args, tokenizer):
+        for key in OPTIONS:
+            setattr(self, key, getattr(args, key))
+        self.kinds = word_kinds(tokenizer)
+
+    @property
+    def active(self):
+        return any(w > 0 for w in (self.function_loss, self.foreign_loss, self.own_loss, self.leak_loss))
+
+    def __call__(self, maps, text_encoder, ids, t, words, gen):
+        """(weighted total, {name: value}) for a batch whose cross-attention ``maps`` were recorded; ``gen``
+        draws the swapped words of the leak loss."""
+        pos, reg, masks, valid = words
+        masks = masks.float()
+        captioned = valid.any(1)
+        zero = torch.zeros((), device=ids.device)
+        values = dict(function=zero, foreign=zero, own=zero, leak=zero)
+        total = zero
+        if self.function_loss > 0:
+            values["function"] = captioned_mean(function_mass(maps, ids, pos), captioned)
+            total = total + self.function_loss * values["function"]
+        if self.foreign_loss > 0:
+            values["foreign"] = captioned_mean(foreign_mass(maps, pos, reg, masks, valid), captioned)
+            total = total + self.foreign_loss * values["foreign"]
+        if self.own_loss > 0:
+            values["own"] = captioned_mean(own_shortfall(maps, pos, reg, masks, valid, self.own_mass),
+                                           captioned & (t < self.own_max_t))
+            total = total + self.own_loss * values["own"]
+        if self.leak_loss > 0:
+            swapped, keep = swapped_words(ids.cpu(), pos.cpu(), valid.cpu(), self.kinds, gen)
+            values["leak"] = leakage(text_encoder, ids, swapped.to(ids.device), keep.to(ids.device), captioned)
+            total = total + self.leak_loss * values["leak"]
+        return total, {k: float(v) for k, v in values.items()}
