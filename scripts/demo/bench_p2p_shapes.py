@@ -211,7 +211,7 @@ def attention_shares(model, data, steps):
     import torch
     from diffusers import DDIMInverseScheduler, StableDiffusionPipeline
     from scripts.demo.shapes_losses import CrossAttentionRecorder, token_inside
-    from scripts.demo.train_shapes import region_masks, word_slots
+    from scripts.demo.shapes_model import region_masks, word_slots
 
     pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, requires_safety_checker=False)
     unet, vae, tokenizer = pipe.unet, pipe.vae, pipe.tokenizer

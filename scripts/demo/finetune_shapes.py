@@ -41,7 +41,10 @@ import numpy as np
 import torch
 
 from scripts.demo import shapes_losses as losses
+from scripts.demo import shapes_model
 from scripts.demo import train_shapes as ts
+from scripts.demo.shapes_export import publish, save_networks, self_check
+from scripts.demo.shapes_training import EMA, Progress, fmt_time, log, lr_at, param_groups, set_lr
 
 
 def make_contextless(text_encoder):
@@ -93,9 +96,9 @@ def main():
     unet = UNet2DConditionModel.from_pretrained(args.model, subfolder="unet", torch_dtype=torch.float32)
     if args.contextless_text:
         make_contextless(text_encoder)
-    tokenizer = ts.load_tokenizer()
+    tokenizer = shapes_model.load_tokenizer()
     with torch.no_grad():
-        train, _ = ts.encode_scenes(vae, np.arange(args.scenes), args.device, tokenizer)
+        train, _ = shapes_model.encode_scenes(vae, np.arange(args.scenes), args.device, tokenizer)
     # the scale-1 VAE already encodes balanced latents; its sample mean is kept, not re-folded
     data = dict(train=train)
     unet.train()
@@ -103,16 +106,16 @@ def main():
     recorder = losses.CrossAttentionRecorder()
     recorder.install(unet)
     params = list(unet.parameters()) + list(text_encoder.parameters())
-    opt = torch.optim.AdamW(ts.param_groups(unet, text_encoder), lr=args.lr)
-    ema = ts.EMA(params, args.ema)
+    opt = torch.optim.AdamW(param_groups(unet, text_encoder), lr=args.lr)
+    ema = EMA(params, args.ema)
     gen = torch.Generator().manual_seed(args.seed + 55)
-    acp = ts.alphas_cumprod()
-    empty = ts.tokenize(tokenizer, [""])[0]
+    acp = shapes_model.alphas_cumprod()
+    empty = shapes_model.tokenize(tokenizer, [""])[0]
     word_losses = losses.WordLosses(args, tokenizer)
-    progress = ts.Progress("finetune", args.steps)
+    progress = Progress("finetune", args.steps)
     seen = []
     for step in range(args.steps):
-        ts.set_lr(opt, ts.lr_at(step, args.steps, args.lr, warmup=50))
+        set_lr(opt, lr_at(step, args.steps, args.lr, warmup=50))
         z0, ids, t, noise, words = ts.sample_batch(data, empty, args, gen)
         recorder.maps.clear()
         target = None
@@ -141,9 +144,9 @@ def main():
     tmp = args.out.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(args.model, tmp)
-    ts.save_networks(tmp, dict(text_encoder=text_encoder, unet=unet))
-    ts.publish(tmp, args.out)
-    hits, rows, grid = ts.self_check(args.out, 8, args.seed + 44)
+    save_networks(tmp, dict(text_encoder=text_encoder, unet=unet))
+    publish(tmp, args.out)
+    hits, rows, grid = self_check(args.out, 8, args.seed + 44)
     grid.save(os.path.join(args.out, "self-check.png"))
     tk, fn, lk, fg, ow = np.mean(seen[-100:], axis=0)
     with open(os.path.join(args.out, "README.md"), "a") as f:
@@ -163,8 +166,8 @@ another region's words, and {args.own_loss} x the shortfall of a pixel's attenti
 {args.own_mass}. Last 100 steps: token loss {tk:.4f}, function-word mass {fn:.3f}, leakage {lk:.4f},
 foreign mass {fg:.4f}, own-word shortfall {ow:.4f}. Self-check colour accuracy {hits}/8.
 """)
-    ts.log(f"wrote {args.out} in {ts.fmt_time(time.time() - t0)}; self-check {hits}/8")
-    ts.log("\n".join(rows))
+    log(f"wrote {args.out} in {fmt_time(time.time() - t0)}; self-check {hits}/8")
+    log("\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ and edit one of them, e.g.
 
 import argparse
 import os
-import sys
 
 
 from scripts.demo import shapes_world as world  # noqa: E402
