@@ -47,6 +47,10 @@ from scripts.demo.shapes_export import publish, save_networks, self_check
 from scripts.demo.shapes_training import EMA, Progress, fmt_time, log, lr_at, param_groups, set_lr
 
 
+# Scenes of the reweighting set: seeds from here up (beside the training set [0, scenes), never benchmarked).
+REWEIGHT_SEED_BASE = 20_000_000
+
+
 def make_contextless(text_encoder):
     """Zeroes and freezes every self-attention output projection of a CLIP text encoder: the residual
     stream then carries each token's own embedding and position through the MLPs only, so a token's output
@@ -58,6 +62,36 @@ def make_contextless(text_encoder):
             proj.weight.zero_()
             proj.bias.zero_()
         proj.requires_grad_(False)
+
+
+@torch.no_grad()
+def encode_reweighted(vae, seeds, tokenizer, batch=64):
+    """The reweighting set (`shapes_losses.reweighted_scene` of each seed): latent means [N, 4, 16, 16] of the
+    variants, token ids [N, 77], equalizers [N, 77] (the weight at the colour word, 1 elsewhere)."""
+    latents, ids, eq = [], [], []
+    for i in range(0, len(seeds), batch):
+        rows = [losses.reweighted_scene(s) for s in seeds[i:i + batch]]
+        latents.append(vae.encode(shapes_model.images_to_tensor([r[1] for r in rows])).latent_dist.mean.float())
+        ids.append(shapes_model.tokenize(tokenizer, [r[0] for r in rows]))
+        e = torch.ones(len(rows), 77)
+        for j, (_, _, pos, weight) in enumerate(rows):
+            e[j, pos] = weight
+        eq.append(e)
+    return dict(latents=torch.cat(latents), ids=torch.cat(ids), equalizer=torch.cat(eq))
+
+
+def reweight_loss(unet, text_encoder, recorder, rw, args, acp, gen):
+    """The denoising loss of ``args.reweight_batch`` reweighting examples, their equalizer installed."""
+    idx = torch.randint(rw["latents"].shape[0], (args.reweight_batch,), generator=gen)
+    z0 = rw["latents"][idx]
+    t = torch.randint(0, 1000, (len(idx),), generator=gen)
+    noise = torch.randn(z0.shape, generator=gen)
+    recorder.equalizer = rw["equalizer"][idx]
+    try:
+        loss, _, _ = ts.diffusion_loss(unet, text_encoder, z0, rw["ids"][idx], t, noise, acp, args.min_snr, recorder)
+    finally:
+        recorder.equalizer = None
+    return loss
 
 
 def main():
@@ -74,6 +108,12 @@ def main():
         "--effective-guidance", type=float, default=0.0,
         help="train the captioned prediction towards eps_u + (G / 7.5) (eps - eps_u), so that guidance 7.5 acts "
         "as guidance G would on the plain model (0: off)")
+    ap.add_argument(
+        "--reweight-loss", type=float, default=0.0,
+        help="weight of the reweighting loss: with a colour word's attention scaled by 0.5 or 2 (P2P's "
+        "equalizer), denoise towards the scene with that object's colour less or more saturated")
+    ap.add_argument("--reweight-scenes", type=int, default=2000, help="scenes of the reweighting set")
+    ap.add_argument("--reweight-batch", type=int, default=8, help="reweighting examples per step")
     ap.add_argument("--caption-dropout", type=float, default=0.1)
     ap.add_argument("--min-snr", type=float, default=5.0)
     ap.add_argument("--ema", type=float, default=0.995)
@@ -99,6 +139,8 @@ def main():
     tokenizer = shapes_model.load_tokenizer()
     with torch.no_grad():
         train, _ = shapes_model.encode_scenes(vae, np.arange(args.scenes), args.device, tokenizer)
+        rw = (encode_reweighted(vae, REWEIGHT_SEED_BASE + np.arange(args.reweight_scenes), tokenizer)
+              if args.reweight_loss > 0 else None)
     # the scale-1 VAE already encodes balanced latents; its sample mean is kept, not re-folded
     data = dict(train=train)
     unet.train()
@@ -126,15 +168,19 @@ def main():
                                            target)
         extra, values = word_losses(recorder.last, text_encoder, ids, t, words, gen)
         total = loss + args.token_loss * token + extra
+        rwl = torch.zeros(())
+        if rw is not None:
+            rwl = reweight_loss(unet, text_encoder, recorder, rw, args, acp, gen)
+            total = total + args.reweight_loss * rwl
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         ema.update()
-        seen.append((token.item(), values["function"], values["leak"], values["foreign"], values["own"]))
-        tk, fn, lk, fg, ow = np.mean(seen[-50:], axis=0)
-        progress.update(step, loss.item(),
-                        f" token {tk:.4f} function mass {fn:.3f} leak {lk:.4f} foreign {fg:.4f} own {ow:.4f}")
+        seen.append((token.item(), values["function"], values["leak"], values["foreign"], values["own"], rwl.item()))
+        tk, fn, lk, fg, ow, rl = np.mean(seen[-50:], axis=0)
+        progress.update(step, loss.item(), f" token {tk:.4f} function mass {fn:.3f} leak {lk:.4f} foreign {fg:.4f} "
+                        f"own {ow:.4f} reweight {rl:.5f}")
     ema.copy_to_params()
     recorder.last, recorder.maps = [], []
     from diffusers.models.attention_processor import AttnProcessor2_0
@@ -148,7 +194,7 @@ def main():
     publish(tmp, args.out)
     hits, rows, grid = self_check(args.out, 8, args.seed + 44)
     grid.save(os.path.join(args.out, "self-check.png"))
-    tk, fn, lk, fg, ow = np.mean(seen[-100:], axis=0)
+    tk, fn, lk, fg, ow, rl = np.mean(seen[-100:], axis=0)
     with open(os.path.join(args.out, "README.md"), "a") as f:
         f.write(f"""
 ## Fine-tuned so that function words carry nothing
@@ -156,7 +202,7 @@ def main():
 `python3 -m scripts.demo.finetune_shapes --model <the model above> --out <this folder> --steps {args.steps}
 --lr {args.lr} --token-loss {args.token_loss} --function-loss {args.function_loss} --leak-loss {args.leak_loss}
 --foreign-loss {args.foreign_loss} --own-loss {args.own_loss} --own-mass {args.own_mass} --own-max-t {args.own_max_t}
---effective-guidance {args.effective_guidance}`
+--effective-guidance {args.effective_guidance} --reweight-loss {args.reweight_loss}`
 {"--contextless-text " if args.contextless_text else ""}({(time.time() - t0) / 60:.1f}
 minutes on cpu with {args.threads} thread(s)): {args.steps} more steps of the UNet and the text encoder at batch
 {args.batch} from the weights above, the VAE kept, adding {args.function_loss} x the cross-attention mass on tokens
@@ -164,7 +210,7 @@ other than `<|startoftext|>` and the colour, shape and background words, and {ar
 change of the embeddings outside a swapped word's phrase, and {args.foreign_loss} x the attention pixels give to
 another region's words, and {args.own_loss} x the shortfall of a pixel's attention to its own words below
 {args.own_mass}. Last 100 steps: token loss {tk:.4f}, function-word mass {fn:.3f}, leakage {lk:.4f},
-foreign mass {fg:.4f}, own-word shortfall {ow:.4f}. Self-check colour accuracy {hits}/8.
+foreign mass {fg:.4f}, own-word shortfall {ow:.4f}, reweighting loss {rl:.5f} (x {args.reweight_loss}). Self-check colour accuracy {hits}/8.
 """)
     log(f"wrote {args.out} in {fmt_time(time.time() - t0)}; self-check {hits}/8")
     log("\n".join(rows))

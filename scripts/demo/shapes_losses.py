@@ -17,7 +17,9 @@ unused), their regions ``reg`` [B, SLOTS] (0, 1: objects, 2: background) and the
 * own shortfall: how far a pixel's attention to its own region's words falls below a floor, so P2P's
   reweighting (which scales that attention) and a swapped word's value reach the pixel;
 * leakage: the relative change of the embeddings outside a swapped word's phrase;
-* calibrated guidance: a target that makes guidance 7.5 act as a smaller scale.
+* calibrated guidance: a target that makes guidance 7.5 act as a smaller scale;
+* reweighting: with one object's colour word's attention scaled by w (P2P's equalizer), the model denoises
+  towards the scene with that object's colour `reweighted_saturation(w)` times as far from grey.
 """
 import math
 
@@ -32,7 +34,8 @@ class CrossAttentionRecorder:
     """An attention processor for the cross-attention layers that keeps their probabilities.
 
     Installed on every `attn2` of the UNet (`install`); while ``recording`` each call appends its
-    probabilities, averaged over heads, [B, N, 77], to ``maps``.
+    probabilities, averaged over heads, [B, N, 77], to ``maps``. With an ``equalizer`` [B, 77] the
+    probabilities are multiplied by it per token and not renormalised, as Prompt-to-Prompt's reweighting does.
     The arithmetic is diffusers' `AttnProcessor` (no attention mask: SD passes none to cross-attention).
     """
 
@@ -41,6 +44,7 @@ class CrossAttentionRecorder:
         self.sides = []
         self.last = []
         self.recording = False
+        self.equalizer = None
 
     def install(self, unet):
         from diffusers.models.attention_processor import AttnProcessor2_0
@@ -54,6 +58,8 @@ class CrossAttentionRecorder:
         key = attn.head_to_batch_dim(attn.to_k(context))
         value = attn.head_to_batch_dim(attn.to_v(context))
         probs = attn.get_attention_scores(query, key, None)  # [B * heads, N, 77]
+        if self.equalizer is not None:
+            probs = probs * self.equalizer.repeat_interleave(attn.heads, 0)[:, None, :].to(probs)
         if self.recording:
             self.maps.append(probs.view(b, attn.heads, n, -1).mean(1))
         out = attn.batch_to_head_dim(torch.bmm(probs, value))
@@ -240,3 +246,23 @@ class WordLosses:
             values["leak"] = leakage(text_encoder, ids, swapped.to(ids.device), keep.to(ids.device), captioned)
             total = total + self.leak_loss * values["leak"]
         return total, {k: float(v) for k, v in values.items()}
+
+
+def reweighted_saturation(weight):
+    """The saturation scale (`shapes_world.saturated`) the reweighting loss pairs with a colour word's
+    attention weight: w^0.3, so 0.5 -> 0.81 and 2 -> 1.23 (guidance then amplifies the difference)."""
+    return weight ** 0.3
+
+
+REWEIGHTS = (0.5, 2.0)
+
+
+def reweighted_scene(seed):
+    """The reweighting example of scene ``seed``: (caption, the variant image, token position of the
+    reweighted colour word, weight). The object (``seed`` mod its objects) and the weight (alternating over
+    ``seed // 2``) are fixed by the seed."""
+    _, caption, info = world.render(int(seed))
+    k = int(seed) % len(info["objects"])
+    weight = REWEIGHTS[(int(seed) // 2) % len(REWEIGHTS)]
+    image, _, _ = world.render_variant(info, index=k, saturation=reweighted_saturation(weight))
+    return caption, image, 2 + 4 * k, weight  # the colour word is word 1 + 4k, token 2 + 4k

@@ -114,6 +114,16 @@ def shape_mask(shape, cx, cy, size, angle, image_size=IMAGE_SIZE, supersample=SU
     return cover.mean(axis=(1, 3))
 
 
+def saturated(colour_rgb, scale):
+    """``colour_rgb`` moved away from (scale > 1) or towards (scale < 1) its grey of the same luma (Rec. 601),
+    clipped to [0, 255]; float64 [3]. Scale 1 returns the colour itself."""
+    c = np.asarray(colour_rgb, dtype=np.float64)
+    if scale == 1:
+        return c
+    grey = float(c @ np.array([0.299, 0.587, 0.114]))
+    return np.clip(grey + scale * (c - grey), 0, 255)
+
+
 def composite(mask, colour_rgb, background_rgb):
     """uint8 [H, W, 3] image: the background with the colour laid over by coverage ``mask``."""
     m = mask[..., None].astype(np.float64)
@@ -207,7 +217,7 @@ def render_objects(objects, background, image_size=IMAGE_SIZE):
         if o["colour"] not in COLOURS:
             raise ValueError(f"unknown colour {o['colour']!r}; known: {', '.join(COLOURS)}")
         m = shape_mask(o["shape"], o["cx"], o["cy"], o["size"], o["angle"], image_size)
-        a = a * (1 - m[..., None]) + np.asarray(COLOURS[o["colour"]], dtype=np.float64) * m[..., None]
+        a = a * (1 - m[..., None]) + saturated(COLOURS[o["colour"]], o.get("saturation", 1.0)) * m[..., None]
         for prev in out:
             prev["mask"] = prev["mask"] * (1 - m)
         union = np.maximum(union, m)
@@ -235,8 +245,9 @@ def render_single(seed, image_size=IMAGE_SIZE):
     return image, caption, info
 
 
-def render_variant(info, colour=None, shape=None, background=None, index=0):
-    """The same scene (positions, sizes, angles) with object ``index``'s colour or shape, or the background, changed.
+def render_variant(info, colour=None, shape=None, background=None, index=0, saturation=None):
+    """The same scene (positions, sizes, angles) with object ``index``'s colour, shape or ``saturation`` (a scale
+    of its colour's distance from grey, `saturated`), or the background, changed.
 
     ``info`` is what `render`, `render_objects` or `render_scene` returned; this is the ground truth of an edit
     of it. A circle turned into a square or triangle keeps angle 0 (circles have no angle).
@@ -250,6 +261,8 @@ def render_variant(info, colour=None, shape=None, background=None, index=0):
         objects[index]["colour"] = colour
     if shape is not None:
         objects[index]["shape"] = shape
+    if saturation is not None:
+        objects[index]["saturation"] = float(saturation)
     out = render_objects(objects, background or info["background"], info["image_size"])
     if "seed" in info:
         out[2]["seed"] = info["seed"]
