@@ -25,7 +25,8 @@ its defaults unless ``--steps``/``--inner-steps`` say otherwise) runs every edit
 default) it also measures where the words look: the scene's DDIM inversion under its caption in diffusers
 (same weights), the conditional cross-attention of the 16x16 down and up layers averaged over heads, layers
 and steps (P2P's maps), and per colour or shape word the share of that map's mass inside its object's
-coverage (block-averaged to 16x16). Writes ``--out/p2p.json``, ``--out/p2p.md``, per method the scores of every
+coverage (block-averaged to 16x16), and per object pixel the share of its attention its own colour and shape
+words get (what P2P's reweighting scales). Writes ``--out/p2p.json``, ``--out/p2p.md``, per method the scores of every
 scene ``--out/<method>-scenes.csv``, and a picture of a few scenes' edits ``--out/p2p-examples.png``.
 
     swift build -c release --product pivot
@@ -220,6 +221,7 @@ def attention_shares(model, data, steps):
     inverse = DDIMInverseScheduler.from_config(pipe.scheduler.config)
     inverse.set_timesteps(steps)
     colour, shape = [], []
+    reads = dict(colour=[], shape=[], start=[])  # what an object pixel reads: its colour word, shape word, <sot>
     with torch.no_grad():
         for s in data:
             x = torch.from_numpy(np.asarray(s["image"], dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
@@ -247,10 +249,19 @@ def attention_shares(model, data, steps):
                 if region == "background":
                     continue
                 (colour if word % 4 == 1 else shape).append(float(inside[j]))
+            for k in range(len(s["info"]["objects"])):
+                pixels = masks[0, k].flatten() > 0.5
+                if pixels.any():
+                    rows = maps[0][pixels]  # [pixels, 77]
+                    reads["colour"].append(float(rows[:, pos[2 * k]].mean()))
+                    reads["shape"].append(float(rows[:, pos[2 * k + 1]].mean()))
+                    reads["start"].append(float(rows[:, 0].mean()))
     both = colour + shape
     return dict(colour_mean=float(np.mean(colour)), shape_mean=float(np.mean(shape)), mean=float(np.mean(both)),
                 median=float(np.median(both)), min=float(np.min(both)),
-                at_least_70=float(np.mean([v >= 0.7 for v in both])), words=len(both))
+                at_least_70=float(np.mean([v >= 0.7 for v in both])), words=len(both),
+                pixel_colour=float(np.mean(reads["colour"])), pixel_shape=float(np.mean(reads["shape"])),
+                pixel_start=float(np.mean(reads["start"])))
 
 
 def example_grid(data, renders, path, n=6):
@@ -346,7 +357,9 @@ def markdown(report):
         a = report["attention"]
         lines += ["", f"Attention inside the object (P2P's 16x16 maps over the DDIM inversion, {a['words']} words): "
                   f"colour words {a['colour_mean']:.1%}, shape words {a['shape_mean']:.1%}, median {a['median']:.1%}, "
-                  f"worst {a['min']:.1%}; {a['at_least_70']:.0%} of the words have at least 70%."]
+                  f"worst {a['min']:.1%}; {a['at_least_70']:.0%} of the words have at least 70%. An object pixel "
+                  f"gives {a['pixel_colour']:.1%} of its attention to its colour word, {a['pixel_shape']:.1%} to its "
+                  f"shape word and {a['pixel_start']:.1%} to <|startoftext|>."]
     return lines
 
 

@@ -354,7 +354,7 @@ Weights are fp16 safetensors; the folder loads with diffusers' `StableDiffusionP
    **token loss** (TokenCompose's L_token, Wang et al., CVPR 2024): in every cross-attention layer, for each
    colour and shape word and the background's colour word, (1 - the share of the word's attention mass inside
    its region)^2, the regions being the renderer's object coverage and the background, block-averaged to the
-   layer's 16x16 or 8x8 grid.  Final training loss {unet_loss:.5f} (weighted), token loss {token_final:.4f};
+   layer's 16x16 or 8x8 grid.{word_losses}  Final training loss {unet_loss:.5f} (weighted), token loss {token_final:.4f};
    held-out loss {heldout_loss:.5f} (unweighted, EMA weights, {heldout} scenes); **{inside:.1%}** of the
    object words' attention at the 16x16 layers lies inside their objects (held-out scenes, t on a grid).
    During training (training weights): held-out loss {heldout_history}; attention inside {inside_history}.
@@ -384,7 +384,15 @@ def write_readme(out, args, metrics, sizes):
         cmd += " --quick"
     if args.seed != 0:
         cmd += f" --seed {args.seed}"
-    text = README.format(
+    terms = [f"{getattr(args, key):g} x the {name}" for key, name in (
+        ("function_loss", "attention mass on tokens other than `<|startoftext|>` and the supervised words"),
+        ("foreign_loss", "attention each pixel gives to another region's words"),
+        ("own_loss", f"shortfall of a pixel's attention to its own region's words below {args.own_mass:g} "
+         f"(t < {args.own_max_t})"),
+        ("leak_loss", "relative change of the embeddings outside a swapped word's phrase")) if getattr(args, key) > 0]
+    word_losses = ("  With the word losses of `shapes_losses.py` from the first step: " + "; ".join(terms) + "."
+                   if terms else "")
+    text = README.format(word_losses=word_losses,
         colours=", ".join(world.COLOURS), backgrounds=", ".join(world.BACKGROUNDS), cmd=cmd, seed=args.seed,
         minutes=metrics["minutes"], device=args.device, threads=args.threads,
         vae_ch=VAE_CONFIG["block_out_channels"], unet_ch=UNET_CONFIG["block_out_channels"],
