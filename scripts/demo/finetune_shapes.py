@@ -31,6 +31,11 @@ relative squared change elsewhere is the loss). `--foreign-loss` bounds the atte
 words of another region, so what a swapped word carries reaches no pixel of the other object.
 `--effective-guidance G` trains the captioned prediction towards eps_u + (G / 7.5) (eps - eps_u), so that guidance
 7.5 acts as guidance G does on the plain model (null-text's unconditional branch then needs to move less).
+`--own-loss` lifts each pixel's attention to its own region's words above `--own-mass`, so that P2P's
+reweighting (which scales that attention) has something to scale. `--reweight-loss` gives the weight a meaning:
+with a colour word's attention scaled by 0.5 or 2 the model denoises towards the scene whose object is less or
+more saturated (`shapes_losses.reweighted_scene`). The losses are those of `shapes_losses.py`, which
+`train_shapes` can also use from the first step.
 """
 import argparse
 import os
