@@ -264,7 +264,7 @@ def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep
         if word_losses.active:
             extra, values = word_losses(recorder.last, text_encoder, ids, t, words, gen)
             total = total + extra
-            word_seen.append(list(values.values()))
+            word_seen.append(values)
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -274,8 +274,7 @@ def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep
         tokens_seen.append(token.item() if token is not None else 0.0)
         shown = f" token {np.mean(tokens_seen[-50:]):.4f}"
         if word_seen:
-            shown += " " + " ".join(f"{k} {v:.4f}" for k, v in zip(("function", "foreign", "own", "leak"),
-                                                                 np.mean(word_seen[-50:], axis=0)))
+            shown += "".join(f" {k} {np.mean([v[k] for v in word_seen[-50:]]):.4f}" for k in word_seen[-1])
         progress.update(step, loss.item(), shown)
         if (step + 1) % max(1, args.unet_steps // 8) == 0 and step + 1 < args.unet_steps:
             held, inside = heldout_metrics(unet, text_encoder, data, acp, device, args.seed + 33, recorder)
