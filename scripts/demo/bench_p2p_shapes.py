@@ -21,7 +21,8 @@ default (the photo plus the change the edit made, ``output``) and on the model's
 * reweight: the mean HSV saturation inside the object; success when 0.5 gives less than 2 does.
 
 Every method (null-text, negative-prompt, direct, ddim) runs the recolour; the default method (null-text at
-its defaults unless ``--steps``/``--inner-steps`` say otherwise) runs every edit. With ``--attention`` (the
+its defaults unless ``--steps``/``--inner-steps``/``--pivot-args`` say otherwise) runs every edit (or the
+``--edits`` named). With ``--attention`` (the
 default) it also measures where the words look: the scene's DDIM inversion under its caption in diffusers
 (same weights), the conditional cross-attention of the 16x16 down and up layers averaged over heads, layers
 and steps (P2P's maps), and per colour or shape word the share of that map's mass inside its object's
@@ -37,6 +38,7 @@ import colorsys
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -137,6 +139,7 @@ def run_batch(exe, args, method, data, edits, photos):
         cmd += ["--inner-steps", str(args.inner_steps)]
     if args.guidance:
         cmd += ["--guidance", str(args.guidance)]
+    cmd += shlex.split(args.pivot_args)
     env = dict(os.environ, PIVOT_CACHE_DIR=os.path.join(args.out, "cache", method))
     t0 = time.time()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -283,6 +286,10 @@ def main():
     ap.add_argument("--inner-steps", type=int, default=0, help="null-text inner steps (default: pivot's, 10)")
     ap.add_argument("--guidance", type=float, default=0, help="guidance scale (default: pivot's, 7.5)")
     ap.add_argument("--methods", nargs="+", default=METHODS)
+    ap.add_argument("--edits", nargs="+", default=EDITS, choices=EDITS,
+                    help="the default method's edits (default: all; recolour always runs)")
+    ap.add_argument("--pivot-args", default="",
+                    help="more `pivot batch` flags for every edit, e.g. \"--self-replace 0.6\" (default: none)")
     ap.add_argument("--no-attention", dest="attention", action="store_false")
     ap.add_argument("--out", default="/tmp/p2p")
     args = ap.parse_args()
@@ -292,9 +299,10 @@ def main():
     data = two_object_scenes(args.scenes)
     for s in data:
         s["image"].save(os.path.join(photos, f"scene{s['index']:03d}.png"))
-    report = dict(scenes=args.scenes, steps=args.steps or 50, inner_steps=args.inner_steps or 10, methods={})
+    report = dict(scenes=args.scenes, steps=args.steps or 50, inner_steps=args.inner_steps or 10,
+                  pivot_args=args.pivot_args, methods={})
     for method in args.methods:
-        edits = EDITS if method == METHODS[0] else ["recolour"]
+        edits = ["recolour"] + [e for e in args.edits if e != "recolour"] if method == METHODS[0] else ["recolour"]
         results, seconds, wall = run_batch(exe, args, method, data, edits, photos)
         out_rows, render_rows, recon = {}, {}, []
         outputs = {}
@@ -312,7 +320,7 @@ def main():
             seconds_per_scene=wall / len(data), rows=len(seconds))
         print(method, json.dumps(report["methods"][method]), flush=True)
         write_scene_rows(os.path.join(args.out, f"{method}-scenes.csv"), data, edits, out_rows, recon)
-        if method == METHODS[0]:
+        if method == METHODS[0] and len(edits) == len(EDITS):
             example_grid(data, outputs, os.path.join(args.out, "p2p-examples.png"))
     if args.attention:
         report["attention"] = attention_shares(args.model, data, report["steps"])
