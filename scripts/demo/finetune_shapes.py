@@ -171,7 +171,8 @@ def main():
                                               args.effective_guidance / losses.GUIDANCE)
         loss, token, _ = ts.diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, args.min_snr, recorder, words,
                                            target)
-        extra, values = word_losses(recorder.last, text_encoder, ids, t, words, gen)
+        extra, values = word_losses(recorder.last, text_encoder, ids, t, words, gen, unet,
+                                    losses.noised(z0, t, noise, acp))
         total = loss + args.token_loss * token + extra
         rwl = torch.zeros(())
         if rw is not None:
@@ -182,10 +183,11 @@ def main():
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         ema.update()
-        seen.append((token.item(), values["function"], values["leak"], values["foreign"], values["own"], rwl.item()))
-        tk, fn, lk, fg, ow, rl = np.mean(seen[-50:], axis=0)
+        seen.append((token.item(), values["function"], values["leak"], values["foreign"], values["own"], rwl.item(),
+                     values["locality"]))
+        tk, fn, lk, fg, ow, rl, lc = np.mean(seen[-50:], axis=0)
         progress.update(step, loss.item(), f" token {tk:.4f} function mass {fn:.3f} leak {lk:.4f} foreign {fg:.4f} "
-                        f"own {ow:.4f} reweight {rl:.5f}")
+                        f"own {ow:.4f} reweight {rl:.5f} locality {lc:.5f}")
     ema.copy_to_params()
     recorder.last, recorder.maps = [], []
     from diffusers.models.attention_processor import AttnProcessor2_0
@@ -199,7 +201,7 @@ def main():
     publish(tmp, args.out)
     hits, rows, grid = self_check(args.out, 8, args.seed + 44)
     grid.save(os.path.join(args.out, "self-check.png"))
-    tk, fn, lk, fg, ow, rl = np.mean(seen[-100:], axis=0)
+    tk, fn, lk, fg, ow, rl, lc = np.mean(seen[-100:], axis=0)
     with open(os.path.join(args.out, "README.md"), "a") as f:
         f.write(f"""
 ## Fine-tuned so that function words carry nothing
@@ -207,15 +209,18 @@ def main():
 `python3 -m scripts.demo.finetune_shapes --model <the model above> --out <this folder> --steps {args.steps}
 --lr {args.lr} --token-loss {args.token_loss} --function-loss {args.function_loss} --leak-loss {args.leak_loss}
 --foreign-loss {args.foreign_loss} --own-loss {args.own_loss} --own-mass {args.own_mass} --own-max-t {args.own_max_t}
---effective-guidance {args.effective_guidance} --reweight-loss {args.reweight_loss}`
+--effective-guidance {args.effective_guidance} --reweight-loss {args.reweight_loss}
+--locality-loss {args.locality_loss} --locality-rows {args.locality_rows}`
 {"--contextless-text " if args.contextless_text else ""}({(time.time() - t0) / 60:.1f}
 minutes on cpu with {args.threads} thread(s)): {args.steps} more steps of the UNet and the text encoder at batch
 {args.batch} from the weights above, the VAE kept, adding {args.function_loss} x the cross-attention mass on tokens
 other than `<|startoftext|>` and the colour, shape and background words, and {args.leak_loss} x the relative
 change of the embeddings outside a swapped word's phrase, and {args.foreign_loss} x the attention pixels give to
 another region's words, and {args.own_loss} x the shortfall of a pixel's attention to its own words below
-{args.own_mass}. Last 100 steps: token loss {tk:.4f}, function-word mass {fn:.3f}, leakage {lk:.4f},
-foreign mass {fg:.4f}, own-word shortfall {ow:.4f}, reweighting loss {rl:.5f} (x {args.reweight_loss}). Self-check colour accuracy {hits}/8.
+{args.own_mass}, and {args.locality_loss} x the change of the noise prediction outside a swapped word's region
+({args.locality_rows} rows a step). Last 100 steps: token loss {tk:.4f}, function-word mass {fn:.3f}, leakage {lk:.4f},
+foreign mass {fg:.4f}, own-word shortfall {ow:.4f}, locality {lc:.5f}, reweighting loss {rl:.5f}
+(x {args.reweight_loss}). Self-check colour accuracy {hits}/8.
 """)
     log(f"wrote {args.out} in {fmt_time(time.time() - t0)}; self-check {hits}/8")
     log("\n".join(rows))

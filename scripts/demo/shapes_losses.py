@@ -16,7 +16,8 @@ unused), their regions ``reg`` [B, SLOTS] (0, 1: objects, 2: background) and the
   phrase reaches no pixel of the other object;
 * own shortfall: how far a pixel's attention to its own region's words falls below a floor, so P2P's
   reweighting (which scales that attention) and a swapped word's value reach the pixel;
-* leakage: the relative change of the embeddings outside a swapped word's phrase;
+* leakage: the relative change of the other supervised words' embeddings when a word is swapped;
+* edit locality: the change of the noise prediction outside a swapped word's region;
 * calibrated guidance: a target that makes guidance 7.5 act as a smaller scale;
 * reweighting: with one object's colour word's attention scaled by w (P2P's equalizer), the model denoises
   towards the scene with that object's colour `reweighted_saturation(w)` times as far from grey.
@@ -149,31 +150,59 @@ def word_kinds(tokenizer):
 
 def swapped_words(ids, pos, valid, kinds, gen):
     """Each captioned row of ``ids`` [B, 77] with one supervised word (a random valid slot of ``pos``)
-    swapped for another word of its kind, and [B, 77] the positions whose embedding must not change: all but
-    the swapped word and, after a colour word, the word it describes (its shape, or `background`)."""
+    swapped for another word of its kind; [B, 77] the positions whose embedding must not change: the other
+    supervised words (the words pixels read; the function words, end and padding tokens get next to none of
+    their attention) but, after a swapped colour word, the word it describes; and [B] the slot swapped (-1 in
+    rows without a caption)."""
     out = ids.clone()
-    keep = torch.ones(ids.shape, dtype=torch.bool)
+    keep = torch.zeros(ids.shape, dtype=torch.bool)
+    slot = torch.full((ids.shape[0],), -1, dtype=torch.long)
     rows = valid.any(1).nonzero().flatten().tolist()
     for b in rows:
         slots = valid[b].nonzero().flatten()
-        p = int(pos[b, slots[torch.randint(len(slots), (1,), generator=gen)]])
+        j = int(slots[torch.randint(len(slots), (1,), generator=gen)])
+        p = int(pos[b, j])
         token = ids[b, p]
         kind = next(k for k, v in kinds.items() if bool((v == token).any()))
         others = kinds[kind][kinds[kind] != token]
         out[b, p] = others[torch.randint(len(others), (1,), generator=gen)]
+        keep[b, pos[b, slots]] = True
         keep[b, p] = False
         if kind != "shape":
             keep[b, p + 1] = False
-    return out, keep
+        slot[b] = j
+    return out, keep, slot
 
 
 def leakage(text_encoder, ids, swapped, keep, rows):
-    """Mean over ``rows`` of the relative squared change of the embeddings at the ``keep`` positions when
-    ``ids`` become ``swapped``: 0 when a swapped word reaches no token but its own phrase."""
+    """Mean over ``rows`` and their ``keep`` positions of each embedding's relative squared change when
+    ``ids`` become ``swapped``: 0 when a swapped word reaches no token but its own phrase. Per position, so
+    that the few words the pixels read are not outweighed by the many tokens they do not."""
     e, e2 = text_encoder(ids)[0], text_encoder(swapped)[0]  # [B, 77, D]
+    rel = ((e - e2) ** 2).sum(-1) / (e ** 2).sum(-1).clamp_min(1e-12)  # [B, 77]
     k = keep.float()
-    rel = (((e - e2) ** 2).sum(-1) * k).sum(1) / (((e ** 2).sum(-1) * k).sum(1)).clamp_min(1e-12)
-    return rel[rows].mean() if rows.any() else rel.sum() * 0
+    per_row = (rel * k).sum(1) / k.sum(1).clamp_min(1)
+    return per_row[rows].mean() if rows.any() else per_row.sum() * 0
+
+
+def locality(unet, text_encoder, zt, t, ids, swapped, region, masks, rows, dilation=1):
+    """The edit-locality loss: mean over ``rows`` of the squared change of the noise prediction on ``zt``
+    [B, 4, h, w] at the pixels outside the ``region`` [B] of a swapped word (its coverage in ``masks``
+    [B, 3, h, w] grown by ``dilation`` latent pixels) when the caption ``ids`` becomes ``swapped``; the
+    prediction under ``ids`` is the fixed target. What Prompt-to-Prompt needs of a model: a word swapped in
+    one object's phrase changes that object only."""
+    if not rows.any():
+        return zt.sum() * 0
+    zt, t, ids, swapped = zt[rows], t[rows], ids[rows], swapped[rows]
+    cover = masks[rows].float()[torch.arange(len(zt)), region[rows]][:, None]  # [R, 1, h', w']
+    cover = torch.nn.functional.interpolate(cover, size=zt.shape[-2:], mode="area")[:, 0]  # [R, h, w]
+    grown = torch.nn.functional.max_pool2d(cover[:, None], 2 * dilation + 1, 1, dilation)[:, 0]
+    outside = (grown < 0.5).float()[:, None]  # [R, 1, h, w]
+    with torch.no_grad():
+        source = unet(zt, t, text_encoder(ids)[0]).sample
+    edited = unet(zt, t, text_encoder(swapped)[0]).sample
+    per_row = (((edited - source) ** 2) * outside).sum((1, 2, 3)) / (outside.sum((1, 2, 3)) * zt.shape[1]).clamp_min(1)
+    return per_row.mean()
 
 
 @torch.no_grad()
@@ -189,10 +218,11 @@ def calibrated_target(unet, text_encoder, z0, t, noise, acp, empty, captioned, s
 
 
 # The options of `WordLosses`, as argparse destinations; a training command must repeat those that differ.
-OPTIONS = ("function_loss", "foreign_loss", "own_loss", "own_mass", "own_max_t", "leak_loss")
+OPTIONS = ("function_loss", "foreign_loss", "own_loss", "own_mass", "own_max_t", "leak_loss", "locality_loss",
+           "locality_rows")
 
 
-def add_arguments(ap, function_loss=0.0, foreign_loss=0.0, own_loss=0.0, leak_loss=0.0):
+def add_arguments(ap, function_loss=0.0, foreign_loss=0.0, own_loss=0.0, leak_loss=0.0, locality_loss=0.0):
     """Adds the options of `WordLosses` to an argparse parser, with these default weights."""
     ap.add_argument("--function-loss", type=float, default=function_loss,
                     help="weight of the attention mass on tokens other than <|startoftext|> and the "
@@ -206,7 +236,11 @@ def add_arguments(ap, function_loss=0.0, foreign_loss=0.0, own_loss=0.0, leak_lo
     ap.add_argument("--own-max-t", type=int, default=800, help="the own loss applies at timesteps below this")
     ap.add_argument("--leak-loss", type=float, default=leak_loss,
                     help="weight of the phrase-locality loss: swapping a colour, shape or background word may "
-                    "change that word's embedding and the next word's, no other token's")
+                    "change that word's embedding and the next word's, no other caption token's")
+    ap.add_argument("--locality-loss", type=float, default=locality_loss,
+                    help="weight of the edit-locality loss: swapping a word may change the noise prediction "
+                    "on its own region (grown by one latent pixel), nowhere else")
+    ap.add_argument("--locality-rows", type=int, default=8, help="rows of a batch the locality loss edits")
 
 
 class WordLosses:
@@ -220,16 +254,18 @@ class WordLosses:
 
     @property
     def active(self):
-        return any(w > 0 for w in (self.function_loss, self.foreign_loss, self.own_loss, self.leak_loss))
+        return any(w > 0 for w in (self.function_loss, self.foreign_loss, self.own_loss, self.leak_loss,
+                                   self.locality_loss))
 
-    def __call__(self, maps, text_encoder, ids, t, words, gen):
+    def __call__(self, maps, text_encoder, ids, t, words, gen, unet=None, zt=None):
         """(weighted total, {name: value}) for a batch whose cross-attention ``maps`` were recorded; ``gen``
-        draws the swapped words of the leak loss."""
+        draws the swapped words of the leak and locality losses, and the locality loss denoises the noised
+        latents ``zt`` of the batch with ``unet``."""
         pos, reg, masks, valid = words
         masks = masks.float()
         captioned = valid.any(1)
         zero = torch.zeros((), device=ids.device)
-        values = dict(function=zero, foreign=zero, own=zero, leak=zero)
+        values = dict(function=zero, foreign=zero, own=zero, leak=zero, locality=zero)
         total = zero
         if self.function_loss > 0:
             values["function"] = captioned_mean(function_mass(maps, ids, pos), captioned)
@@ -241,10 +277,17 @@ class WordLosses:
             values["own"] = captioned_mean(own_shortfall(maps, pos, reg, masks, valid, self.own_mass),
                                            captioned & (t < self.own_max_t))
             total = total + self.own_loss * values["own"]
+        if self.leak_loss > 0 or self.locality_loss > 0:
+            swapped, keep, slot = swapped_words(ids.cpu(), pos.cpu(), valid.cpu(), self.kinds, gen)
+            swapped, keep, slot = swapped.to(ids.device), keep.to(ids.device), slot.to(ids.device)
         if self.leak_loss > 0:
-            swapped, keep = swapped_words(ids.cpu(), pos.cpu(), valid.cpu(), self.kinds, gen)
-            values["leak"] = leakage(text_encoder, ids, swapped.to(ids.device), keep.to(ids.device), captioned)
+            values["leak"] = leakage(text_encoder, ids, swapped, keep, captioned)
             total = total + self.leak_loss * values["leak"]
+        if self.locality_loss > 0:
+            rows = captioned & (torch.cumsum(captioned.long(), 0) <= self.locality_rows)
+            region = reg.gather(1, slot.clamp_min(0)[:, None])[:, 0]
+            values["locality"] = locality(unet, text_encoder, zt, t, ids, swapped, region, masks, rows)
+            total = total + self.locality_loss * values["locality"]
         return total, {k: float(v) for k, v in values.items()}
 
 

@@ -262,7 +262,8 @@ def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep
                                         words if record else None)
         total = loss + args.token_loss * token if token is not None else loss
         if word_losses.active:
-            extra, values = word_losses(recorder.last, text_encoder, ids, t, words, gen)
+            extra, values = word_losses(recorder.last, text_encoder, ids, t, words, gen, unet,
+                                        noised(z0, t, noise, acp))
             total = total + extra
             word_seen.append(values)
         opt.zero_grad(set_to_none=True)
@@ -388,7 +389,9 @@ def write_readme(out, args, metrics, sizes):
         ("foreign_loss", "attention each pixel gives to another region's words"),
         ("own_loss", f"shortfall of a pixel's attention to its own region's words below {args.own_mass:g} "
          f"(t < {args.own_max_t})"),
-        ("leak_loss", "relative change of the embeddings outside a swapped word's phrase")) if getattr(args, key) > 0]
+        ("leak_loss", "relative change of the other supervised words' embeddings when a word is swapped"),
+        ("locality_loss", f"change of the noise prediction outside a swapped word's region ({args.locality_rows} "
+         "rows a step)")) if getattr(args, key) > 0]
     word_losses = ("  With the word losses of `shapes_losses.py` from the first step: " + "; ".join(terms) + "."
                    if terms else "")
     text = README.format(word_losses=word_losses,
