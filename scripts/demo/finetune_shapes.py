@@ -47,6 +47,7 @@ import torch
 
 from scripts.demo import shapes_losses as losses
 from scripts.demo import shapes_model
+from scripts.demo import shapes_pairs
 from scripts.demo import train_shapes as ts
 from scripts.demo.shapes_export import publish, save_networks, self_check
 from scripts.demo.shapes_training import EMA, Progress, fmt_time, log, lr_at, param_groups, set_lr
@@ -119,6 +120,12 @@ def main():
         "equalizer), denoise towards the scene with that object's colour less or more saturated")
     ap.add_argument("--reweight-scenes", type=int, default=2000, help="scenes of the reweighting set")
     ap.add_argument("--reweight-batch", type=int, default=8, help="reweighting examples per step")
+    ap.add_argument(
+        "--pair-loss", type=float, default=0.0,
+        help="weight of the Prompt-to-Prompt pair loss (shapes_pairs): render a word swap's ground truth with "
+        "the source's attention injected")
+    ap.add_argument("--pair-scenes", type=int, default=3000, help="edit pairs (of the first training scenes)")
+    ap.add_argument("--pair-batch", type=int, default=8, help="pairs per step")
     ap.add_argument("--caption-dropout", type=float, default=0.1)
     ap.add_argument("--min-snr", type=float, default=5.0)
     ap.add_argument("--ema", type=float, default=0.995)
@@ -146,12 +153,16 @@ def main():
         train, _ = shapes_model.encode_scenes(vae, np.arange(args.scenes), args.device, tokenizer)
         rw = (encode_reweighted(vae, REWEIGHT_SEED_BASE + np.arange(args.reweight_scenes), tokenizer)
               if args.reweight_loss > 0 else None)
+        pairs = shapes_pairs.encode_pairs(vae, np.arange(args.pair_scenes), tokenizer) if args.pair_loss > 0 else None
     # the scale-1 VAE already encodes balanced latents; its sample mean is kept, not re-folded
     data = dict(train=train)
     unet.train()
     text_encoder.train()
     recorder = losses.CrossAttentionRecorder()
     recorder.install(unet)
+    injector = shapes_pairs.AttentionInjector(recorder)
+    if pairs is not None:
+        injector.install(unet)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(param_groups(unet, text_encoder), lr=args.lr)
     ema = EMA(params, args.ema)
@@ -178,16 +189,20 @@ def main():
         if rw is not None:
             rwl = reweight_loss(unet, text_encoder, recorder, rw, args, acp, gen)
             total = total + args.reweight_loss * rwl
+        pl = torch.zeros(())
+        if pairs is not None:
+            pl = shapes_pairs.pair_loss(unet, text_encoder, injector, pairs, args.pair_batch, acp, args.min_snr, gen)
+            total = total + args.pair_loss * pl
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         ema.update()
         seen.append((token.item(), values["function"], values["leak"], values["foreign"], values["own"], rwl.item(),
-                     values["locality"]))
-        tk, fn, lk, fg, ow, rl, lc = np.mean(seen[-50:], axis=0)
+                     values["locality"], pl.item()))
+        tk, fn, lk, fg, ow, rl, lc, pr = np.mean(seen[-50:], axis=0)
         progress.update(step, loss.item(), f" token {tk:.4f} function mass {fn:.3f} leak {lk:.4f} foreign {fg:.4f} "
-                        f"own {ow:.4f} reweight {rl:.5f} locality {lc:.5f}")
+                        f"own {ow:.4f} reweight {rl:.5f} locality {lc:.5f} pair {pr:.5f}")
     ema.copy_to_params()
     recorder.last, recorder.maps = [], []
     from diffusers.models.attention_processor import AttnProcessor2_0
@@ -201,7 +216,7 @@ def main():
     publish(tmp, args.out)
     hits, rows, grid = self_check(args.out, 8, args.seed + 44)
     grid.save(os.path.join(args.out, "self-check.png"))
-    tk, fn, lk, fg, ow, rl, lc = np.mean(seen[-100:], axis=0)
+    tk, fn, lk, fg, ow, rl, lc, pr = np.mean(seen[-100:], axis=0)
     with open(os.path.join(args.out, "README.md"), "a") as f:
         f.write(f"""
 ## Fine-tuned so that function words carry nothing
@@ -210,7 +225,8 @@ def main():
 --lr {args.lr} --token-loss {args.token_loss} --function-loss {args.function_loss} --leak-loss {args.leak_loss}
 --foreign-loss {args.foreign_loss} --own-loss {args.own_loss} --own-mass {args.own_mass} --own-max-t {args.own_max_t}
 --effective-guidance {args.effective_guidance} --reweight-loss {args.reweight_loss}
---locality-loss {args.locality_loss} --locality-rows {args.locality_rows}`
+--locality-loss {args.locality_loss} --locality-rows {args.locality_rows} --pair-loss {args.pair_loss}
+--pair-scenes {args.pair_scenes} --pair-batch {args.pair_batch}`
 {"--contextless-text " if args.contextless_text else ""}({(time.time() - t0) / 60:.1f}
 minutes on cpu with {args.threads} thread(s)): {args.steps} more steps of the UNet and the text encoder at batch
 {args.batch} from the weights above, the VAE kept, adding {args.function_loss} x the cross-attention mass on tokens
@@ -218,8 +234,9 @@ other than `<|startoftext|>` and the colour, shape and background words, and {ar
 change of the embeddings outside a swapped word's phrase, and {args.foreign_loss} x the attention pixels give to
 another region's words, and {args.own_loss} x the shortfall of a pixel's attention to its own words below
 {args.own_mass}, and {args.locality_loss} x the change of the noise prediction outside a swapped word's region
-({args.locality_rows} rows a step). Last 100 steps: token loss {tk:.4f}, function-word mass {fn:.3f}, leakage {lk:.4f},
-foreign mass {fg:.4f}, own-word shortfall {ow:.4f}, locality {lc:.5f}, reweighting loss {rl:.5f}
+({args.locality_rows} rows a step), and {args.pair_loss} x the Prompt-to-Prompt pair loss ({args.pair_batch} of
+{args.pair_scenes} edit pairs a step). Last 100 steps: token loss {tk:.4f}, function-word mass {fn:.3f}, leakage {lk:.4f},
+foreign mass {fg:.4f}, own-word shortfall {ow:.4f}, locality {lc:.5f}, pair {pr:.5f}, reweighting loss {rl:.5f}
 (x {args.reweight_loss}). Self-check colour accuracy {hits}/8.
 """)
     log(f"wrote {args.out} in {fmt_time(time.time() - t0)}; self-check {hits}/8")

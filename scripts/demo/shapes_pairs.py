@@ -1,0 +1,125 @@
+"""Edit pairs of the shapes world and the Prompt-to-Prompt pair loss: train a model to render the ground truth of
+a word swap while Prompt-to-Prompt holds its attention to the source's.
+
+An edit pair is a training scene and the renderer's ground truth of one word swapped in its caption (one
+object's colour or shape; the positions, sizes and angles kept). At edit time Prompt-to-Prompt (Hertz et al.
+2022, google/prompt-to-prompt's `AttentionReplace` with pivot's defaults) denoises the target prompt with the
+source's cross-attention probabilities for the first 80% of the steps (t >= 200 of 1000 here) and its
+self-attention probabilities for the first 40% (t >= 600), so a model whose words act through *where* they are
+read cannot change a shape, and one whose later words carry an earlier swap through the causal encoder moves
+the other object too. The pair loss is that edit as a training example: the source scene noised, its
+attention recorded (no gradient); the ground truth noised with the same noise, denoised under the target
+caption with those probabilities injected, regressing to the noise (Min-SNR weighted like the diffusion loss).
+
+Limitations: one swap per pair, colour or shape words only (background swaps change most pixels and teach
+nothing about locality); the injection schedule is pivot's default, not sampled.
+"""
+import numpy as np
+import torch
+
+from scripts.demo import shapes_model
+from scripts.demo import shapes_world as world
+
+CROSS_UNTIL_T = 200  # cross-attention replaced while t >= this (the first 80% of 50 DDIM steps)
+SELF_UNTIL_T = 600  # self-attention replaced while t >= this (the first 40%)
+PAIR_SEED_BASE = 30_000_000  # a stream of its own, for the random swaps
+
+
+def edit_pair(seed, rng):
+    """(source image, source caption, edited image, edited caption) of training scene ``seed`` with one of its
+    objects' colour or shape word swapped, drawn with ``rng``."""
+    image, caption, info = world.render(int(seed))
+    k = int(rng.integers(len(info["objects"])))
+    obj = info["objects"][k]
+    if rng.random() < 0.5:
+        taken = [o["colour"] for o in info["objects"]]  # the world's objects differ in colour
+        colour = str(rng.choice([c for c in world.COLOURS if c not in taken]))
+        edited, edited_caption, _ = world.render_variant(info, colour=colour, index=k)
+    else:
+        shape = str(rng.choice([s for s in world.SHAPES if s != obj["shape"]]))
+        edited, edited_caption, _ = world.render_variant(info, shape=shape, index=k)
+    return image, caption, edited, edited_caption
+
+
+@torch.no_grad()
+def encode_pairs(vae, seeds, tokenizer, batch=32):
+    """The pairs of ``seeds`` (training scenes): latent means of the sources and the edits [N, 4, h, w] and
+    their token ids [N, 77]."""
+    rng = np.random.default_rng(PAIR_SEED_BASE)
+    out = dict(source=[], edited=[], source_ids=[], edited_ids=[])
+    for i in range(0, len(seeds), batch):
+        rows = [edit_pair(s, rng) for s in seeds[i:i + batch]]
+        out["source"].append(vae.encode(shapes_model.images_to_tensor([r[0] for r in rows])).latent_dist.mean.float())
+        out["edited"].append(vae.encode(shapes_model.images_to_tensor([r[2] for r in rows])).latent_dist.mean.float())
+        out["source_ids"].append(shapes_model.tokenize(tokenizer, [r[1] for r in rows]))
+        out["edited_ids"].append(shapes_model.tokenize(tokenizer, [r[3] for r in rows]))
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+class AttentionInjector:
+    """One attention processor for every layer of a UNet that can record the attention probabilities of a pass
+    and inject them into the next, per row, as Prompt-to-Prompt's replacement does.
+
+    ``mode`` None: cross-attention goes to ``recorder`` (the token loss's `CrossAttentionRecorder`), if any, and
+    self-attention to diffusers' `AttnProcessor2_0`; "record": the probabilities [B * heads, N, M] of every
+    layer are kept in call order; "inject": the rows ``cross_rows`` / ``self_rows`` [B] bool take the recorded
+    probabilities of the same layer instead of their own.
+    """
+
+    def __init__(self, recorder=None):
+        from diffusers.models.attention_processor import AttnProcessor2_0
+        self.recorder = recorder
+        self.plain = AttnProcessor2_0()
+        self.mode = None
+        self.stored = []
+        self.index = 0
+        self.cross_rows = None
+        self.self_rows = None
+
+    def install(self, unet):
+        unet.set_attn_processor(self)
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kw):
+        cross = encoder_hidden_states is not None
+        if self.mode is None:
+            if cross and self.recorder is not None:
+                return self.recorder(attn, hidden_states, encoder_hidden_states)
+            return self.plain(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        context = encoder_hidden_states if cross else hidden_states
+        query = attn.head_to_batch_dim(attn.to_q(hidden_states))
+        key = attn.head_to_batch_dim(attn.to_k(context))
+        value = attn.head_to_batch_dim(attn.to_v(context))
+        probs = attn.get_attention_scores(query, key, None)  # [B * heads, N, M]
+        if self.mode == "record":
+            self.stored.append(probs.detach())
+        else:
+            rows = (self.cross_rows if cross else self.self_rows).repeat_interleave(attn.heads)
+            probs = torch.where(rows[:, None, None], self.stored[self.index], probs)
+            self.index += 1
+        out = attn.batch_to_head_dim(torch.bmm(probs, value))
+        out = attn.to_out[1](attn.to_out[0](out))
+        return out / attn.rescale_output_factor
+
+
+def pair_loss(unet, text_encoder, injector, pairs, count, acp, snr_gamma, gen):
+    """The Prompt-to-Prompt pair loss of ``count`` pairs drawn with ``gen`` (see the module's header)."""
+    idx = torch.randint(pairs["source"].shape[0], (count,), generator=gen)
+    t = torch.randint(0, 1000, (count,), generator=gen)
+    noise = torch.randn(pairs["source"][idx].shape, generator=gen)
+    a = acp[t].view(-1, 1, 1, 1)
+    source = a.sqrt() * pairs["source"][idx] + (1 - a).sqrt() * noise
+    edited = a.sqrt() * pairs["edited"][idx] + (1 - a).sqrt() * noise
+    try:
+        injector.mode, injector.stored = "record", []
+        with torch.no_grad():
+            unet(source, t, text_encoder(pairs["source_ids"][idx])[0])
+        injector.mode, injector.index = "inject", 0
+        injector.cross_rows, injector.self_rows = t >= CROSS_UNTIL_T, t >= SELF_UNTIL_T
+        pred = unet(edited, t, text_encoder(pairs["edited_ids"][idx])[0]).sample
+    finally:
+        injector.mode, injector.stored = None, []
+    per_sample = ((pred.float() - noise) ** 2).flatten(1).mean(1)
+    if snr_gamma > 0:
+        snr = acp[t] / (1 - acp[t])
+        per_sample = per_sample * snr.clamp(max=snr_gamma) / snr
+    return per_sample.mean()
