@@ -34,8 +34,11 @@ words of another region, so what a swapped word carries reaches no pixel of the 
 `--own-loss` lifts each pixel's attention to its own region's words above `--own-mass`, so that P2P's
 reweighting (which scales that attention) has something to scale. `--reweight-loss` gives the weight a meaning:
 with a colour word's attention scaled by 0.5 or 2 the model denoises towards the scene whose object is less or
-more saturated (`shapes_losses.reweighted_scene`). The losses are those of `shapes_losses.py`, which
-`train_shapes` can also use from the first step.
+more saturated (`shapes_losses.reweighted_scene`). `--locality-loss` asks the same of the noise prediction: a
+word swapped in a caption may change the prediction on its own region only (the leak loss's embeddings are a
+proxy for it). The losses are those of `shapes_losses.py`, which `train_shapes` can also use from the first
+step. `--pair-loss` trains Prompt-to-Prompt's edit itself (`shapes_pairs.py`): the renderer's ground truth of a
+word swap, denoised with the source's attention injected as pivot injects it.
 """
 import argparse
 import os
