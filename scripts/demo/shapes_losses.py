@@ -187,22 +187,26 @@ def leakage(text_encoder, ids, swapped, keep, rows):
 
 def locality(unet, text_encoder, zt, t, ids, swapped, region, masks, rows, dilation=1):
     """The edit-locality loss: mean over ``rows`` of the squared change of the noise prediction on ``zt``
-    [B, 4, h, w] at the pixels outside the ``region`` [B] of a swapped word (its coverage in ``masks``
-    [B, 3, h, w] grown by ``dilation`` latent pixels) when the caption ``ids`` becomes ``swapped``; the
-    prediction under ``ids`` is the fixed target. What Prompt-to-Prompt needs of a model: a word swapped in
-    one object's phrase changes that object only."""
+    [B, 4, h, w] outside the ``region`` [B] of a swapped word (its coverage in ``masks`` [B, 3, h', w'] grown
+    by ``dilation`` latent pixels) when the caption ``ids`` becomes ``swapped``, the prediction under ``ids``
+    being the fixed target. Each other region (the other object, the background) counts alike, so a small
+    object is not outweighed by the background. What Prompt-to-Prompt needs of a model: a word swapped in one
+    object's phrase changes that object only."""
     if not rows.any():
         return zt.sum() * 0
-    zt, t, ids, swapped = zt[rows], t[rows], ids[rows], swapped[rows]
-    cover = masks[rows].float()[torch.arange(len(zt)), region[rows]][:, None]  # [R, 1, h', w']
-    cover = torch.nn.functional.interpolate(cover, size=zt.shape[-2:], mode="area")[:, 0]  # [R, h, w]
-    grown = torch.nn.functional.max_pool2d(cover[:, None], 2 * dilation + 1, 1, dilation)[:, 0]
-    outside = (grown < 0.5).float()[:, None]  # [R, 1, h, w]
+    zt, t, ids, swapped, region = zt[rows], t[rows], ids[rows], swapped[rows], region[rows]
+    cover = torch.nn.functional.interpolate(masks[rows].float(), size=zt.shape[-2:], mode="area")  # [R, 3, h, w]
+    edited = cover[torch.arange(len(zt)), region][:, None]  # [R, 1, h, w]
+    grown = torch.nn.functional.max_pool2d(edited, 2 * dilation + 1, 1, dilation)
+    others = (cover > 0.5).float() * (grown < 0.5).float()  # [R, 3, h, w]: each region's pixels kept
+    others[torch.arange(len(zt)), region] = 0
     with torch.no_grad():
         source = unet(zt, t, text_encoder(ids)[0]).sample
-    edited = unet(zt, t, text_encoder(swapped)[0]).sample
-    per_row = (((edited - source) ** 2) * outside).sum((1, 2, 3)) / (outside.sum((1, 2, 3)) * zt.shape[1]).clamp_min(1)
-    return per_row.mean()
+    change = ((unet(zt, t, text_encoder(swapped)[0]).sample - source) ** 2).mean(1, keepdim=True)  # [R, 1, h, w]
+    area = others.sum((2, 3))  # [R, 3]
+    per_region = (change * others).sum((2, 3)) / area.clamp_min(1)
+    present = (area > 0).float()
+    return ((per_region * present).sum(1) / present.sum(1).clamp_min(1)).mean()
 
 
 @torch.no_grad()
