@@ -99,6 +99,16 @@ def noised(z0, t, noise, acp):
     return a.sqrt() * z0 + (1 - a).sqrt() * noise
 
 
+def min_snr_mse(pred, target, t, acp, gamma):
+    """Per-sample MSE of ``pred`` against ``target`` [B, ...], with ``gamma`` > 0 each sample weighted
+    min(SNR, gamma) / SNR (Min-SNR, Hang et al. 2023): [B]."""
+    per_sample = ((pred.float() - target) ** 2).flatten(1).mean(1)
+    if gamma > 0:
+        snr = acp[t] / (1 - acp[t])
+        per_sample = per_sample * snr.clamp(max=gamma) / snr
+    return per_sample
+
+
 def function_mass(maps, ids, content_pos):
     """Mean over layers, pixels and captions of the attention mass on tokens that are neither
     `<|startoftext|>` nor a supervised word: [B] per caption, averaged over layers."""

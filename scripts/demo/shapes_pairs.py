@@ -19,6 +19,7 @@ import torch
 
 from scripts.demo import shapes_model
 from scripts.demo import shapes_world as world
+from scripts.demo.shapes_losses import min_snr_mse, noised
 
 CROSS_UNTIL_T = 200  # cross-attention replaced while t >= this (the first 80% of 50 DDIM steps)
 SELF_UNTIL_T = 600  # self-attention replaced while t >= this (the first 40%)
@@ -106,9 +107,8 @@ def pair_loss(unet, text_encoder, injector, pairs, count, acp, snr_gamma, gen):
     idx = torch.randint(pairs["source"].shape[0], (count,), generator=gen)
     t = torch.randint(0, 1000, (count,), generator=gen)
     noise = torch.randn(pairs["source"][idx].shape, generator=gen)
-    a = acp[t].view(-1, 1, 1, 1)
-    source = a.sqrt() * pairs["source"][idx] + (1 - a).sqrt() * noise
-    edited = a.sqrt() * pairs["edited"][idx] + (1 - a).sqrt() * noise
+    source = noised(pairs["source"][idx], t, noise, acp)
+    edited = noised(pairs["edited"][idx], t, noise, acp)
     try:
         injector.mode, injector.stored = "record", []
         with torch.no_grad():
@@ -118,8 +118,4 @@ def pair_loss(unet, text_encoder, injector, pairs, count, acp, snr_gamma, gen):
         pred = unet(edited, t, text_encoder(pairs["edited_ids"][idx])[0]).sample
     finally:
         injector.mode, injector.stored = None, []
-    per_sample = ((pred.float() - noise) ** 2).flatten(1).mean(1)
-    if snr_gamma > 0:
-        snr = acp[t] / (1 - acp[t])
-        per_sample = per_sample * snr.clamp(max=snr_gamma) / snr
-    return per_sample.mean()
+    return min_snr_mse(pred, noise, t, acp, snr_gamma).mean()

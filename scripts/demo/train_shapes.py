@@ -126,10 +126,7 @@ def diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, snr_gamma=0.0, re
         recorder.maps.clear()
         recorder.recording = words is not None
     pred = unet(zt, t, context).sample
-    per_sample = ((pred.float() - (noise if target is None else target)) ** 2).flatten(1).mean(1)
-    if snr_gamma > 0:
-        snr = acp[t] / (1 - acp[t])
-        per_sample = per_sample * snr.clamp(max=snr_gamma) / snr
+    per_sample = losses.min_snr_mse(pred, noise if target is None else target, t, acp, snr_gamma)
     token, inside = None, None
     if words is not None:
         pos, reg, masks, valid = words
