@@ -97,10 +97,18 @@ def reweight_loss(unet, text_encoder, recorder, rw, args, acp, gen):
     noise = torch.randn(z0.shape, generator=gen)
     recorder.equalizer = rw["equalizer"][idx]
     try:
-        loss, _, _ = ts.diffusion_loss(unet, text_encoder, z0, rw["ids"][idx], t, noise, acp, args.min_snr, recorder)
+        loss, *_ = ts.diffusion_loss(unet, text_encoder, z0, rw["ids"][idx], t, noise, acp, args.min_snr, recorder)
     finally:
         recorder.equalizer = None
     return loss
+
+
+def add_example_loss(ap, name, loss_help, scenes, scenes_help, batch_help):
+    """``--{name}-loss`` (off by default), ``--{name}-scenes`` and ``--{name}-batch`` (8): a loss on a set of
+    examples of its own, encoded once, a batch of them each step."""
+    ap.add_argument(f"--{name}-loss", type=float, default=0.0, help=loss_help)
+    ap.add_argument(f"--{name}-scenes", type=int, default=scenes, help=scenes_help)
+    ap.add_argument(f"--{name}-batch", type=int, default=8, help=batch_help)
 
 
 def main():
@@ -117,18 +125,13 @@ def main():
         "--effective-guidance", type=float, default=0.0,
         help="train the captioned prediction towards eps_u + (G / 7.5) (eps - eps_u), so that guidance 7.5 acts "
         "as guidance G would on the plain model (0: off)")
-    ap.add_argument(
-        "--reweight-loss", type=float, default=0.0,
-        help="weight of the reweighting loss: with a colour word's attention scaled by 0.5 or 2 (P2P's "
-        "equalizer), denoise towards the scene with that object's colour less or more saturated")
-    ap.add_argument("--reweight-scenes", type=int, default=2000, help="scenes of the reweighting set")
-    ap.add_argument("--reweight-batch", type=int, default=8, help="reweighting examples per step")
-    ap.add_argument(
-        "--pair-loss", type=float, default=0.0,
-        help="weight of the Prompt-to-Prompt pair loss (shapes_pairs): render a word swap's ground truth with "
-        "the source's attention injected")
-    ap.add_argument("--pair-scenes", type=int, default=3000, help="edit pairs (of the first training scenes)")
-    ap.add_argument("--pair-batch", type=int, default=8, help="pairs per step")
+    add_example_loss(
+        ap, "reweight", "weight of the reweighting loss: with a colour word's attention scaled by 0.5 or 2 (P2P's "
+        "equalizer), denoise towards the scene with that object's colour less or more saturated",
+        2000, "scenes of the reweighting set", "reweighting examples per step")
+    add_example_loss(
+        ap, "pair", "weight of the Prompt-to-Prompt pair loss (shapes_pairs): render a word swap's ground truth "
+        "with the source's attention injected", 3000, "edit pairs (of the first training scenes)", "pairs per step")
     ap.add_argument("--caption-dropout", type=float, default=0.1)
     ap.add_argument("--min-snr", type=float, default=5.0)
     ap.add_argument("--ema", type=float, default=0.995)
@@ -183,10 +186,9 @@ def main():
         if args.effective_guidance > 0:
             target = losses.calibrated_target(unet, text_encoder, z0, t, noise, acp, empty, words[3].any(1),
                                               args.effective_guidance / losses.GUIDANCE)
-        loss, token, _ = ts.diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, args.min_snr, recorder, words,
-                                           target)
-        extra, values = word_losses(recorder.last, text_encoder, ids, t, words, gen, unet,
-                                    losses.noised(z0, t, noise, acp))
+        loss, token, _, denoised = ts.diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, args.min_snr,
+                                                     recorder, words, target)
+        extra, values = word_losses(recorder.last, text_encoder, ids, t, words, gen, unet, denoised)
         total = loss + args.token_loss * token + extra
         rwl = torch.zeros(())
         if rw is not None:

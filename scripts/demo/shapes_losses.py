@@ -23,6 +23,7 @@ unused), their regions ``reg`` [B, SLOTS] (0, 1: objects, 2: background) and the
   towards the scene with that object's colour `reweighted_saturation(w)` times as far from grey.
 """
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -184,35 +185,43 @@ def swapped_words(ids, pos, valid, kinds, gen):
     return out, keep, slot
 
 
-def leakage(text_encoder, ids, swapped, keep, rows):
-    """Mean over ``rows`` and their ``keep`` positions of each embedding's relative squared change when
-    ``ids`` become ``swapped``: 0 when a swapped word reaches no token but its own phrase. Per position, so
-    that the few words the pixels read are not outweighed by the many tokens they do not."""
-    e, e2 = text_encoder(ids)[0], text_encoder(swapped)[0]  # [B, 77, D]
-    rel = ((e - e2) ** 2).sum(-1) / (e ** 2).sum(-1).clamp_min(1e-12)  # [B, 77]
+class Denoised(NamedTuple):
+    """One training pass of the denoising loss: the noised latents ``zt`` [B, 4, h, w], the caption
+    embeddings ``context`` [B, 77, D] and the noise prediction ``pred`` [B, 4, h, w] (all with their graph),
+    which the leak and locality losses reuse instead of running the text encoder and the UNet again."""
+    zt: torch.Tensor
+    context: torch.Tensor
+    pred: torch.Tensor
+
+
+def leakage(context, swapped_context, keep, rows):
+    """Mean over ``rows`` and their ``keep`` positions of each embedding's relative squared change from the
+    caption's ``context`` to the ``swapped_context`` [B, 77, D]: 0 when a swapped word reaches no token but its
+    own phrase. Per position, so that the few words the pixels read are not outweighed by the many tokens they
+    do not."""
+    rel = ((context - swapped_context) ** 2).sum(-1) / (context ** 2).sum(-1).clamp_min(1e-12)  # [B, 77]
     k = keep.float()
     per_row = (rel * k).sum(1) / k.sum(1).clamp_min(1)
     return per_row[rows].mean() if rows.any() else per_row.sum() * 0
 
 
-def locality(unet, text_encoder, zt, t, ids, swapped, region, masks, rows, dilation=1):
-    """The edit-locality loss: mean over ``rows`` of the squared change of the noise prediction on ``zt``
-    [B, 4, h, w] outside the ``region`` [B] of a swapped word (its coverage in ``masks`` [B, 3, h', w'] grown
-    by ``dilation`` latent pixels) when the caption ``ids`` becomes ``swapped``, the prediction under ``ids``
-    being the fixed target. Each other region (the other object, the background) counts alike, so a small
-    object is not outweighed by the background. What Prompt-to-Prompt needs of a model: a word swapped in one
-    object's phrase changes that object only."""
+def locality(unet, denoised, t, swapped_context, region, masks, rows, dilation=1):
+    """The edit-locality loss: mean over ``rows`` of the squared change of the noise prediction of the pass
+    ``denoised`` outside the ``region`` [B] of a swapped word (its coverage in ``masks`` [B, 3, h', w'] grown
+    by ``dilation`` latent pixels) when the caption's embeddings become ``swapped_context``, the pass's own
+    prediction being the fixed target. Each other region (the other object, the background) counts alike, so
+    a small object is not outweighed by the background. What Prompt-to-Prompt needs of a model: a word swapped
+    in one object's phrase changes that object only."""
+    zt = denoised.zt
     if not rows.any():
         return zt.sum() * 0
-    zt, t, ids, swapped, region = zt[rows], t[rows], ids[rows], swapped[rows], region[rows]
+    zt, t, region, source = zt[rows], t[rows], region[rows], denoised.pred[rows].detach()
     cover = torch.nn.functional.interpolate(masks[rows].float(), size=zt.shape[-2:], mode="area")  # [R, 3, h, w]
     edited = cover[torch.arange(len(zt)), region][:, None]  # [R, 1, h, w]
     grown = torch.nn.functional.max_pool2d(edited, 2 * dilation + 1, 1, dilation)
     others = (cover > 0.5).float() * (grown < 0.5).float()  # [R, 3, h, w]: each region's pixels kept
     others[torch.arange(len(zt)), region] = 0
-    with torch.no_grad():
-        source = unet(zt, t, text_encoder(ids)[0]).sample
-    change = ((unet(zt, t, text_encoder(swapped)[0]).sample - source) ** 2).mean(1, keepdim=True)  # [R, 1, h, w]
+    change = ((unet(zt, t, swapped_context[rows]).sample - source) ** 2).mean(1, keepdim=True)  # [R, 1, h, w]
     area = others.sum((2, 3))  # [R, 3]
     per_region = (change * others).sum((2, 3)) / area.clamp_min(1)
     present = (area > 0).float()
@@ -271,10 +280,10 @@ class WordLosses:
         return any(w > 0 for w in (self.function_loss, self.foreign_loss, self.own_loss, self.leak_loss,
                                    self.locality_loss))
 
-    def __call__(self, maps, text_encoder, ids, t, words, gen, unet=None, zt=None):
-        """(weighted total, {name: value}) for a batch whose cross-attention ``maps`` were recorded; ``gen``
-        draws the swapped words of the leak and locality losses, and the locality loss denoises the noised
-        latents ``zt`` of the batch with ``unet``."""
+    def __call__(self, maps, text_encoder, ids, t, words, gen, unet=None, denoised=None):
+        """(weighted total, {name: value}) for a batch whose cross-attention ``maps`` were recorded in the
+        pass ``denoised`` (a `Denoised`, needed by the leak and locality losses); ``gen`` draws their swapped
+        words, and the locality loss denoises the swapped captions with ``unet``."""
         pos, reg, masks, valid = words
         masks = masks.float()
         captioned = valid.any(1)
@@ -294,13 +303,14 @@ class WordLosses:
         if self.leak_loss > 0 or self.locality_loss > 0:
             swapped, keep, slot = swapped_words(ids.cpu(), pos.cpu(), valid.cpu(), self.kinds, gen)
             swapped, keep, slot = swapped.to(ids.device), keep.to(ids.device), slot.to(ids.device)
+            swapped_context = text_encoder(swapped)[0]  # [B, 77, D]
         if self.leak_loss > 0:
-            values["leak"] = leakage(text_encoder, ids, swapped, keep, captioned)
+            values["leak"] = leakage(denoised.context, swapped_context, keep, captioned)
             total = total + self.leak_loss * values["leak"]
         if self.locality_loss > 0:
             rows = captioned & (torch.cumsum(captioned.long(), 0) <= self.locality_rows)
             region = reg.gather(1, slot.clamp_min(0)[:, None])[:, 0]
-            values["locality"] = locality(unet, text_encoder, zt, t, ids, swapped, region, masks, rows)
+            values["locality"] = locality(unet, denoised, t, swapped_context, region, masks, rows)
             total = total + self.locality_loss * values["locality"]
         return total, {k: float(v) for k, v in values.items()}
 

@@ -119,7 +119,7 @@ def diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, snr_gamma=0.0, re
     and with ``words`` = (pos, reg, masks, valid) the token loss: mean over the supervised words and the
     cross-attention layers of (1 - share of the word's attention inside its region)^2, as TokenCompose's
     L_token (Wang et al., CVPR 2024).  ``target`` replaces ``noise`` as what the prediction regresses to.
-    Returns (diffusion loss, token loss or None, inside shares or None)."""
+    Returns (diffusion loss, token loss or None, inside shares or None, the pass as a `shapes_losses.Denoised`)."""
     zt = noised(z0, t, noise, acp)
     context = text_encoder(ids)[0]
     if recorder is not None:
@@ -136,7 +136,7 @@ def diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, snr_gamma=0.0, re
         recorder.last = list(recorder.maps)  # for the word losses of the same pass
         recorder.maps.clear()
         recorder.recording = False
-    return per_sample.mean(), token, inside
+    return per_sample.mean(), token, inside, losses.Denoised(zt, context, pred)
 
 
 def sample_batch(data, empty, args, gen):
@@ -173,7 +173,7 @@ def heldout_metrics(unet, text_encoder, data, acp, device, seed, recorder):
         sl = slice(i, i + 32)
         pos, reg = held["pos"][sl], held["reg"][sl]
         words = (pos.to(device), reg.to(device), held["masks"][sl].to(device), (pos >= 0).to(device))
-        loss, _, inside = diffusion_loss(unet, text_encoder, z0[sl].to(device), held["ids"][sl].to(device),
+        loss, _, inside, _ = diffusion_loss(unet, text_encoder, z0[sl].to(device), held["ids"][sl].to(device),
                                          t[sl].to(device), noise[sl].to(device), acp, 0.0, recorder, words)
         losses.append(loss.item() * z0[sl].shape[0])
         full = inside[[k for k, side in enumerate(recorder.sides) if side == LATENT_SIDE]].mean(0)  # [B, SLOTS]
@@ -255,12 +255,11 @@ def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep
     for step in range(start, args.unet_steps):
         set_lr(opt, lr_at(step, args.unet_steps, args.unet_lr, warmup=min(200, args.unet_steps // 10 + 1)))
         z0, ids, t, noise, words = sample_batch(data, empty, args, gen)
-        loss, token, _ = diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, args.min_snr, recorder,
-                                        words if record else None)
+        loss, token, _, denoised = diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, args.min_snr, recorder,
+                                                  words if record else None)
         total = loss + args.token_loss * token if token is not None else loss
         if word_losses.active:
-            extra, values = word_losses(recorder.last, text_encoder, ids, t, words, gen, unet,
-                                        noised(z0, t, noise, acp))
+            extra, values = word_losses(recorder.last, text_encoder, ids, t, words, gen, unet, denoised)
             total = total + extra
             word_seen.append(values)
         opt.zero_grad(set_to_none=True)
