@@ -159,7 +159,7 @@ def main():
         train, _ = shapes_model.encode_scenes(vae, np.arange(args.scenes), args.device, tokenizer)
         rw = (encode_reweighted(vae, REWEIGHT_SEED_BASE + np.arange(args.reweight_scenes), tokenizer)
               if args.reweight_loss > 0 else None)
-        pairs = shapes_pairs.encode_pairs(vae, np.arange(args.pair_scenes), tokenizer) if args.pair_loss > 0 else None
+        pairs = shapes_pairs.encode_pairs(vae, train, args.pair_scenes, tokenizer) if args.pair_loss > 0 else None
     # the scale-1 VAE already encodes balanced latents; its sample mean is kept, not re-folded
     data = dict(train=train)
     unet.train()

@@ -26,35 +26,37 @@ SELF_UNTIL_T = 600  # self-attention replaced while t >= this (the first 40%)
 PAIR_SEED_BASE = 30_000_000  # a stream of its own, for the random swaps
 
 
-def edit_pair(seed, rng):
-    """(source image, source caption, edited image, edited caption) of training scene ``seed`` with one of its
-    objects' colour or shape word swapped, drawn with ``rng``."""
-    image, caption, info = world.render(int(seed))
+def edited_scene(seed, rng):
+    """(edited image, edited caption) of training scene ``seed`` with one of its objects' colour or shape word
+    swapped, drawn with ``rng``."""
+    _, _, info = world.render(int(seed))
     k = int(rng.integers(len(info["objects"])))
     obj = info["objects"][k]
     if rng.random() < 0.5:
         taken = [o["colour"] for o in info["objects"]]  # the world's objects differ in colour
         colour = str(rng.choice([c for c in world.COLOURS if c not in taken]))
-        edited, edited_caption, _ = world.render_variant(info, colour=colour, index=k)
+        edited, caption, _ = world.render_variant(info, colour=colour, index=k)
     else:
         shape = str(rng.choice([s for s in world.SHAPES if s != obj["shape"]]))
-        edited, edited_caption, _ = world.render_variant(info, shape=shape, index=k)
-    return image, caption, edited, edited_caption
+        edited, caption, _ = world.render_variant(info, shape=shape, index=k)
+    return edited, caption
 
 
 @torch.no_grad()
-def encode_pairs(vae, seeds, tokenizer, batch=32):
-    """The pairs of ``seeds`` (training scenes): latent means of the sources and the edits [N, 4, h, w] and
-    their token ids [N, 77]."""
+def encode_pairs(vae, train, count, tokenizer, batch=32):
+    """The pairs of the first ``count`` training scenes (seeds 0, 1, ...), whose latents and token ids ``train``
+    (`shapes_model.encode_scenes` of those seeds) already holds: latent means of the sources and the edits
+    [N, 4, h, w] and their token ids [N, 77]."""
+    if count > train["latents"].shape[0]:
+        raise ValueError(f"{count} pairs need as many training scenes; there are {train['latents'].shape[0]}")
     rng = np.random.default_rng(PAIR_SEED_BASE)
-    out = dict(source=[], edited=[], source_ids=[], edited_ids=[])
-    for i in range(0, len(seeds), batch):
-        rows = [edit_pair(s, rng) for s in seeds[i:i + batch]]
-        out["source"].append(vae.encode(shapes_model.images_to_tensor([r[0] for r in rows])).latent_dist.mean.float())
-        out["edited"].append(vae.encode(shapes_model.images_to_tensor([r[2] for r in rows])).latent_dist.mean.float())
-        out["source_ids"].append(shapes_model.tokenize(tokenizer, [r[1] for r in rows]))
-        out["edited_ids"].append(shapes_model.tokenize(tokenizer, [r[3] for r in rows]))
-    return {k: torch.cat(v) for k, v in out.items()}
+    edited, edited_ids = [], []
+    for i in range(0, count, batch):
+        rows = [edited_scene(s, rng) for s in range(i, min(i + batch, count))]
+        edited.append(vae.encode(shapes_model.images_to_tensor([r[0] for r in rows])).latent_dist.mean.float())
+        edited_ids.append(shapes_model.tokenize(tokenizer, [r[1] for r in rows]))
+    return dict(source=train["latents"][:count], source_ids=train["ids"][:count], edited=torch.cat(edited),
+                edited_ids=torch.cat(edited_ids))
 
 
 class AttentionInjector:
