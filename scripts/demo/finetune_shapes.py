@@ -129,9 +129,7 @@ def main():
         ap, "reweight", "weight of the reweighting loss: with a colour word's attention scaled by 0.5 or 2 (P2P's "
         "equalizer), denoise towards the scene with that object's colour less or more saturated",
         2000, "scenes of the reweighting set", "reweighting examples per step")
-    add_example_loss(
-        ap, "pair", "weight of the Prompt-to-Prompt pair loss (shapes_pairs): render a word swap's ground truth "
-        "with the source's attention injected", 3000, "edit pairs (of the first training scenes)", "pairs per step")
+    shapes_pairs.add_arguments(ap)
     ap.add_argument("--caption-dropout", type=float, default=0.1)
     ap.add_argument("--min-snr", type=float, default=5.0)
     ap.add_argument("--ema", type=float, default=0.995)
@@ -164,7 +162,7 @@ def main():
     data = dict(train=train)
     unet.train()
     text_encoder.train()
-    recorder = losses.CrossAttentionRecorder()
+    recorder = losses.CrossAttentionRecorder(self_attention=args.self_locality_loss > 0)
     recorder.install(unet)
     injector = shapes_pairs.AttentionInjector(recorder)
     if pairs is not None:
@@ -188,7 +186,8 @@ def main():
                                               args.effective_guidance / losses.GUIDANCE)
         loss, token, _, denoised = ts.diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, args.min_snr,
                                                      recorder, words, target)
-        extra, values = word_losses(recorder.last, text_encoder, ids, t, words, gen, unet, denoised)
+        extra, values = word_losses(recorder.last, text_encoder, ids, t, words, gen, unet, denoised,
+                                    recorder.self_last)
         total = loss + args.token_loss * token + extra
         rwl = torch.zeros(())
         if rw is not None:

@@ -18,6 +18,7 @@ unused), their regions ``reg`` [B, SLOTS] (0, 1: objects, 2: background) and the
   reweighting (which scales that attention) and a swapped word's value reach the pixel;
 * leakage: the relative change of the other supervised words' embeddings when a word is swapped;
 * edit locality: the change of the noise prediction outside a swapped word's region;
+* self-attention locality: the self-attention mass a region's pixels give to pixels outside it;
 * calibrated guidance: a target that makes guidance 7.5 act as a smaller scale;
 * reweighting: with one object's colour word's attention scaled by w (P2P's equalizer), the model denoises
   towards the scene with that object's colour `reweighted_saturation(w)` times as far from grey.
@@ -33,37 +34,47 @@ GUIDANCE = 7.5  # pivot's default guidance scale
 
 
 class CrossAttentionRecorder:
-    """An attention processor for the cross-attention layers that keeps their probabilities.
+    """An attention processor for the cross-attention layers that keeps their probabilities, and with
+    ``self_attention`` those of the self-attention layers too.
 
-    Installed on every `attn2` of the UNet (`install`); while ``recording`` each call appends its
-    probabilities, averaged over heads, [B, N, 77], to ``maps``. With an ``equalizer`` [B, 77] the
-    probabilities are multiplied by it per token and not renormalised, as Prompt-to-Prompt's reweighting does.
-    The arithmetic is diffusers' `AttnProcessor` (no attention mask: SD passes none to cross-attention).
+    Installed on every `attn2` of the UNet (and every `attn1` with ``self_attention``; `install`); while
+    ``recording`` each cross-attention call appends its probabilities, averaged over heads, [B, N, 77], to
+    ``maps``, and each self-attention call its [B, N, N] to ``self_maps``. With an ``equalizer`` [B, 77] the
+    cross-attention probabilities are multiplied by it per token and not renormalised, as Prompt-to-Prompt's
+    reweighting does. The arithmetic is diffusers' `AttnProcessor` (no attention mask: SD passes none).
     """
 
-    def __init__(self):
+    def __init__(self, self_attention=False):
         self.maps = []
+        self.self_maps = []
         self.sides = []
         self.last = []
+        self.self_last = []
         self.recording = False
         self.equalizer = None
+        self.self_attention = self_attention
+
+    def handles(self, name):
+        """Whether the processor ``name`` (diffusers' `attn_processors` key) is this recorder's."""
+        return name.endswith("attn2.processor") or (self.self_attention and name.endswith("attn1.processor"))
 
     def install(self, unet):
         from diffusers.models.attention_processor import AttnProcessor2_0
-        unet.set_attn_processor({name: (self if name.endswith("attn2.processor") else AttnProcessor2_0())
+        unet.set_attn_processor({name: (self if self.handles(name) else AttnProcessor2_0())
                                  for name in unet.attn_processors})
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kw):
         b, n, _ = hidden_states.shape
+        cross = encoder_hidden_states is not None
         query = attn.head_to_batch_dim(attn.to_q(hidden_states))
-        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+        context = encoder_hidden_states if cross else hidden_states
         key = attn.head_to_batch_dim(attn.to_k(context))
         value = attn.head_to_batch_dim(attn.to_v(context))
-        probs = attn.get_attention_scores(query, key, None)  # [B * heads, N, 77]
-        if self.equalizer is not None:
+        probs = attn.get_attention_scores(query, key, None)  # [B * heads, N, M]
+        if cross and self.equalizer is not None:
             probs = probs * self.equalizer.repeat_interleave(attn.heads, 0)[:, None, :].to(probs)
         if self.recording:
-            self.maps.append(probs.view(b, attn.heads, n, -1).mean(1))
+            (self.maps if cross else self.self_maps).append(probs.view(b, attn.heads, n, -1).mean(1))
         out = attn.batch_to_head_dim(torch.bmm(probs, value))
         out = attn.to_out[1](attn.to_out[0](out))
         return out / attn.rescale_output_factor
@@ -132,6 +143,25 @@ def foreign_mass(maps, pos, reg, masks, valid):
     for a, own in word_attention(maps, pos, reg, masks):  # [B, N, SLOTS] each
         total = total + (a * (1 - own) * valid[:, None, :].float()).sum(-1).mean(-1)
     return total / len(maps)
+
+
+def self_foreign_mass(self_maps, masks):
+    """Mean over self-attention layers of the self-attention mass a region's pixels (object 0, object 1, the
+    background; coverage ``masks`` [B, 3, h, w], block-averaged to each layer's side) give to pixels outside
+    that region, each region present weighted alike: [B]. In this world objects are independent of each
+    other, so a pixel of one object has nothing to read at another; when it does, an edit of one object
+    reaches the other through self-attention (P2P injects self-attention maps for only the first steps)."""
+    total = 0
+    for m in self_maps:  # [B, N, N]
+        side = int(round(math.sqrt(m.shape[1])))
+        cover = masks if side == masks.shape[-1] else torch.nn.functional.adaptive_avg_pool2d(masks, side)
+        cover = cover.flatten(2).to(m)  # [B, 3, N]
+        outside = torch.einsum("bij,brj->bri", m, 1 - cover)  # [B, 3, N]: mass of query i outside region r
+        area = cover.sum(-1)  # [B, 3]
+        per_region = (cover * outside).sum(-1) / area.clamp_min(1e-6)
+        present = (area >= 0.5).float()
+        total = total + (per_region * present).sum(1) / present.sum(1).clamp_min(1)
+    return total / max(len(self_maps), 1)
 
 
 def own_shortfall(maps, pos, reg, masks, valid, floor):
@@ -242,10 +272,11 @@ def calibrated_target(unet, text_encoder, z0, t, noise, acp, empty, captioned, s
 
 # The options of `WordLosses`, as argparse destinations; a training command must repeat those that differ.
 OPTIONS = ("function_loss", "foreign_loss", "own_loss", "own_mass", "own_max_t", "leak_loss", "locality_loss",
-           "locality_rows")
+           "locality_rows", "self_locality_loss")
 
 
-def add_arguments(ap, function_loss=0.0, foreign_loss=0.0, own_loss=0.0, leak_loss=0.0, locality_loss=0.0):
+def add_arguments(ap, function_loss=0.0, foreign_loss=0.0, own_loss=0.0, leak_loss=0.0, locality_loss=0.0,
+                  self_locality_loss=0.0):
     """Adds the options of `WordLosses` to an argparse parser, with these default weights."""
     ap.add_argument("--function-loss", type=float, default=function_loss,
                     help="weight of the attention mass on tokens other than <|startoftext|> and the "
@@ -264,6 +295,9 @@ def add_arguments(ap, function_loss=0.0, foreign_loss=0.0, own_loss=0.0, leak_lo
                     help="weight of the edit-locality loss: swapping a word may change the noise prediction "
                     "on its own region (grown by one latent pixel), nowhere else")
     ap.add_argument("--locality-rows", type=int, default=8, help="rows of a batch the locality loss edits")
+    ap.add_argument("--self-locality-loss", type=float, default=self_locality_loss,
+                    help="weight of the self-attention mass a region's pixels give to pixels outside their region "
+                    "(an object's pixels to the other object or the background, and the background's to the objects)")
 
 
 class WordLosses:
@@ -278,17 +312,18 @@ class WordLosses:
     @property
     def active(self):
         return any(w > 0 for w in (self.function_loss, self.foreign_loss, self.own_loss, self.leak_loss,
-                                   self.locality_loss))
+                                   self.locality_loss, self.self_locality_loss))
 
-    def __call__(self, maps, text_encoder, ids, t, words, gen, unet=None, denoised=None):
-        """(weighted total, {name: value}) for a batch whose cross-attention ``maps`` were recorded in the
-        pass ``denoised`` (a `Denoised`, needed by the leak and locality losses); ``gen`` draws their swapped
-        words, and the locality loss denoises the swapped captions with ``unet``."""
+    def __call__(self, maps, text_encoder, ids, t, words, gen, unet=None, denoised=None, self_maps=None):
+        """(weighted total, {name: value}) for a batch whose cross-attention ``maps`` (and self-attention
+        ``self_maps``, needed by the self-locality loss) were recorded in the pass ``denoised`` (a `Denoised`,
+        needed by the leak and locality losses); ``gen`` draws their swapped words, and the locality loss
+        denoises the swapped captions with ``unet``."""
         pos, reg, masks, valid = words
         masks = masks.float()
         captioned = valid.any(1)
         zero = torch.zeros((), device=ids.device)
-        values = dict(function=zero, foreign=zero, own=zero, leak=zero, locality=zero)
+        values = dict(function=zero, foreign=zero, own=zero, leak=zero, locality=zero, self_locality=zero)
         total = zero
         if self.function_loss > 0:
             values["function"] = captioned_mean(function_mass(maps, ids, pos), captioned)
@@ -312,6 +347,9 @@ class WordLosses:
             region = reg.gather(1, slot.clamp_min(0)[:, None])[:, 0]
             values["locality"] = locality(unet, denoised, t, swapped_context, region, masks, rows)
             total = total + self.locality_loss * values["locality"]
+        if self.self_locality_loss > 0:
+            values["self_locality"] = self_foreign_mass(self_maps, masks).mean()
+            total = total + self.self_locality_loss * values["self_locality"]
         return total, {k: float(v) for k, v in values.items()}
 
 

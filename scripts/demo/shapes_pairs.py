@@ -43,17 +43,19 @@ def edited_scene(seed, rng):
 
 
 @torch.no_grad()
-def encode_pairs(vae, train, count, tokenizer, batch=32):
+def encode_pairs(vae, train, count, tokenizer, batch=32, normalise=None):
     """The pairs of the first ``count`` training scenes (seeds 0, 1, ...), whose latents and token ids ``train``
     (`shapes_model.encode_scenes` of those seeds) already holds: latent means of the sources and the edits
-    [N, 4, h, w] and their token ids [N, 77]."""
+    [N, 4, h, w] and their token ids [N, 77]. ``normalise`` maps the VAE's latents to those of ``train``
+    (train_shapes' per-channel normalisation, before it is folded into the VAE)."""
     if count > train["latents"].shape[0]:
         raise ValueError(f"{count} pairs need as many training scenes; there are {train['latents'].shape[0]}")
     rng = np.random.default_rng(PAIR_SEED_BASE)
     edited, edited_ids = [], []
     for i in range(0, count, batch):
         rows = [edited_scene(s, rng) for s in range(i, min(i + batch, count))]
-        edited.append(vae.encode(shapes_model.images_to_tensor([r[0] for r in rows])).latent_dist.mean.float())
+        z = vae.encode(shapes_model.images_to_tensor([r[0] for r in rows])).latent_dist.mean.float()
+        edited.append(z if normalise is None else normalise(z))
         edited_ids.append(shapes_model.tokenize(tokenizer, [r[1] for r in rows]))
     return dict(source=train["latents"][:count], source_ids=train["ids"][:count], edited=torch.cat(edited),
                 edited_ids=torch.cat(edited_ids))
@@ -64,7 +66,7 @@ class AttentionInjector:
     and inject them into the next, per row, as Prompt-to-Prompt's replacement does.
 
     ``mode`` None: cross-attention goes to ``recorder`` (the token loss's `CrossAttentionRecorder`), if any, and
-    self-attention to diffusers' `AttnProcessor2_0`; "record": the probabilities [B * heads, N, M] of every
+    self-attention to it too when it records self-attention, else to diffusers' `AttnProcessor2_0`; "record": the probabilities [B * heads, N, M] of every
     layer are kept in call order; "inject": the rows ``cross_rows`` / ``self_rows`` [B] bool take the recorded
     probabilities of the same layer instead of their own.
     """
@@ -85,7 +87,7 @@ class AttentionInjector:
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kw):
         cross = encoder_hidden_states is not None
         if self.mode is None:
-            if cross and self.recorder is not None:
+            if self.recorder is not None and (cross or self.recorder.self_attention):
                 return self.recorder(attn, hidden_states, encoder_hidden_states)
             return self.plain(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         context = encoder_hidden_states if cross else hidden_states
@@ -102,6 +104,15 @@ class AttentionInjector:
         out = attn.batch_to_head_dim(torch.bmm(probs, value))
         out = attn.to_out[1](attn.to_out[0](out))
         return out / attn.rescale_output_factor
+
+
+def add_arguments(ap, scenes=3000):
+    """``--pair-loss`` (off by default), ``--pair-scenes`` and ``--pair-batch`` (8)."""
+    ap.add_argument("--pair-loss", type=float, default=0.0,
+                    help="weight of the Prompt-to-Prompt pair loss (shapes_pairs): render a word swap's ground "
+                    "truth with the source's attention injected")
+    ap.add_argument("--pair-scenes", type=int, default=scenes, help="edit pairs (of the first training scenes)")
+    ap.add_argument("--pair-batch", type=int, default=8, help="pairs per step")
 
 
 def pair_loss(unet, text_encoder, injector, pairs, count, acp, snr_gamma, gen):

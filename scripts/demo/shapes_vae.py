@@ -133,6 +133,11 @@ def balance_channels(data):
     return dict(data, **balanced, channel_mean=mean, channel_std=std, global_std=global_std)
 
 
+def balance(latents, data):
+    """The balanced latents of the VAE's own (what the UNet learns; the inverse of `unbalance`)."""
+    return (latents - data["channel_mean"].view(1, -1, 1, 1).to(latents)) / data["channel_std"].view(1, -1, 1, 1).to(latents)
+
+
 def unbalance(latents, data):
     """The VAE's own latents of balanced ones (what the unfolded VAE decodes)."""
     return latents * data["channel_std"].view(1, -1, 1, 1).to(latents) + data["channel_mean"].view(1, -1, 1, 1).to(latents)

@@ -95,6 +95,7 @@ import torch  # noqa: E402
 
 from scripts import REPO_ROOT  # noqa: E402
 from scripts.demo import shapes_losses as losses  # noqa: E402
+from scripts.demo import shapes_pairs  # noqa: E402
 from scripts.demo import shapes_world as world  # noqa: E402
 from scripts.demo.shapes_export import export, score_colours, self_check  # noqa: E402
 from scripts.demo.shapes_losses import CrossAttentionRecorder, WordLosses, noised, token_inside  # noqa: E402
@@ -103,7 +104,7 @@ from scripts.demo.shapes_model import (  # noqa: E402
     load_tokenizer, tokenize)
 from scripts.demo.shapes_training import (  # noqa: E402
     EMA, Checkpoint, Progress, fmt_time, folder_size, log, lr_at, param_count, param_groups, set_lr)
-from scripts.demo.shapes_vae import balance_channels, prepare_latents, train_vae, unbalance  # noqa: E402
+from scripts.demo.shapes_vae import balance, balance_channels, prepare_latents, train_vae, unbalance  # noqa: E402
 
 ROOT = REPO_ROOT
 
@@ -124,6 +125,7 @@ def diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, snr_gamma=0.0, re
     context = text_encoder(ids)[0]
     if recorder is not None:
         recorder.maps.clear()
+        recorder.self_maps.clear()
         recorder.recording = words is not None
     pred = unet(zt, t, context).sample
     per_sample = losses.min_snr_mse(pred, noise if target is None else target, t, acp, snr_gamma)
@@ -134,7 +136,9 @@ def diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, snr_gamma=0.0, re
         recorder.sides = [int(round(math.sqrt(m.shape[1]))) for m in recorder.maps]
         token = losses.token_loss(inside, valid)
         recorder.last = list(recorder.maps)  # for the word losses of the same pass
+        recorder.self_last = list(recorder.self_maps)
         recorder.maps.clear()
+        recorder.self_maps.clear()
         recorder.recording = False
     return per_sample.mean(), token, inside, losses.Denoised(zt, context, pred)
 
@@ -217,17 +221,20 @@ def colour_check(unet, text_encoder, vae, tokenizer, data, seed):
     return hits, len(CHECK_CAPTIONS)
 
 
-def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep):
+def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep, pairs=None):
     """Phase 2; returns metrics.  The EMA weights are copied into the models at the end.
 
     ``vae`` (frozen) decodes the colour checks; ``keep`` (its weights and metrics) goes into every
-    checkpoint.
+    checkpoint; ``pairs`` (`shapes_pairs.encode_pairs`) are the edit pairs of the pair loss.
     """
     device = args.device
     unet.to(device).train()
     text_encoder.to(device).train()
-    recorder = CrossAttentionRecorder()
+    recorder = CrossAttentionRecorder(self_attention=args.self_locality_loss > 0)
     recorder.install(unet)
+    injector = shapes_pairs.AttentionInjector(recorder)
+    if pairs is not None:
+        injector.install(unet)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(param_groups(unet, text_encoder), lr=args.unet_lr, betas=(0.9, 0.999))
     ema = EMA(params, args.ema) if args.ema > 0 else None
@@ -249,7 +256,7 @@ def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep
     if start:
         progress.losses = list(state.get("losses", []))
         history = state.get("history", history)
-    tokens_seen, word_seen = [], []
+    tokens_seen, word_seen, pairs_seen = [], [], []
     word_losses = WordLosses(args, tokenizer)
     record = args.token_loss > 0 or word_losses.active
     for step in range(start, args.unet_steps):
@@ -259,9 +266,14 @@ def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep
                                                   words if record else None)
         total = loss + args.token_loss * token if token is not None else loss
         if word_losses.active:
-            extra, values = word_losses(recorder.last, text_encoder, ids, t, words, gen, unet, denoised)
+            extra, values = word_losses(recorder.last, text_encoder, ids, t, words, gen, unet, denoised,
+                                        recorder.self_last)
             total = total + extra
             word_seen.append(values)
+        if pairs is not None:
+            pair = shapes_pairs.pair_loss(unet, text_encoder, injector, pairs, args.pair_batch, acp, args.min_snr, gen)
+            total = total + args.pair_loss * pair
+            pairs_seen.append(pair.item())
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -272,6 +284,8 @@ def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep
         shown = f" token {np.mean(tokens_seen[-50:]):.4f}"
         if word_seen:
             shown += "".join(f" {k} {np.mean([v[k] for v in word_seen[-50:]]):.4f}" for k in word_seen[-1])
+        if pairs_seen:
+            shown += f" pair {np.mean(pairs_seen[-50:]):.4f}"
         progress.update(step, loss.item(), shown)
         if (step + 1) % max(1, args.unet_steps // 8) == 0 and step + 1 < args.unet_steps:
             held, inside = heldout_metrics(unet, text_encoder, data, acp, device, args.seed + 33, recorder)
@@ -387,7 +401,10 @@ def write_readme(out, args, metrics, sizes):
          f"(t < {args.own_max_t})"),
         ("leak_loss", "relative change of the other supervised words' embeddings when a word is swapped"),
         ("locality_loss", f"change of the noise prediction outside a swapped word's region ({args.locality_rows} "
-         "rows a step)")) if getattr(args, key) > 0]
+         "rows a step)"),
+        ("self_locality_loss", "self-attention mass a region's pixels give to pixels outside it"),
+        ("pair_loss", f"Prompt-to-Prompt pair loss (`shapes_pairs.py`; {args.pair_batch} of {args.pair_scenes} "
+         "edit pairs a step)")) if getattr(args, key) > 0]
     word_losses = ("  With the word losses of `shapes_losses.py` from the first step: " + "; ".join(terms) + "."
                    if terms else "")
     text = README.format(word_losses=word_losses,
@@ -425,7 +442,8 @@ def parse_args(argv=None):
 
 # The training options a rebuild command must repeat when they differ from their defaults, and those defaults
 # as the parser has them (filled by parse_args).
-TRAINING_OPTIONS = ("vae_lr", "unet_lr", "kl_weight", "caption_dropout", "min_snr", "ema", "token_loss") + losses.OPTIONS
+TRAINING_OPTIONS = (("vae_lr", "unet_lr", "kl_weight", "caption_dropout", "min_snr", "ema", "token_loss") + losses.OPTIONS
+                    + ("pair_loss", "pair_scenes", "pair_batch"))
 PARSER_DEFAULTS = {}
 
 
@@ -449,6 +467,7 @@ def parser():
     ap.add_argument("--token-loss", type=float, default=0.1,
                     help="weight of the token loss that keeps each word's cross-attention on its object; 0 = off")
     losses.add_arguments(ap)
+    shapes_pairs.add_arguments(ap)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (use 1 on a busy machine)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -478,8 +497,7 @@ def load_resume_state(args, ckpt):
             ckpt.clear()
         return None
     state = ckpt.load()
-    for key in ("vae_steps", "vae_batch", "unet_steps", "batch", "scenes", "heldout", "seed", "vae_lr",
-                "unet_lr", "kl_weight", "caption_dropout", "min_snr", "ema", "token_loss") + losses.OPTIONS:
+    for key in ("vae_steps", "vae_batch", "unet_steps", "batch", "scenes", "heldout", "seed") + TRAINING_OPTIONS:
         saved = state["args"].get(key, getattr(args, key))  # options newer than the checkpoint keep theirs
         if saved != getattr(args, key):
             log(f"resume: using the checkpoint's {key} = {saved} (not {getattr(args, key)})")
@@ -511,7 +529,12 @@ def main(argv=None):
     if state and state["phase"] == "unet" and "unet" not in state:
         state = None  # phase boundary checkpoint: the UNet phase starts fresh
     keep = dict(vae=vae.state_dict(), vae_metrics=dict(metrics))
-    metrics.update(train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep))
+    pairs = None
+    if args.pair_loss > 0:
+        pairs = shapes_pairs.encode_pairs(vae, data["train"], args.pair_scenes, tokenizer,
+                                          normalise=lambda z: balance(z, data))
+        log(f"[pairs] {args.pair_scenes} edit pairs encoded")
+    metrics.update(train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep, pairs))
 
     metrics.update(encode_scenes_per_s=data["encode_scenes_per_s"],
                    channel_std=[round(v, 4) for v in data["global_std"].tolist()])
