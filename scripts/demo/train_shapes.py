@@ -53,7 +53,10 @@ Training (all seeds fixed by `--seed`; deterministic on the CPU, also across `--
    makes it visible to the cross-attention P2P edits.  Every 1/8 of the steps the held-out denoising
    loss and the share of attention inside the objects are printed, every 1/4 the colour accuracy of 8
    generated check captions.  The word losses of `shapes_losses.py` (`--function-loss`, `--foreign-loss`,
-   `--own-loss`, `--leak-loss`; off by default, as `finetune_shapes.py` uses them) join from the first step.
+   `--own-loss`, `--leak-loss`, `--locality-loss`, `--self-locality-loss`) and the Prompt-to-Prompt pair
+   loss of `shapes_pairs.py` (`--pair-loss`: the first `--pair-scenes` training scenes with one word swapped,
+   the renderer's ground truth denoised under P2P's attention injection) are off by default, as
+   `finetune_shapes.py` uses them; given here, they join from the first step.
 
 The pieces live beside this file: `shapes_model.py` (configs, tokenizer, scenes as tensors),
 `shapes_training.py` (logging, schedule, EMA, checkpoints), `shapes_vae.py` (phase 1), `shapes_losses.py`
