@@ -66,9 +66,10 @@ class AttentionInjector:
     and inject them into the next, per row, as Prompt-to-Prompt's replacement does.
 
     ``mode`` None: cross-attention goes to ``recorder`` (the token loss's `CrossAttentionRecorder`), if any, and
-    self-attention to it too when it records self-attention, else to diffusers' `AttnProcessor2_0`; "record": the probabilities [B * heads, N, M] of every
-    layer are kept in call order; "inject": the rows ``cross_rows`` / ``self_rows`` [B] bool take the recorded
-    probabilities of the same layer instead of their own.
+    self-attention to it too when it records self-attention, else to diffusers' `AttnProcessor2_0`; "record":
+    the probabilities [B * heads, N, M] of every layer are kept in call order; "inject": the rows
+    ``cross_rows`` / ``self_rows`` [B] bool take the recorded probabilities of the same layer instead of their
+    own.
     """
 
     def __init__(self, recorder=None):
