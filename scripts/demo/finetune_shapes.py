@@ -103,14 +103,6 @@ def reweight_loss(unet, text_encoder, recorder, rw, args, acp, gen):
     return loss
 
 
-def add_example_loss(ap, name, loss_help, scenes, scenes_help, batch_help):
-    """``--{name}-loss`` (off by default), ``--{name}-scenes`` and ``--{name}-batch`` (8): a loss on a set of
-    examples of its own, encoded once, a batch of them each step."""
-    ap.add_argument(f"--{name}-loss", type=float, default=0.0, help=loss_help)
-    ap.add_argument(f"--{name}-scenes", type=int, default=scenes, help=scenes_help)
-    ap.add_argument(f"--{name}-batch", type=int, default=8, help=batch_help)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="a model folder written by train_shapes")
@@ -125,10 +117,12 @@ def main():
         "--effective-guidance", type=float, default=0.0,
         help="train the captioned prediction towards eps_u + (G / 7.5) (eps - eps_u), so that guidance 7.5 acts "
         "as guidance G would on the plain model (0: off)")
-    add_example_loss(
-        ap, "reweight", "weight of the reweighting loss: with a colour word's attention scaled by 0.5 or 2 (P2P's "
-        "equalizer), denoise towards the scene with that object's colour less or more saturated",
-        2000, "scenes of the reweighting set", "reweighting examples per step")
+    ap.add_argument(
+        "--reweight-loss", type=float, default=0.0,
+        help="weight of the reweighting loss: with a colour word's attention scaled by 0.5 or 2 (P2P's "
+        "equalizer), denoise towards the scene with that object's colour less or more saturated")
+    ap.add_argument("--reweight-scenes", type=int, default=2000, help="scenes of the reweighting set")
+    ap.add_argument("--reweight-batch", type=int, default=8, help="reweighting examples per step")
     shapes_pairs.add_arguments(ap)
     ap.add_argument("--caption-dropout", type=float, default=0.1)
     ap.add_argument("--min-snr", type=float, default=5.0)
@@ -229,7 +223,8 @@ def main():
 --lr {args.lr} --token-loss {args.token_loss} --function-loss {args.function_loss} --leak-loss {args.leak_loss}
 --foreign-loss {args.foreign_loss} --own-loss {args.own_loss} --own-mass {args.own_mass} --own-max-t {args.own_max_t}
 --effective-guidance {args.effective_guidance} --reweight-loss {args.reweight_loss}
---locality-loss {args.locality_loss} --locality-rows {args.locality_rows} --pair-loss {args.pair_loss}
+--locality-loss {args.locality_loss} --locality-rows {args.locality_rows}
+--self-locality-loss {args.self_locality_loss} --pair-loss {args.pair_loss}
 --pair-scenes {args.pair_scenes} --pair-batch {args.pair_batch}`
 {"--contextless-text " if args.contextless_text else ""}({(time.time() - t0) / 60:.1f}
 minutes on cpu with {args.threads} thread(s)): {args.steps} more steps of the UNet and the text encoder at batch

@@ -66,18 +66,29 @@ class CrossAttentionRecorder:
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kw):
         b, n, _ = hidden_states.shape
         cross = encoder_hidden_states is not None
-        query = attn.head_to_batch_dim(attn.to_q(hidden_states))
-        context = encoder_hidden_states if cross else hidden_states
-        key = attn.head_to_batch_dim(attn.to_k(context))
-        value = attn.head_to_batch_dim(attn.to_v(context))
-        probs = attn.get_attention_scores(query, key, None)  # [B * heads, N, M]
-        if cross and self.equalizer is not None:
-            probs = probs * self.equalizer.repeat_interleave(attn.heads, 0)[:, None, :].to(probs)
-        if self.recording:
-            (self.maps if cross else self.self_maps).append(probs.view(b, attn.heads, n, -1).mean(1))
-        out = attn.batch_to_head_dim(torch.bmm(probs, value))
-        out = attn.to_out[1](attn.to_out[0](out))
-        return out / attn.rescale_output_factor
+
+        def adjust(probs):  # [B * heads, N, M]
+            if cross and self.equalizer is not None:
+                probs = probs * self.equalizer.repeat_interleave(attn.heads, 0)[:, None, :].to(probs)
+            if self.recording:
+                (self.maps if cross else self.self_maps).append(probs.view(b, attn.heads, n, -1).mean(1))
+            return probs
+
+        return attend(attn, hidden_states, encoder_hidden_states, adjust)
+
+
+def attend(attn, hidden_states, encoder_hidden_states, adjust):
+    """One attention layer with its probabilities [B * heads, N, M] passed through ``adjust`` (which may keep,
+    scale or replace them) before they weight the values: diffusers' `AttnProcessor` arithmetic, no attention
+    mask (SD passes none)."""
+    context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+    query = attn.head_to_batch_dim(attn.to_q(hidden_states))
+    key = attn.head_to_batch_dim(attn.to_k(context))
+    value = attn.head_to_batch_dim(attn.to_v(context))
+    probs = adjust(attn.get_attention_scores(query, key, None))
+    out = attn.batch_to_head_dim(torch.bmm(probs, value))
+    out = attn.to_out[1](attn.to_out[0](out))
+    return out / attn.rescale_output_factor
 
 
 def word_attention(maps, pos, reg, masks):

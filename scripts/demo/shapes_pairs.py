@@ -19,7 +19,7 @@ import torch
 
 from scripts.demo import shapes_model
 from scripts.demo import shapes_world as world
-from scripts.demo.shapes_losses import min_snr_mse, noised
+from scripts.demo.shapes_losses import attend, min_snr_mse, noised
 
 CROSS_UNTIL_T = 200  # cross-attention replaced while t >= this (the first 80% of 50 DDIM steps)
 SELF_UNTIL_T = 600  # self-attention replaced while t >= this (the first 40%)
@@ -91,20 +91,21 @@ class AttentionInjector:
             if self.recorder is not None and (cross or self.recorder.self_attention):
                 return self.recorder(attn, hidden_states, encoder_hidden_states)
             return self.plain(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
-        context = encoder_hidden_states if cross else hidden_states
-        query = attn.head_to_batch_dim(attn.to_q(hidden_states))
-        key = attn.head_to_batch_dim(attn.to_k(context))
-        value = attn.head_to_batch_dim(attn.to_v(context))
-        probs = attn.get_attention_scores(query, key, None)  # [B * heads, N, M]
-        if self.mode == "record":
-            self.stored.append(probs.detach())
-        else:
+
+        def adjust(probs):  # [B * heads, N, M]
+            if self.mode == "record":
+                self.stored.append(probs.detach())
+                return probs
             rows = (self.cross_rows if cross else self.self_rows).repeat_interleave(attn.heads)
             probs = torch.where(rows[:, None, None], self.stored[self.index], probs)
             self.index += 1
-        out = attn.batch_to_head_dim(torch.bmm(probs, value))
-        out = attn.to_out[1](attn.to_out[0](out))
-        return out / attn.rescale_output_factor
+            return probs
+
+        return attend(attn, hidden_states, encoder_hidden_states, adjust)
+
+
+# The options of the pair loss, as argparse destinations (`add_arguments`).
+OPTIONS = ("pair_loss", "pair_scenes", "pair_batch")
 
 
 def add_arguments(ap, scenes=3000):

@@ -125,12 +125,12 @@ def balance_channels(data):
     """
     raw = data["train"]["latents"]
     mean, std = raw.mean(dim=(0, 2, 3)), raw.std(dim=(0, 2, 3))
-    balanced = {part: dict(data[part], latents=(data[part]["latents"] - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1))
-                for part in ("train", "held")}
+    stats = dict(channel_mean=mean, channel_std=std)
+    balanced = {part: dict(data[part], latents=balance(data[part]["latents"], stats)) for part in ("train", "held")}
     global_std = std / raw.std()
     log("[encode] per-channel latent mean " + ", ".join(f"{v:.3f}" for v in mean.tolist())
         + "; std " + ", ".join(f"{v:.3f}" for v in std.tolist()) + " -> normalised, scaling_factor 1")
-    return dict(data, **balanced, channel_mean=mean, channel_std=std, global_std=global_std)
+    return dict(data, **balanced, **stats, global_std=global_std)
 
 
 def balance(latents, data):

@@ -446,7 +446,7 @@ def parse_args(argv=None):
 # The training options a rebuild command must repeat when they differ from their defaults, and those defaults
 # as the parser has them (filled by parse_args).
 TRAINING_OPTIONS = (("vae_lr", "unet_lr", "kl_weight", "caption_dropout", "min_snr", "ema", "token_loss") + losses.OPTIONS
-                    + ("pair_loss", "pair_scenes", "pair_batch"))
+                    + shapes_pairs.OPTIONS)
 PARSER_DEFAULTS = {}
 
 
