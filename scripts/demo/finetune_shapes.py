@@ -151,7 +151,8 @@ def main():
         train, _ = shapes_model.encode_scenes(vae, np.arange(args.scenes), args.device, tokenizer)
         rw = (encode_reweighted(vae, REWEIGHT_SEED_BASE + np.arange(args.reweight_scenes), tokenizer)
               if args.reweight_loss > 0 else None)
-        pairs = shapes_pairs.encode_pairs(vae, train, args.pair_scenes, tokenizer) if args.pair_loss > 0 else None
+        pairs = (shapes_pairs.encode_pairs(vae, train, args.pair_scenes, tokenizer)
+                 if args.pair_loss > 0 or args.pair_consistency > 0 else None)
     # the scale-1 VAE already encodes balanced latents; its sample mean is kept, not re-folded
     data = dict(train=train)
     unet.train()
@@ -187,20 +188,21 @@ def main():
         if rw is not None:
             rwl = reweight_loss(unet, text_encoder, recorder, rw, args, acp, gen)
             total = total + args.reweight_loss * rwl
-        pl = torch.zeros(())
+        pl = pc = torch.zeros(())
         if pairs is not None:
-            pl = shapes_pairs.pair_loss(unet, text_encoder, injector, pairs, args.pair_batch, acp, args.min_snr, gen)
-            total = total + args.pair_loss * pl
+            pl, pc = shapes_pairs.pair_loss(unet, text_encoder, injector, pairs, args.pair_batch, acp, args.min_snr,
+                                            gen, empty if args.pair_consistency > 0 else None)
+            total = total + args.pair_loss * pl + args.pair_consistency * pc
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         ema.update()
         seen.append((token.item(), values["function"], values["leak"], values["foreign"], values["own"], rwl.item(),
-                     values["locality"], pl.item()))
-        tk, fn, lk, fg, ow, rl, lc, pr = np.mean(seen[-50:], axis=0)
+                     values["locality"], pl.item(), pc.item()))
+        tk, fn, lk, fg, ow, rl, lc, pr, cs = np.mean(seen[-50:], axis=0)
         progress.update(step, loss.item(), f" token {tk:.4f} function mass {fn:.3f} leak {lk:.4f} foreign {fg:.4f} "
-                        f"own {ow:.4f} reweight {rl:.5f} locality {lc:.5f} pair {pr:.5f}")
+                        f"own {ow:.4f} reweight {rl:.5f} locality {lc:.5f} pair {pr:.5f} consistency {cs:.5f}")
     ema.copy_to_params()
     recorder.last, recorder.maps = [], []
     from diffusers.models.attention_processor import AttnProcessor2_0
@@ -214,7 +216,7 @@ def main():
     publish(tmp, args.out)
     hits, rows, grid = self_check(args.out, 8, args.seed + 44)
     grid.save(os.path.join(args.out, "self-check.png"))
-    tk, fn, lk, fg, ow, rl, lc, pr = np.mean(seen[-100:], axis=0)
+    tk, fn, lk, fg, ow, rl, lc, pr, cs = np.mean(seen[-100:], axis=0)
     with open(os.path.join(args.out, "README.md"), "a") as f:
         f.write(f"""
 ## Fine-tuned so that function words carry nothing
@@ -225,7 +227,7 @@ def main():
 --effective-guidance {args.effective_guidance} --reweight-loss {args.reweight_loss}
 --locality-loss {args.locality_loss} --locality-rows {args.locality_rows}
 --self-locality-loss {args.self_locality_loss} --pair-loss {args.pair_loss}
---pair-scenes {args.pair_scenes} --pair-batch {args.pair_batch}`
+--pair-consistency {args.pair_consistency} --pair-scenes {args.pair_scenes} --pair-batch {args.pair_batch}`
 {"--contextless-text " if args.contextless_text else ""}({(time.time() - t0) / 60:.1f}
 minutes on cpu with {args.threads} thread(s)): {args.steps} more steps of the UNet and the text encoder at batch
 {args.batch} from the weights above, the VAE kept, adding {args.function_loss} x the cross-attention mass on tokens
@@ -234,8 +236,10 @@ change of the embeddings outside a swapped word's phrase, and {args.foreign_loss
 another region's words, and {args.own_loss} x the shortfall of a pixel's attention to its own words below
 {args.own_mass}, and {args.locality_loss} x the change of the noise prediction outside a swapped word's region
 ({args.locality_rows} rows a step), and {args.pair_loss} x the Prompt-to-Prompt pair loss ({args.pair_batch} of
-{args.pair_scenes} edit pairs a step). Last 100 steps: token loss {tk:.4f}, function-word mass {fn:.3f}, leakage {lk:.4f},
-foreign mass {fg:.4f}, own-word shortfall {ow:.4f}, locality {lc:.5f}, pair {pr:.5f}, reweighting loss {rl:.5f}
+{args.pair_scenes} edit pairs a step), and {args.pair_consistency} x the pair consistency loss (the guided
+prediction's change outside the edited object). Last 100 steps: token loss {tk:.4f}, function-word mass {fn:.3f},
+leakage {lk:.4f}, foreign mass {fg:.4f}, own-word shortfall {ow:.4f}, locality {lc:.5f}, pair {pr:.5f},
+consistency {cs:.5f}, reweighting loss {rl:.5f}
 (x {args.reweight_loss}). Self-check colour accuracy {hits}/8.
 """)
     log(f"wrote {args.out} in {fmt_time(time.time() - t0)}; self-check {hits}/8")

@@ -19,7 +19,7 @@ import torch
 
 from scripts.demo import shapes_model
 from scripts.demo import shapes_world as world
-from scripts.demo.shapes_losses import attend, min_snr_mse, noised
+from scripts.demo.shapes_losses import GUIDANCE, attend, min_snr_mse, noised
 
 CROSS_UNTIL_T = 200  # cross-attention replaced while t >= this (the first 80% of 50 DDIM steps)
 SELF_UNTIL_T = 600  # self-attention replaced while t >= this (the first 40%)
@@ -27,19 +27,34 @@ PAIR_SEED_BASE = 30_000_000  # a stream of its own, for the random swaps
 
 
 def edited_scene(seed, rng):
-    """(edited image, edited caption) of training scene ``seed`` with one of its objects' colour or shape word
-    swapped, drawn with ``rng``."""
+    """(edited image, edited caption, masks) of training scene ``seed`` with one of its objects' colour or shape
+    word swapped, drawn with ``rng``; ``masks`` [3, H, W] are the coverage of the edited object (source or
+    edit), of the other object (zero in one-object scenes) and of every object."""
     _, _, info = world.render(int(seed))
     k = int(rng.integers(len(info["objects"])))
     obj = info["objects"][k]
     if rng.random() < 0.5:
         taken = [o["colour"] for o in info["objects"]]  # the world's objects differ in colour
         colour = str(rng.choice([c for c in world.COLOURS if c not in taken]))
-        edited, caption, _ = world.render_variant(info, colour=colour, index=k)
+        edited, caption, new = world.render_variant(info, colour=colour, index=k)
     else:
         shape = str(rng.choice([s for s in world.SHAPES if s != obj["shape"]]))
-        edited, caption, _ = world.render_variant(info, shape=shape, index=k)
-    return edited, caption
+        edited, caption, new = world.render_variant(info, shape=shape, index=k)
+    cover = [np.maximum(o["mask"], n["mask"]) for o, n in zip(info["objects"], new["objects"])]
+    other = cover[1 - k] if len(cover) == 2 else np.zeros_like(cover[k])
+    return edited, caption, np.stack([cover[k], other, np.maximum(cover[k], other)]).astype(np.float32)
+
+
+def outside_weights(masks, size, grow=1):
+    """Pixel weights [1, h, w] of an edit pair's unedited regions at latent ``size`` (h, w), from its
+    ``masks`` [3, H, W] (`edited_scene`): the other object's pixels and the background's, each region summing to
+    1 / (regions present), outside the edited object's coverage grown by ``grow`` latent pixels. Each region
+    counts alike, so a small object is not outweighed by the background."""
+    cover = torch.nn.functional.interpolate(torch.from_numpy(masks)[None], size=size, mode="area")[0]  # [3, h, w]
+    edited = torch.nn.functional.max_pool2d((cover[:1] > 0).float(), 2 * grow + 1, 1, grow) > 0  # [1, h, w]
+    regions = [(cover[1:2] > 0.5) & ~edited, (cover[2:3] == 0) & ~edited]
+    present = [r.float() / r.sum() for r in regions if r.any()]
+    return sum(present) / max(len(present), 1) if present else torch.zeros(1, *size)
 
 
 @torch.no_grad()
@@ -51,14 +66,15 @@ def encode_pairs(vae, train, count, tokenizer, batch=32, normalise=None):
     if count > train["latents"].shape[0]:
         raise ValueError(f"{count} pairs need as many training scenes; there are {train['latents'].shape[0]}")
     rng = np.random.default_rng(PAIR_SEED_BASE)
-    edited, edited_ids = [], []
+    edited, edited_ids, outside = [], [], []
     for i in range(0, count, batch):
         rows = [edited_scene(s, rng) for s in range(i, min(i + batch, count))]
         z = vae.encode(shapes_model.images_to_tensor([r[0] for r in rows])).latent_dist.mean.float()
         edited.append(z if normalise is None else normalise(z))
         edited_ids.append(shapes_model.tokenize(tokenizer, [r[1] for r in rows]))
+        outside.append(torch.stack([outside_weights(r[2], z.shape[-2:]) for r in rows]))
     return dict(source=train["latents"][:count], source_ids=train["ids"][:count], edited=torch.cat(edited),
-                edited_ids=torch.cat(edited_ids))
+                edited_ids=torch.cat(edited_ids), outside=torch.cat(outside))
 
 
 class AttentionInjector:
@@ -66,7 +82,8 @@ class AttentionInjector:
     and inject them into the next, per row, as Prompt-to-Prompt's replacement does.
 
     ``mode`` None: cross-attention goes to ``recorder`` (the token loss's `CrossAttentionRecorder`), if any, and
-    self-attention to it too when it records self-attention, else to diffusers' `AttnProcessor2_0`; "record":
+    self-attention to it too when it records self-attention, else to diffusers' `AttnProcessor2_0`; "plain":
+    every layer to `AttnProcessor2_0`, nothing recorded; "record":
     the probabilities [B * heads, N, M] of every layer are kept in call order; "inject": the rows
     ``cross_rows`` / ``self_rows`` [B] bool take the recorded probabilities of the same layer instead of their
     own.
@@ -87,6 +104,8 @@ class AttentionInjector:
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kw):
         cross = encoder_hidden_states is not None
+        if self.mode == "plain":
+            return self.plain(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         if self.mode is None:
             if self.recorder is not None and (cross or self.recorder.self_attention):
                 return self.recorder(attn, hidden_states, encoder_hidden_states)
@@ -105,20 +124,31 @@ class AttentionInjector:
 
 
 # The options of the pair loss, as argparse destinations (`add_arguments`).
-OPTIONS = ("pair_loss", "pair_scenes", "pair_batch")
+OPTIONS = ("pair_loss", "pair_consistency", "pair_scenes", "pair_batch")
 
 
 def add_arguments(ap, scenes=3000):
-    """``--pair-loss`` (off by default), ``--pair-scenes`` and ``--pair-batch`` (8)."""
+    """``--pair-loss`` and ``--pair-consistency`` (off by default), ``--pair-scenes`` and ``--pair-batch`` (8)."""
     ap.add_argument("--pair-loss", type=float, default=0.0,
                     help="weight of the Prompt-to-Prompt pair loss (shapes_pairs): render a word swap's ground "
                     "truth with the source's attention injected")
+    ap.add_argument("--pair-consistency", type=float, default=0.0,
+                    help="weight of the pair consistency loss (shapes_pairs.pair_loss): the guided prediction "
+                    "of a word swap may not change outside the edited object")
     ap.add_argument("--pair-scenes", type=int, default=scenes, help="edit pairs (of the first training scenes)")
     ap.add_argument("--pair-batch", type=int, default=8, help="pairs per step")
 
 
-def pair_loss(unet, text_encoder, injector, pairs, count, acp, snr_gamma, gen):
-    """The Prompt-to-Prompt pair loss of ``count`` pairs drawn with ``gen`` (see the module's header)."""
+def pair_loss(unet, text_encoder, injector, pairs, count, acp, snr_gamma, gen, empty=None):
+    """The Prompt-to-Prompt pair loss of ``count`` pairs drawn with ``gen`` (see the module's header), and
+    with ``empty`` (the empty prompt's token ids [77]) the pair consistency loss, else zero.
+
+    The consistency loss is the edit's change outside the edited object: per pair, the squared difference
+    between the target's and the source's guided noise predictions (guidance `GUIDANCE`, the unconditional
+    branch under the empty prompt and never injected, as in P2P) weighted by `outside_weights`. Its target is
+    exactly zero, unlike the denoising loss's, whose noise leaves a large irreducible error at every pixel; and
+    it sees the path the denoising loss cannot: the edited object's latent reaching the other object through the
+    convolutions and self-attention, in both branches, multiplied by the guidance."""
     idx = torch.randint(pairs["source"].shape[0], (count,), generator=gen)
     t = torch.randint(0, 1000, (count,), generator=gen)
     noise = torch.randn(pairs["source"][idx].shape, generator=gen)
@@ -127,10 +157,23 @@ def pair_loss(unet, text_encoder, injector, pairs, count, acp, snr_gamma, gen):
     try:
         injector.mode, injector.stored = "record", []
         with torch.no_grad():
-            unet(source, t, text_encoder(pairs["source_ids"][idx])[0])
+            source_cond = unet(source, t, text_encoder(pairs["source_ids"][idx])[0]).sample
         injector.mode, injector.index = "inject", 0
         injector.cross_rows, injector.self_rows = t >= CROSS_UNTIL_T, t >= SELF_UNTIL_T
         pred = unet(edited, t, text_encoder(pairs["edited_ids"][idx])[0]).sample
+        consistency = torch.zeros(())
+        if empty is not None:
+            injector.mode, injector.stored = "plain", []
+            uncond = text_encoder(empty[None].expand(count, -1))[0]
+            with torch.no_grad():
+                source_guided = guided(unet(source, t, uncond).sample, source_cond)
+            change = (guided(unet(edited, t, uncond).sample, pred) - source_guided) ** 2  # [P, 4, h, w]
+            consistency = (change.mean(1, keepdim=True) * pairs["outside"][idx]).sum((1, 2, 3)).mean()
     finally:
         injector.mode, injector.stored = None, []
-    return min_snr_mse(pred, noise, t, acp, snr_gamma).mean()
+    return min_snr_mse(pred, noise, t, acp, snr_gamma).mean(), consistency
+
+
+def guided(uncond, cond):
+    """Classifier-free guidance at pivot's default scale."""
+    return uncond + GUIDANCE * (cond - uncond)

@@ -103,11 +103,12 @@ from scripts.demo import shapes_world as world  # noqa: E402
 from scripts.demo.shapes_export import export, score_colours, self_check  # noqa: E402
 from scripts.demo.shapes_losses import CrossAttentionRecorder, WordLosses, noised, token_inside  # noqa: E402
 from scripts.demo.shapes_model import (  # noqa: E402
-    CHECK_CAPTIONS, LATENT_SIDE, SCHEDULER_CONFIG, UNET_CONFIG, VAE_CONFIG, alphas_cumprod, build_models,
-    load_tokenizer, tokenize)
+    CHECK_CAPTIONS, HELDOUT_SEED_BASE, LATENT_SIDE, SCHEDULER_CONFIG, UNET_CONFIG, VAE_CONFIG, alphas_cumprod,
+    build_models, load_tokenizer, tokenize)
 from scripts.demo.shapes_training import (  # noqa: E402
     EMA, Checkpoint, Progress, fmt_time, folder_size, log, lr_at, param_count, param_groups, set_lr)
-from scripts.demo.shapes_vae import balance, balance_channels, prepare_latents, train_vae, unbalance  # noqa: E402
+from scripts.demo.shapes_vae import (  # noqa: E402
+    balance, balance_channels, prepare_latents, train_vae, unbalance, vae_psnr)
 
 ROOT = REPO_ROOT
 
@@ -268,15 +269,17 @@ def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep
         loss, token, _, denoised = diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, args.min_snr, recorder,
                                                   words if record else None)
         total = loss + args.token_loss * token if token is not None else loss
-        if word_losses.active:
+        joined = step >= args.losses_from
+        if word_losses.active and joined:
             extra, values = word_losses(recorder.last, text_encoder, ids, t, words, gen, unet, denoised,
                                         recorder.self_last)
             total = total + extra
             word_seen.append(values)
-        if pairs is not None:
-            pair = shapes_pairs.pair_loss(unet, text_encoder, injector, pairs, args.pair_batch, acp, args.min_snr, gen)
-            total = total + args.pair_loss * pair
-            pairs_seen.append(pair.item())
+        if pairs is not None and joined:
+            pair, consistent = shapes_pairs.pair_loss(unet, text_encoder, injector, pairs, args.pair_batch, acp,
+                                                      args.min_snr, gen, empty if args.pair_consistency > 0 else None)
+            total = total + args.pair_loss * pair + args.pair_consistency * consistent
+            pairs_seen.append((pair.item(), consistent.item()))
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -288,7 +291,8 @@ def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep
         if word_seen:
             shown += "".join(f" {k} {np.mean([v[k] for v in word_seen[-50:]]):.4f}" for k in word_seen[-1])
         if pairs_seen:
-            shown += f" pair {np.mean(pairs_seen[-50:]):.4f}"
+            pair, consistent = np.mean(pairs_seen[-50:], axis=0)
+            shown += f" pair {pair:.4f} consistency {consistent:.4f}"
         progress.update(step, loss.item(), shown)
         if (step + 1) % max(1, args.unet_steps // 8) == 0 and step + 1 < args.unet_steps:
             held, inside = heldout_metrics(unet, text_encoder, data, acp, device, args.seed + 33, recorder)
@@ -393,6 +397,8 @@ def write_readme(out, args, metrics, sizes):
     for key in TRAINING_OPTIONS:  # the training options that differ from their defaults
         if getattr(args, key) != PARSER_DEFAULTS.get(key, getattr(args, key)):
             cmd += f" --{key.replace('_', '-')} {getattr(args, key):g}"
+    if args.vae_from:
+        cmd += f" --vae-from {args.vae_from}"
     if args.quick:
         cmd += " --quick"
     if args.seed != 0:
@@ -407,8 +413,11 @@ def write_readme(out, args, metrics, sizes):
          "rows a step)"),
         ("self_locality_loss", "self-attention mass a region's pixels give to pixels outside it"),
         ("pair_loss", f"Prompt-to-Prompt pair loss (`shapes_pairs.py`; {args.pair_batch} of {args.pair_scenes} "
-         "edit pairs a step)")) if getattr(args, key) > 0]
-    word_losses = ("  With the word losses of `shapes_losses.py` from the first step: " + "; ".join(terms) + "."
+         "edit pairs a step)"),
+        ("pair_consistency", "pair consistency loss (`shapes_pairs.pair_loss`: the guided prediction's change "
+         "outside the edited object)")) if getattr(args, key) > 0]
+    since = f"from UNet step {args.losses_from}" if args.losses_from > 0 else "from the first step"
+    word_losses = (f"  With the word losses of `shapes_losses.py` {since}: " + "; ".join(terms) + "."
                    if terms else "")
     text = README.format(word_losses=word_losses,
         colours=", ".join(world.COLOURS), backgrounds=", ".join(world.BACKGROUNDS), cmd=cmd, seed=args.seed,
@@ -446,7 +455,7 @@ def parse_args(argv=None):
 # The training options a rebuild command must repeat when they differ from their defaults, and those defaults
 # as the parser has them (filled by parse_args).
 TRAINING_OPTIONS = (("vae_lr", "unet_lr", "kl_weight", "caption_dropout", "min_snr", "ema", "token_loss") + losses.OPTIONS
-                    + shapes_pairs.OPTIONS)
+                    + shapes_pairs.OPTIONS + ("losses_from",))
 PARSER_DEFAULTS = {}
 
 
@@ -471,6 +480,11 @@ def parser():
                     help="weight of the token loss that keeps each word's cross-attention on its object; 0 = off")
     losses.add_arguments(ap)
     shapes_pairs.add_arguments(ap)
+    ap.add_argument("--losses-from", type=int, default=0,
+                    help="UNet step from which the word losses and the pair losses apply (the denoising and token "
+                    "losses apply from the first): the colours are learnt first")
+    ap.add_argument("--vae-from", help="take the VAE of this trained model folder instead of training one (for "
+                    "experiments on the UNet phase; the run's time then leaves the VAE phase out)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (use 1 on a busy machine)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -508,6 +522,19 @@ def load_resume_state(args, ckpt):
     return state
 
 
+def reuse_vae(vae, args):
+    """Loads the VAE of the model folder ``args.vae_from`` (written by this script, so its latents are already
+    balanced and the balancing below is close to the identity) and measures it as `train_vae` would."""
+    from diffusers import AutoencoderKL
+    vae.load_state_dict(AutoencoderKL.from_pretrained(args.vae_from, subfolder="vae").state_dict())
+    vae.to(args.device).eval().requires_grad_(False)
+    psnr_mean, psnr_min = vae_psnr(vae, HELDOUT_SEED_BASE + np.arange(args.heldout), args.device)
+    log(f"[vae] taken from {args.vae_from}: held-out PSNR mean {psnr_mean:.2f} dB, min {psnr_min:.2f} dB "
+        f"({args.heldout} scenes)")
+    return dict(vae_loss=float("nan"), psnr_mean=psnr_mean, psnr_min=psnr_min, psnr_history=[],
+                vae_steps_per_s=0.0)
+
+
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -524,6 +551,9 @@ def main(argv=None):
         vae.load_state_dict(state["vae"])
         vae.to(args.device).eval().requires_grad_(False)
         metrics = state["vae_metrics"]
+    elif args.vae_from:
+        metrics = reuse_vae(vae, args)
+        ckpt.save(dict(phase="unet", step=0, args=vars(args), vae=vae.state_dict(), vae_metrics=metrics))
     else:
         metrics = train_vae(vae, args, ckpt, state)
         ckpt.save(dict(phase="unet", step=0, args=vars(args), vae=vae.state_dict(), vae_metrics=metrics))
@@ -533,7 +563,7 @@ def main(argv=None):
         state = None  # phase boundary checkpoint: the UNet phase starts fresh
     keep = dict(vae=vae.state_dict(), vae_metrics=dict(metrics))
     pairs = None
-    if args.pair_loss > 0:
+    if args.pair_loss > 0 or args.pair_consistency > 0:
         pairs = shapes_pairs.encode_pairs(vae, data["train"], args.pair_scenes, tokenizer,
                                           normalise=lambda z: balance(z, data))
         log(f"[pairs] {args.pair_scenes} edit pairs encoded")
