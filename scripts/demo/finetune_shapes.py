@@ -38,7 +38,9 @@ more saturated (`shapes_losses.reweighted_scene`). `--locality-loss` asks the sa
 word swapped in a caption may change the prediction on its own region only (the leak loss's embeddings are a
 proxy for it). The losses are those of `shapes_losses.py`, which `train_shapes` can also use from the first
 step. `--pair-loss` trains Prompt-to-Prompt's edit itself (`shapes_pairs.py`): the renderer's ground truth of a
-word swap, denoised with the source's attention injected as pivot injects it.
+word swap, denoised with the source's attention injected as pivot injects it; `--pair-consistency` asks that
+edit's guided prediction (guidance 7.5, the unconditional branch under the empty prompt) not to change outside
+the edited object.
 """
 import argparse
 import os

@@ -55,8 +55,11 @@ Training (all seeds fixed by `--seed`; deterministic on the CPU, also across `--
    generated check captions.  The word losses of `shapes_losses.py` (`--function-loss`, `--foreign-loss`,
    `--own-loss`, `--leak-loss`, `--locality-loss`, `--self-locality-loss`) and the Prompt-to-Prompt pair
    loss of `shapes_pairs.py` (`--pair-loss`: the first `--pair-scenes` training scenes with one word swapped,
-   the renderer's ground truth denoised under P2P's attention injection) are off by default, as
-   `finetune_shapes.py` uses them; given here, they join from the first step.
+   the renderer's ground truth denoised under P2P's attention injection; `--pair-consistency`: that edit's
+   guided prediction may not change outside the edited object) are off by default, as
+   `finetune_shapes.py` uses them; given here, they join from the first step, or from UNet step
+   `--losses-from` (with them from the first step the colours were not learnt in a 2-hour run).
+   `--vae-from MODEL` takes a trained model's VAE instead of phase 1, to compare UNet recipes in less time.
 
 The pieces live beside this file: `shapes_model.py` (configs, tokenizer, scenes as tensors),
 `shapes_training.py` (logging, schedule, EMA, checkpoints), `shapes_vae.py` (phase 1), `shapes_losses.py`
