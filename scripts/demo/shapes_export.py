@@ -24,7 +24,8 @@ def export(out, vae, text_encoder, unet, data):
         f.write("\n")
     write_tokenizer(os.path.join(tmp, "tokenizer"))
     vae = copy.deepcopy(vae).cpu().float()
-    fold_channels(vae, data["channel_mean"].cpu().float(), data["channel_std"].cpu().float())
+    fold_channels(vae, data["channel_mean"].cpu().float(), data["transform"].cpu().float(),
+                  data["inverse"].cpu().float())
     vae.register_to_config(scaling_factor=1.0)
     save_networks(tmp, dict(vae=vae, text_encoder=text_encoder, unet=unet))
     publish(tmp, out)

@@ -400,6 +400,8 @@ def write_readme(out, args, metrics, sizes):
     for key in TRAINING_OPTIONS:  # the training options that differ from their defaults
         if getattr(args, key) != PARSER_DEFAULTS.get(key, getattr(args, key)):
             cmd += f" --{key.replace('_', '-')} {getattr(args, key):g}"
+    if args.whiten:
+        cmd += " --whiten"
     if args.vae_from:
         cmd += f" --vae-from {args.vae_from}"
     if args.quick:
@@ -483,6 +485,9 @@ def parser():
                     help="weight of the token loss that keeps each word's cross-attention on its object; 0 = off")
     losses.add_arguments(ap)
     shapes_pairs.add_arguments(ap)
+    ap.add_argument("--whiten", action="store_true",
+                    help="whiten the latents (full covariance, folded into the VAE) instead of normalising each "
+                    "channel: no direction of the latent space is quieter than the noise treats it")
     ap.add_argument("--losses-from", type=int, default=0,
                     help="UNet step from which the word losses and the pair losses apply (the denoising and token "
                     "losses apply from the first): the colours are learnt first")
@@ -561,7 +566,7 @@ def main(argv=None):
         metrics = train_vae(vae, args, ckpt, state)
         ckpt.save(dict(phase="unet", step=0, args=vars(args), vae=vae.state_dict(), vae_metrics=metrics))
     tokenizer = load_tokenizer()
-    data = balance_channels(prepare_latents(vae, args, ckpt, tokenizer))
+    data = balance_channels(prepare_latents(vae, args, ckpt, tokenizer), args.whiten)
     if state and state["phase"] == "unet" and "unet" not in state:
         state = None  # phase boundary checkpoint: the UNet phase starts fresh
     keep = dict(vae=vae.state_dict(), vae_metrics=dict(metrics))
