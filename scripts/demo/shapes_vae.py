@@ -137,15 +137,15 @@ def balance_channels(data, whiten=False):
         values = values.clamp_min(1e-4 * values.max())
         transform = (vectors @ torch.diag(values.rsqrt()) @ vectors.T).float()
         inverse = (vectors @ torch.diag(values.sqrt()) @ vectors.T).float()
-        log("[encode] latent covariance eigenvalues " + ", ".join(f"{v:.4f}" for v in values.tolist())
-            + " -> whitened")
+        log("[encode] latent covariance eigenvalues " + ", ".join(f"{v:.4f}" for v in values.tolist()))
     else:
         transform, inverse = torch.diag(1 / std), torch.diag(std)
     stats = dict(channel_mean=mean, channel_std=std, transform=transform, inverse=inverse)
     balanced = {part: dict(data[part], latents=balance(data[part]["latents"], stats)) for part in ("train", "held")}
     global_std = std / raw.std()
     log("[encode] per-channel latent mean " + ", ".join(f"{v:.3f}" for v in mean.tolist())
-        + "; std " + ", ".join(f"{v:.3f}" for v in std.tolist()) + " -> normalised, scaling_factor 1")
+        + "; std " + ", ".join(f"{v:.3f}" for v in std.tolist())
+        + (" -> whitened" if whiten else " -> normalised") + ", scaling_factor 1")
     return dict(data, **balanced, **stats, global_std=global_std)
 
 

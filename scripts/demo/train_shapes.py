@@ -365,9 +365,9 @@ Weights are fp16 safetensors; the folder loads with diffusers' `StableDiffusionP
 1. **VAE**: {vae_steps} steps at batch {vae_batch} (40% on random 32x32 crops, 45% on 64x64 crops, the last 15% on whole scenes),
    L1 + L2 reconstruction + 1e-6 KL, AdamW.  Final loss {vae_loss:.5f}; held-out reconstruction PSNR
    **{psnr_mean:.2f} dB** mean, {psnr_min:.2f} dB worst ({heldout} whole scenes).  The latent channels are
-   normalised one by one over the training set (their std under one global scale was {channel_std}: one
+   {balancing} over the training set (their std under one global scale was {channel_std}: one
    channel 8x quieter than the rest drowns in the noise and its content, colour here, is hardly learnt), and that
-   per-channel affine map is folded into the VAE's `quant_conv`/`post_quant_conv`, so `scaling_factor` is 1.  PSNR during training (16 held-out scenes): {psnr_history}.
+   affine map is folded into the VAE's `quant_conv`/`post_quant_conv`, so `scaling_factor` is 1.  PSNR during training (16 held-out scenes): {psnr_history}.
 2. **UNet + text encoder** (VAE frozen): {scenes} scenes (60% with two objects) encoded once, {unet_steps}
    steps at batch {batch}, epsilon-prediction DDPM loss on SD's scaled-linear schedule, AdamW, 10% empty
    captions (for classifier-free guidance), Min-SNR-{min_snr} weighting, EMA {ema}, plus {token_loss} x a
@@ -424,7 +424,9 @@ def write_readme(out, args, metrics, sizes):
     since = f"from UNet step {args.losses_from}" if args.losses_from > 0 else "from the first step"
     word_losses = (f"  With the word losses of `shapes_losses.py` {since}: " + "; ".join(terms) + "."
                    if terms else "")
-    text = README.format(word_losses=word_losses,
+    balancing = ("whitened (ZCA: every direction of the latent covariance at unit variance)" if args.whiten
+                 else "normalised one by one")
+    text = README.format(word_losses=word_losses, balancing=balancing,
         colours=", ".join(world.COLOURS), backgrounds=", ".join(world.BACKGROUNDS), cmd=cmd, seed=args.seed,
         minutes=metrics["minutes"], device=args.device, threads=args.threads,
         vae_ch=VAE_CONFIG["block_out_channels"], unet_ch=UNET_CONFIG["block_out_channels"],
@@ -522,7 +524,8 @@ def load_resume_state(args, ckpt):
             ckpt.clear()
         return None
     state = ckpt.load()
-    for key in ("vae_steps", "vae_batch", "unet_steps", "batch", "scenes", "heldout", "seed") + TRAINING_OPTIONS:
+    for key in ("vae_steps", "vae_batch", "unet_steps", "batch", "scenes", "heldout", "seed", "whiten",
+                "vae_from") + TRAINING_OPTIONS:
         saved = state["args"].get(key, getattr(args, key))  # options newer than the checkpoint keep theirs
         if saved != getattr(args, key):
             log(f"resume: using the checkpoint's {key} = {saved} (not {getattr(args, key)})")
