@@ -263,10 +263,16 @@ def locality(unet, denoised, t, swapped_context, region, masks, rows, dilation=1
     others = (cover > 0.5).float() * (grown < 0.5).float()  # [R, 3, h, w]: each region's pixels kept
     others[torch.arange(len(zt)), region] = 0
     change = ((unet(zt, t, swapped_context[rows]).sample - source) ** 2).mean(1, keepdim=True)  # [R, 1, h, w]
-    area = others.sum((2, 3))  # [R, 3]
-    per_region = (change * others).sum((2, 3)) / area.clamp_min(1)
+    return (change * regions_alike(others)).sum((1, 2, 3)).mean()
+
+
+def regions_alike(regions):
+    """Pixel weights [R, 1, h, w] that give each region of ``regions`` [R, K, h, w] (0/1 masks) the same total
+    and sum to 1 over the regions present (0 where none is): a weighted sum is then the mean over the regions
+    of each region's mean, so a small object is not outweighed by the background."""
+    area = regions.sum((2, 3), keepdim=True)  # [R, K, 1, 1]
     present = (area > 0).float()
-    return ((per_region * present).sum(1) / present.sum(1).clamp_min(1)).mean()
+    return (regions / area.clamp_min(1)).sum(1, keepdim=True) / present.sum(1, keepdim=True).clamp_min(1)
 
 
 @torch.no_grad()

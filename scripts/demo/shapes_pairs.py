@@ -19,7 +19,7 @@ import torch
 
 from scripts.demo import shapes_model
 from scripts.demo import shapes_world as world
-from scripts.demo.shapes_losses import GUIDANCE, attend, min_snr_mse, noised
+from scripts.demo.shapes_losses import GUIDANCE, attend, min_snr_mse, noised, regions_alike
 
 CROSS_UNTIL_T = 200  # cross-attention replaced while t >= this (the first 80% of 50 DDIM steps)
 SELF_UNTIL_T = 600  # self-attention replaced while t >= this (the first 40%)
@@ -52,9 +52,8 @@ def outside_weights(masks, size, grow=1):
     counts alike, so a small object is not outweighed by the background."""
     cover = torch.nn.functional.interpolate(torch.from_numpy(masks)[None], size=size, mode="area")[0]  # [3, h, w]
     edited = torch.nn.functional.max_pool2d((cover[:1] > 0).float(), 2 * grow + 1, 1, grow) > 0  # [1, h, w]
-    regions = [(cover[1:2] > 0.5) & ~edited, (cover[2:3] == 0) & ~edited]
-    present = [r.float() / r.sum() for r in regions if r.any()]
-    return sum(present) / max(len(present), 1) if present else torch.zeros(1, *size)
+    regions = torch.cat([(cover[1:2] > 0.5) & ~edited, (cover[2:3] == 0) & ~edited]).float()  # [2, h, w]
+    return regions_alike(regions[None])[0]
 
 
 @torch.no_grad()
