@@ -163,7 +163,7 @@ def pair_loss(unet, text_encoder, injector, pairs, count, acp, snr_gamma, gen, e
         consistency = torch.zeros(())
         if empty is not None:
             injector.mode, injector.stored = "plain", []
-            uncond = text_encoder(empty[None].expand(count, -1))[0]
+            uncond = text_encoder(empty[None])[0].expand(count, -1, -1)  # one encoding, shared by the rows
             with torch.no_grad():
                 source_guided = guided(unet(source, t, uncond).sample, source_cond)
             change = (guided(unet(edited, t, uncond).sample, pred) - source_guided) ** 2  # [P, 4, h, w]

@@ -562,11 +562,8 @@ def main(argv=None):
         vae.load_state_dict(state["vae"])
         vae.to(args.device).eval().requires_grad_(False)
         metrics = state["vae_metrics"]
-    elif args.vae_from:
-        metrics = reuse_vae(vae, args)
-        ckpt.save(dict(phase="unet", step=0, args=vars(args), vae=vae.state_dict(), vae_metrics=metrics))
     else:
-        metrics = train_vae(vae, args, ckpt, state)
+        metrics = reuse_vae(vae, args) if args.vae_from else train_vae(vae, args, ckpt, state)
         ckpt.save(dict(phase="unet", step=0, args=vars(args), vae=vae.state_dict(), vae_metrics=metrics))
     tokenizer = load_tokenizer()
     data = balance_channels(prepare_latents(vae, args, ckpt, tokenizer), args.whiten)
