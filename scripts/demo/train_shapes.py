@@ -87,6 +87,7 @@ use `--threads 1`: torch's 2-thread pool was ~10x slower than one thread on a lo
 """
 
 import argparse
+import contextlib
 import math
 import os
 import time
@@ -228,6 +229,30 @@ def colour_check(unet, text_encoder, vae, tokenizer, data, seed):
     return hits, len(CHECK_CAPTIONS)
 
 
+def losses_scale(step, start, ramp):
+    """The weight of the word and pair losses at ``step``: 0 before ``start``, then rising linearly to 1 over
+    ``ramp`` steps (at once when ``ramp`` is 0), so that the attention they reshape is not torn from what the
+    denoising loss taught in one jump."""
+    if step < start:
+        return 0.0
+    return 1.0 if ramp <= 0 else min(1.0, (step - start + 1) / ramp)
+
+
+def snapshot(args, step, ema, vae, text_encoder, unet, data):
+    """Export the weights at ``step`` (EMA weights when there are some) as the model folder
+    `<out>-step<step>`, for benchmarks of a run's phases; training continues unchanged."""
+    from diffusers.models.attention_processor import AttnProcessor
+    folder = f"{args.out.rstrip('/')}-step{step}"
+    processors = unet.attn_processors  # the recorder's hold this step's attention (no deep copy of those)
+    unet.set_attn_processor(AttnProcessor())
+    try:
+        with ema.swapped_in() if ema else contextlib.nullcontext():
+            export(folder, vae, text_encoder, unet, data)
+    finally:
+        unet.set_attn_processor(processors)
+    log(f"[unet] step {step}: snapshot written to {folder}")
+
+
 def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep, pairs=None):
     """Phase 2; returns metrics.  The EMA weights are copied into the models at the end.
 
@@ -272,16 +297,16 @@ def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep
         loss, token, _, denoised = diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, args.min_snr, recorder,
                                                   words if record else None)
         total = loss + args.token_loss * token if token is not None else loss
-        joined = step >= args.losses_from
-        if word_losses.active and joined:
+        ramp = losses_scale(step, args.losses_from, args.losses_ramp)
+        if word_losses.active and ramp > 0:
             extra, values = word_losses(recorder.last, text_encoder, ids, t, words, gen, unet, denoised,
                                         recorder.self_last)
-            total = total + extra
+            total = total + ramp * extra
             word_seen.append(values)
-        if pairs is not None and joined:
+        if pairs is not None and ramp > 0:
             pair, consistent = shapes_pairs.pair_loss(unet, text_encoder, injector, pairs, args.pair_batch, acp,
                                                       args.min_snr, gen, empty if args.pair_consistency > 0 else None)
-            total = total + args.pair_loss * pair + args.pair_consistency * consistent
+            total = total + ramp * (args.pair_loss * pair + args.pair_consistency * consistent)
             pairs_seen.append((pair.item(), consistent.item()))
         opt.zero_grad(set_to_none=True)
         total.backward()
@@ -308,6 +333,8 @@ def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep
                 hits, n = colour_check(unet, text_encoder, vae, tokenizer, data, args.seed + 44)
             history["colour"].append((step + 1, hits, n))
             log(f"[unet] step {step + 1}: colour accuracy {hits}/{n} (EMA weights, DDIM 25, guidance 7.5)")
+        if step + 1 in args.snapshots and step + 1 < args.unet_steps:
+            snapshot(args, step + 1, ema, vae, text_encoder, unet, data)
         if ckpt.due() and step + 1 < args.unet_steps:
             ckpt.save(dict(phase="unet", step=step + 1, args=vars(args), **keep,
                            unet=unet.state_dict(), text_encoder=text_encoder.state_dict(),
@@ -422,6 +449,8 @@ def write_readme(out, args, metrics, sizes):
         ("pair_consistency", "pair consistency loss (`shapes_pairs.pair_loss`: the guided prediction's change "
          "outside the edited object)")) if getattr(args, key) > 0]
     since = f"from UNet step {args.losses_from}" if args.losses_from > 0 else "from the first step"
+    if args.losses_ramp > 0:
+        since += f", their weights rising linearly to the values below over {args.losses_ramp} steps"
     word_losses = (f"  With the word losses of `shapes_losses.py` {since}: " + "; ".join(terms) + "."
                    if terms else "")
     balancing = ("whitened (ZCA: every direction of the latent covariance at unit variance)" if args.whiten
@@ -462,7 +491,7 @@ def parse_args(argv=None):
 # The training options a rebuild command must repeat when they differ from their defaults, and those defaults
 # as the parser has them (filled by parse_args).
 TRAINING_OPTIONS = (("vae_lr", "unet_lr", "kl_weight", "caption_dropout", "min_snr", "ema", "token_loss") + losses.OPTIONS
-                    + shapes_pairs.OPTIONS + ("losses_from",))
+                    + shapes_pairs.OPTIONS + ("losses_from", "losses_ramp"))
 PARSER_DEFAULTS = {}
 
 
@@ -493,6 +522,11 @@ def parser():
     ap.add_argument("--losses-from", type=int, default=0,
                     help="UNet step from which the word losses and the pair losses apply (the denoising and token "
                     "losses apply from the first): the colours are learnt first")
+    ap.add_argument("--losses-ramp", type=int, default=0,
+                    help="steps over which the word and pair losses' weights rise linearly from 0 to their value, "
+                    "from --losses-from on; 0 = at once")
+    ap.add_argument("--snapshots", type=int, nargs="*", default=[], metavar="STEP",
+                    help="UNet steps at which to also write the model (EMA weights) to <out>-step<STEP>")
     ap.add_argument("--vae-from", help="take the VAE of this trained model folder instead of training one (for "
                     "experiments on the UNet phase; the run's time then leaves the VAE phase out)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (use 1 on a busy machine)")
