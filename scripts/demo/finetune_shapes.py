@@ -201,9 +201,10 @@ def main():
         opt.step()
         ema.update()
         seen.append((token.item(), values["function"], values["leak"], values["foreign"], values["own"], rwl.item(),
-                     values["locality"], pl.item(), pc.item()))
-        tk, fn, lk, fg, ow, rl, lc, pr, cs = np.mean(seen[-50:], axis=0)
-        progress.update(step, loss.item(), f" token {tk:.4f} function mass {fn:.3f} leak {lk:.4f} foreign {fg:.4f} "
+                     values["locality"], pl.item(), pc.item(), values["function_leak"]))
+        tk, fn, lk, fg, ow, rl, lc, pr, cs, fl = np.mean(seen[-50:], axis=0)
+        progress.update(step, loss.item(), f" token {tk:.4f} function mass {fn:.3f} leak {lk:.4f} function leak "
+                        f"{fl:.4f} foreign {fg:.4f} "
                         f"own {ow:.4f} reweight {rl:.5f} locality {lc:.5f} pair {pr:.5f} consistency {cs:.5f}")
     ema.copy_to_params()
     recorder.last, recorder.maps = [], []
@@ -218,7 +219,7 @@ def main():
     publish(tmp, args.out)
     hits, rows, grid = self_check(args.out, 8, args.seed + 44)
     grid.save(os.path.join(args.out, "self-check.png"))
-    tk, fn, lk, fg, ow, rl, lc, pr, cs = np.mean(seen[-100:], axis=0)
+    tk, fn, lk, fg, ow, rl, lc, pr, cs, _ = np.mean(seen[-100:], axis=0)
     with open(os.path.join(args.out, "README.md"), "a") as f:
         f.write(f"""
 ## Fine-tuned so that function words carry nothing

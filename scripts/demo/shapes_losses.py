@@ -203,11 +203,13 @@ def word_kinds(tokenizer):
 def swapped_words(ids, pos, valid, kinds, gen):
     """Each captioned row of ``ids`` [B, 77] with one supervised word (a random valid slot of ``pos``)
     swapped for another word of its kind; [B, 77] the positions whose embedding must not change: the other
-    supervised words (the words pixels read; the function words, end and padding tokens get next to none of
-    their attention) but, after a swapped colour word, the word it describes; and [B] the slot swapped (-1 in
-    rows without a caption)."""
+    supervised words (the words pixels read) but, after a swapped colour word, the word it describes; [B, 77]
+    the other tokens after the swapped phrase (function words, end and padding: in a model whose attention
+    rests on them they carry a swap to every pixel that reads them); and [B] the slot swapped (-1 in rows
+    without a caption)."""
     out = ids.clone()
     keep = torch.zeros(ids.shape, dtype=torch.bool)
+    rest = torch.zeros(ids.shape, dtype=torch.bool)
     slot = torch.full((ids.shape[0],), -1, dtype=torch.long)
     rows = valid.any(1).nonzero().flatten().tolist()
     for b in rows:
@@ -220,10 +222,13 @@ def swapped_words(ids, pos, valid, kinds, gen):
         out[b, p] = others[torch.randint(len(others), (1,), generator=gen)]
         keep[b, pos[b, slots]] = True
         keep[b, p] = False
+        phrase_end = p if kind == "shape" else p + 1
         if kind != "shape":
             keep[b, p + 1] = False
+        rest[b, phrase_end + 1:] = True
+        rest[b, pos[b, slots]] = False
         slot[b] = j
-    return out, keep, slot
+    return out, keep, rest, slot
 
 
 class Denoised(NamedTuple):
@@ -288,8 +293,8 @@ def calibrated_target(unet, text_encoder, z0, t, noise, acp, empty, captioned, s
 
 
 # The options of `WordLosses`, as argparse destinations; a training command must repeat those that differ.
-OPTIONS = ("function_loss", "foreign_loss", "own_loss", "own_mass", "own_max_t", "leak_loss", "locality_loss",
-           "locality_rows", "self_locality_loss")
+OPTIONS = ("function_loss", "foreign_loss", "own_loss", "own_mass", "own_max_t", "leak_loss", "function_leak_loss",
+           "locality_loss", "locality_rows", "self_locality_loss")
 
 
 def add_arguments(ap, function_loss=0.0, foreign_loss=0.0, own_loss=0.0, leak_loss=0.0, locality_loss=0.0,
@@ -308,6 +313,10 @@ def add_arguments(ap, function_loss=0.0, foreign_loss=0.0, own_loss=0.0, leak_lo
     ap.add_argument("--leak-loss", type=float, default=leak_loss,
                     help="weight of the phrase-locality loss: swapping a colour, shape or background word may "
                     "change that word's embedding and the next word's, no other caption token's")
+    ap.add_argument("--function-leak-loss", type=float, default=0.0,
+                    help="weight of the leak loss on the other tokens after a swapped phrase (function words, end "
+                    "and padding): they may not carry the swap either, so the attention a model gives them "
+                    "repaints nothing")
     ap.add_argument("--locality-loss", type=float, default=locality_loss,
                     help="weight of the edit-locality loss: swapping a word may change the noise prediction "
                     "on its own region (grown by one latent pixel), nowhere else")
@@ -329,7 +338,7 @@ class WordLosses:
     @property
     def active(self):
         return any(w > 0 for w in (self.function_loss, self.foreign_loss, self.own_loss, self.leak_loss,
-                                   self.locality_loss, self.self_locality_loss))
+                                   self.function_leak_loss, self.locality_loss, self.self_locality_loss))
 
     def __call__(self, maps, text_encoder, ids, t, words, gen, unet=None, denoised=None, self_maps=None):
         """(weighted total, {name: value}) for a batch whose cross-attention ``maps`` (and self-attention
@@ -340,7 +349,8 @@ class WordLosses:
         masks = masks.float()
         captioned = valid.any(1)
         zero = torch.zeros((), device=ids.device)
-        values = dict(function=zero, foreign=zero, own=zero, leak=zero, locality=zero, self_locality=zero)
+        values = dict(function=zero, foreign=zero, own=zero, leak=zero, function_leak=zero, locality=zero,
+                      self_locality=zero)
         total = zero
         if self.function_loss > 0:
             values["function"] = captioned_mean(function_mass(maps, ids, pos), captioned)
@@ -352,13 +362,16 @@ class WordLosses:
             values["own"] = captioned_mean(own_shortfall(maps, pos, reg, masks, valid, self.own_mass),
                                            captioned & (t < self.own_max_t))
             total = total + self.own_loss * values["own"]
-        if self.leak_loss > 0 or self.locality_loss > 0:
-            swapped, keep, slot = swapped_words(ids.cpu(), pos.cpu(), valid.cpu(), self.kinds, gen)
-            swapped, keep, slot = swapped.to(ids.device), keep.to(ids.device), slot.to(ids.device)
+        if self.leak_loss > 0 or self.function_leak_loss > 0 or self.locality_loss > 0:
+            swapped, keep, rest, slot = swapped_words(ids.cpu(), pos.cpu(), valid.cpu(), self.kinds, gen)
+            swapped, keep, rest, slot = (x.to(ids.device) for x in (swapped, keep, rest, slot))
             swapped_context = text_encoder(swapped)[0]  # [B, 77, D]
         if self.leak_loss > 0:
             values["leak"] = leakage(denoised.context, swapped_context, keep, captioned)
             total = total + self.leak_loss * values["leak"]
+        if self.function_leak_loss > 0:
+            values["function_leak"] = leakage(denoised.context, swapped_context, rest, captioned)
+            total = total + self.function_leak_loss * values["function_leak"]
         if self.locality_loss > 0:
             rows = captioned & (torch.cumsum(captioned.long(), 0) <= self.locality_rows)
             region = reg.gather(1, slot.clamp_min(0)[:, None])[:, 0]

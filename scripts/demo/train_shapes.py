@@ -441,6 +441,8 @@ def write_readme(out, args, metrics, sizes):
         ("own_loss", f"shortfall of a pixel's attention to its own region's words below {args.own_mass:g} "
          f"(t < {args.own_max_t})"),
         ("leak_loss", "relative change of the other supervised words' embeddings when a word is swapped"),
+        ("function_leak_loss", "relative change of the other tokens after a swapped word's phrase (function "
+         "words, end, padding)"),
         ("locality_loss", f"change of the noise prediction outside a swapped word's region ({args.locality_rows} "
          "rows a step)"),
         ("self_locality_loss", "self-attention mass a region's pixels give to pixels outside it"),
