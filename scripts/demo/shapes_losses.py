@@ -220,11 +220,9 @@ def swapped_words(ids, pos, valid, kinds, gen):
         kind = next(k for k, v in kinds.items() if bool((v == token).any()))
         others = kinds[kind][kinds[kind] != token]
         out[b, p] = others[torch.randint(len(others), (1,), generator=gen)]
+        phrase_end = p if kind == "shape" else p + 1  # a colour or background word describes the next one
         keep[b, pos[b, slots]] = True
-        keep[b, p] = False
-        phrase_end = p if kind == "shape" else p + 1
-        if kind != "shape":
-            keep[b, p + 1] = False
+        keep[b, p:phrase_end + 1] = False
         rest[b, phrase_end + 1:] = True
         rest[b, pos[b, slots]] = False
         slot[b] = j
