@@ -238,6 +238,12 @@ def losses_scale(step, start, ramp):
     return 1.0 if ramp <= 0 else min(1.0, (step - start + 1) / ramp)
 
 
+def pair_schedule(args):
+    """(start, ramp) of the pair losses: their own when given, else the word losses'."""
+    start = args.losses_from if args.pair_from is None else args.pair_from
+    return start, args.losses_ramp if args.pair_ramp is None else args.pair_ramp
+
+
 def snapshot(args, step, ema, vae, text_encoder, unet, data):
     """Export the weights at ``step`` (EMA weights when there are some) as the model folder
     `<out>-step<step>`, for benchmarks of a run's phases; training continues unchanged."""
@@ -303,10 +309,11 @@ def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep
                                         recorder.self_last)
             total = total + ramp * extra
             word_seen.append(values)
-        if pairs is not None and ramp > 0:
+        pair_ramp = losses_scale(step, *pair_schedule(args))
+        if pairs is not None and pair_ramp > 0:
             pair, consistent = shapes_pairs.pair_loss(unet, text_encoder, injector, pairs, args.pair_batch, acp,
                                                       args.min_snr, gen, empty if args.pair_consistency > 0 else None)
-            total = total + ramp * (args.pair_loss * pair + args.pair_consistency * consistent)
+            total = total + pair_ramp * (args.pair_loss * pair + args.pair_consistency * consistent)
             pairs_seen.append((pair.item(), consistent.item()))
         opt.zero_grad(set_to_none=True)
         total.backward()
@@ -453,6 +460,9 @@ def write_readme(out, args, metrics, sizes):
     since = f"from UNet step {args.losses_from}" if args.losses_from > 0 else "from the first step"
     if args.losses_ramp > 0:
         since += f", their weights rising linearly to the values below over {args.losses_ramp} steps"
+    if (args.pair_from, args.pair_ramp) != (None, None):
+        start, ramp = pair_schedule(args)
+        since += f" (the pair losses from step {start}" + (f", ramped over {ramp} steps)" if ramp > 0 else ")")
     word_losses = (f"  With the word losses of `shapes_losses.py` {since}: " + "; ".join(terms) + "."
                    if terms else "")
     balancing = ("whitened (ZCA: every direction of the latent covariance at unit variance)" if args.whiten
@@ -493,7 +503,7 @@ def parse_args(argv=None):
 # The training options a rebuild command must repeat when they differ from their defaults, and those defaults
 # as the parser has them (filled by parse_args).
 TRAINING_OPTIONS = (("vae_lr", "unet_lr", "kl_weight", "caption_dropout", "min_snr", "ema", "token_loss") + losses.OPTIONS
-                    + shapes_pairs.OPTIONS + ("losses_from", "losses_ramp"))
+                    + shapes_pairs.OPTIONS + ("losses_from", "losses_ramp", "pair_from", "pair_ramp"))
 PARSER_DEFAULTS = {}
 
 
@@ -527,6 +537,10 @@ def parser():
     ap.add_argument("--losses-ramp", type=int, default=0,
                     help="steps over which the word and pair losses' weights rise linearly from 0 to their value, "
                     "from --losses-from on; 0 = at once")
+    ap.add_argument("--pair-from", type=int,
+                    help="UNet step from which the pair losses apply (default: --losses-from); they halve the "
+                    "steps per second, so a run can add them for its last steps only")
+    ap.add_argument("--pair-ramp", type=int, help="the pair losses' ramp (default: --losses-ramp)")
     ap.add_argument("--snapshots", type=int, nargs="*", default=[], metavar="STEP",
                     help="UNet steps at which to also write the model (EMA weights) to <out>-step<STEP>")
     ap.add_argument("--vae-from", help="take the VAE of this trained model folder instead of training one (for "
