@@ -50,7 +50,8 @@ let package = Package(
         // Matrix products on oneDNN (Debian's libdnnl-dev): bf16 in, fp32 out, primitives cached by shape;
         // fp32 → bf16 conversion with run-time ISA dispatch.
         .target(
-            name: "CPivotDNNL", path: "Sources/CPivotDNNL", cSettings: optimisedInDebug, linkerSettings: [.linkedLibrary("dnnl")]),
+            name: "CPivotDNNL", dependencies: ["CPivotKernels"], path: "Sources/CPivotDNNL", cSettings: optimisedInDebug,
+            linkerSettings: [.linkedLibrary("dnnl")]),
         // Atomic file replacement and one-line messages (errors that name settings), shared by every writer.
         .target(name: "CPivotIO", path: "Sources/CPivotIO"),
         .target(name: "PivotIO", dependencies: ["CPivotIO"]),

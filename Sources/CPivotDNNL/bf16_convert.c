@@ -3,6 +3,7 @@
 // baseline). Both give the same bits for every normal value and keep NaNs NaN (quiet); the instruction flushes
 // subnormal inputs to zero, which the integer path rounds instead (|x| < 1.2e-38: irrelevant to networks).
 #include "pivot_dnnl.h"
+#include "pivot_kernels.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 int pv_cpu_has_bf16(void) {
 #if defined(__x86_64__)
     unsigned a, b, c, d;
+    if (pv_isa_cap() < 2) return 0;
     if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return pv_cpu_has_amx_bf16();
     return (a & (1u << 5)) != 0 || pv_cpu_has_amx_bf16();  // CPUID.(7,1):EAX bit 5 = AVX512_BF16
 #else
@@ -24,7 +26,7 @@ int pv_cpu_has_bf16(void) {
 int pv_cpu_has_amx_bf16(void) {
 #if defined(__x86_64__)
     unsigned a, b, c, d;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    if (pv_isa_cap() < 2 || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
     return (d & (1u << 22)) != 0;  // CPUID.(7,0):EDX bit 22 = AMX-BF16
 #else
     return 0;
@@ -64,10 +66,11 @@ static convert_fn pick(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
     unsigned a, b, c, d;
+    int cap = pv_isa_cap();
     int bf16 = __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
-    if (bf16 && __builtin_cpu_supports("avx512bw")) return convert_bf16ni;
-    if (__builtin_cpu_supports("avx512bw")) return convert_avx512;
-    if (__builtin_cpu_supports("avx2")) return convert_avx2;
+    if (cap >= 2 && bf16 && __builtin_cpu_supports("avx512bw")) return convert_bf16ni;
+    if (cap >= 2 && __builtin_cpu_supports("avx512bw")) return convert_avx512;
+    if (cap >= 1 && __builtin_cpu_supports("avx2")) return convert_avx2;
 #endif
     return convert_base;
 }

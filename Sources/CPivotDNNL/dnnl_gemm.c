@@ -3,6 +3,7 @@
 // alpha, beta, bias, type) combination is created once and kept for the process's life; the cache
 // is bounded, and past its bound a product creates and releases its primitive.
 #include "pivot_dnnl.h"
+#include "pivot_kernels.h"
 
 #include <dlfcn.h>
 #include <dnnl.h>
@@ -34,6 +35,8 @@ static dnnl_engine_t engine;
 static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
 
 static void make_engine(void) {
+    // PIVOT_MAX_ISA caps oneDNN's JIT too; it must be set before the first primitive is made.
+    if (pv_isa_cap() < 2) dnnl_set_max_cpu_isa(pv_isa_cap() == 1 ? dnnl_cpu_isa_avx2 : dnnl_cpu_isa_sse41);
     if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) engine = NULL;
 }
 

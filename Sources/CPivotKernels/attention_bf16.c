@@ -50,7 +50,7 @@ int pv_flash_bf16_supported(void) {
 #if defined(__x86_64__)
     unsigned a, b, c, d;
     __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw")) return 0;
+    if (pv_isa_cap() < 2 || !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw")) return 0;
     return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
 #else
     return 0;

@@ -5,14 +5,31 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define PV_INLINE static inline __attribute__((always_inline))
 #define PV_FN static PV_TARGET
 
+int pv_isa_cap_parse(const char *text) {
+    if (!text || !*text || !strcasecmp(text, "avx512")) return 2;
+    if (!strcasecmp(text, "avx2")) return 1;
+    if (!strcasecmp(text, "baseline")) return 0;
+    return -1;
+}
+
+int pv_isa_cap(void) {
+    static int cap = -2;
+    if (cap == -2) {
+        int parsed = pv_isa_cap_parse(getenv("PIVOT_MAX_ISA"));
+        cap = parsed < 0 ? 2 : parsed;  // an unknown value caps nothing (the CLI reports it)
+    }
+    return cap;
+}
+
 int pv_has_avx512(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+    return pv_isa_cap() >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
 #else
     return 0;
 #endif
@@ -76,6 +93,7 @@ static int pv_level(void) {
 #else
         level = 0;
 #endif
+        if (level > pv_isa_cap()) level = pv_isa_cap();
     }
     return level;
 }

@@ -122,11 +122,12 @@ public struct PrecisionPlan: Sendable, Equatable, CustomStringConvertible {
 
 /// The processor's name and the features pivot's kernels care about.
 public enum CPUFeatures {
-    /// e.g. "AMD EPYC 9R14 (avx2 avx512f avx512_bf16)"; read once.
+    /// e.g. "AMD EPYC 9R14 (avx2 avx512f avx512_bf16)", with the PIVOT_MAX_ISA cap when there is one; read once.
     public static let summary: String = {
         let (name, flags) = cpuinfo()
         let wanted = ["avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"].filter(flags.contains)
-        return "\(name) (\(wanted.isEmpty ? "no AVX2" : wanted.joined(separator: " ")))"
+        let capped = CPU.maxISA == .avx512 ? "" : "; kernels capped at \(CPU.maxISA) by PIVOT_MAX_ISA"
+        return "\(name) (\(wanted.isEmpty ? "no AVX2" : wanted.joined(separator: " "))\(capped))"
     }()
 
     /// The model name and flags of the first processor in /proc/cpuinfo ("unknown", [] elsewhere).

@@ -7,11 +7,21 @@ enum OpenBLASEnvironment {
     static let guardVariable = "PIVOT_OPENBLAS_REEXEC"
 
     /// Re-executes the process once with `OPENBLAS_CORETYPE=SKYLAKEX` when the CPU has AVX-512 and the user
-    /// has not chosen a core type. Any failure simply continues with the current process.
+    /// has not chosen a core type, or with the core type of the level PIVOT_MAX_ISA caps the kernels at
+    /// (`HASWELL` for avx2, `PRESCOTT` for baseline), so that OpenBLAS runs that level's code too. Any failure
+    /// simply continues with the current process.
     static func ensureCoreType() {
         let env = ProcessInfo.processInfo.environment
-        guard env["OPENBLAS_CORETYPE"] == nil, env[guardVariable] == nil, CPU.hasAVX512 else { return }
-        setenv("OPENBLAS_CORETYPE", "SKYLAKEX", 1)
+        guard env["OPENBLAS_CORETYPE"] == nil, env[guardVariable] == nil else { return }
+        let core: String
+        switch CPU.maxISA {
+        case .avx512:
+            guard CPU.hasAVX512 else { return }
+            core = "SKYLAKEX"
+        case .avx2: core = "HASWELL"
+        case .baseline: core = "PRESCOTT"
+        }
+        setenv("OPENBLAS_CORETYPE", core, 1)
         setenv(guardVariable, "1", 1)
         let args = CommandLine.arguments
         var cargs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) }

@@ -8,9 +8,15 @@ import Foundation
 import Pivot
 import PivotLoading
 import PivotIO
+import PivotTensor
 
 // OpenBLAS picks its kernels in a library constructor, before main: re-run once with the core type set.
 OpenBLASEnvironment.ensureCoreType()
+if let cap = CPU.unknownISACap {
+    let message = "\(CPU.isaCapVariable)=\(cap) names no instruction-set level: use avx512, avx2 or baseline"
+    FileHandle.standardError.write(Data("pivot: error: \(message)\n".utf8))
+    exit(1)
+}
 
 /// pivot: edit real photos with Stable Diffusion through inversion, on the CPU.
 struct PivotCommand: ParsableCommand {

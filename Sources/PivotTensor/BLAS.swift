@@ -1,3 +1,4 @@
+import Foundation
 import COpenBLAS
 import CPivotDNNL
 import CPivotKernels
@@ -57,6 +58,36 @@ public enum BLAS {
 
 /// Processor features the kernels dispatch on.
 public enum CPU {
-    /// Whether the AVX-512 (F + DQ) kernel paths run on this processor.
+    /// Whether the AVX-512 (F + DQ) kernel paths run on this processor (and PIVOT_MAX_ISA allows them).
     public static var hasAVX512: Bool { pv_has_avx512() != 0 }
+
+    /// An instruction-set level of the run-time dispatch.
+    public enum ISALevel: Int, Sendable, CustomStringConvertible {
+        case baseline = 0
+        case avx2 = 1
+        case avx512 = 2
+        public var description: String { ["baseline", "avx2", "avx512"][rawValue] }
+
+        /// The level a PIVOT_MAX_ISA value names ("avx512", "avx2", "baseline", any case; nil or empty text:
+        /// avx512), nil for any other text.
+        public init?(capText text: String?) {
+            let level = text.map { pv_isa_cap_parse($0) } ?? 2
+            guard let value = ISALevel(rawValue: Int(level)) else { return nil }
+            self = value
+        }
+    }
+
+    /// The highest level the kernels, the bf16 paths and oneDNN may use: the environment variable
+    /// PIVOT_MAX_ISA ("avx512", "avx2" or "baseline"; unset = avx512), read once. It lets a benchmark run a
+    /// smaller processor's code paths on a larger one; it never raises what the processor has.
+    public static var maxISA: ISALevel { ISALevel(rawValue: Int(pv_isa_cap())) ?? .avx512 }
+
+    /// PIVOT_MAX_ISA's value when it names no level (it then caps nothing), else nil.
+    public static var unknownISACap: String? {
+        guard let text = ProcessInfo.processInfo.environment[isaCapVariable] else { return nil }
+        return ISALevel(capText: text) == nil ? text : nil
+    }
+
+    /// The environment variable that caps the instruction sets.
+    public static let isaCapVariable = "PIVOT_MAX_ISA"
 }

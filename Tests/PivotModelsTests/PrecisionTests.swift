@@ -105,6 +105,45 @@ final class PrecisionTests: XCTestCase, CLIRunning {
         let bad = try pivot(["info", "--model", model, "--precision", "fp16"])
         XCTAssertNotEqual(bad.status, 0)
     }
+
+    /// PIVOT_MAX_ISA caps the dispatch: under avx2 no bf16 path is native, `auto` runs fp32, the CPU line says
+    /// so, a generated image is the uncapped one to fp32 rounding; an unknown level is a one-line error.
+    func testInstructionSetCap() throws {
+        XCTAssertEqual(CPU.ISALevel(capText: "AVX2"), .avx2)
+        XCTAssertEqual(CPU.ISALevel(capText: "baseline"), .baseline)
+        XCTAssertEqual(CPU.ISALevel(capText: "avx512"), .avx512)
+        XCTAssertEqual(CPU.ISALevel(capText: nil), .avx512)
+        XCTAssertNil(CPU.ISALevel(capText: "avx3"))
+        let capped = try pivot(["info", "--model", model, "--json"], environment: ["PIVOT_MAX_ISA": "avx2"])
+        XCTAssertEqual(capped.status, 0, capped.err)
+        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(capped.out.utf8)) as? [String: Any])
+        let p = try XCTUnwrap(obj["precision"] as? [String: Any])
+        XCTAssertEqual(p["forward"] as? String, "fp32")
+        XCTAssertTrue(capped.out.contains("kernels capped at avx2 by PIVOT_MAX_ISA"), capped.out)
+        if !CPU.hasAVX512 { print("testInstructionSetCap: no AVX-512 here, so the avx2 cap changes no kernel") }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("isa-cap-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var images: [[Float]] = []
+        for cap in ["avx512", "avx2", "baseline"] {
+            let out = dir.appendingPathComponent("\(cap).png").path
+            let r = try pivot(
+                [
+                    "generate", "a cat", "--model", model, "--steps", "3", "--seed", "1",
+                    "--precision", "fp32", "--quiet", "-o", out,
+                ],
+                environment: ["PIVOT_MAX_ISA": cap])
+            XCTAssertEqual(r.status, 0, r.err)
+            images.append(try RGBImage.read(out).pixels)
+        }
+        for (k, image) in images.enumerated().dropFirst() {
+            let worst = zip(image, images[0]).map { abs($0 - $1) }.max() ?? 1
+            XCTAssertLessThanOrEqual(worst, 2.0 / 255, "cap \(k): the image moved by more than 2 levels")
+        }
+        let unknown = try pivot(["info", "--model", model], environment: ["PIVOT_MAX_ISA": "avx3"])
+        XCTAssertEqual(unknown.status, 1)
+        XCTAssertEqual(unknown.err, "pivot: error: PIVOT_MAX_ISA=avx3 names no instruction-set level: use avx512, avx2 or baseline\n")
+    }
 }
 
 /// Releasing fp32 matrix weights for bf16-only jobs (`StableDiffusion.releaseFP32Weights`).

@@ -11,6 +11,10 @@ whole sequence repeats ``--rounds`` times, so that all of them see the same mach
 * OpenVINO: ``scripts/bench/bench_openvino.py --json`` with ``INFERENCE_PRECISION_HINT`` f32 and bf16 (not for
   ``unet-vjp``: no backward there).
 
+``--max-isa avx2`` runs pivot and PyTorch with their kernels capped at AVX2 + FMA (``ISA_CAPS``: pivot's
+PIVOT_MAX_ISA; PyTorch's ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA and MKL_ENABLE_INSTRUCTIONS), for the code paths
+of an AVX2-only processor where none is at hand; the header says so. OpenVINO is left out (no such cap).
+
 OpenVINO is a benchmark-only peer, never a pivot dependency: it lives in a virtual environment of its
 own, ``--venv`` (default ``$PIVOT_BENCH_VENV`` or ``~/.cache/pivot/bench-venv``), made on first use with
 ``python3 -m venv --system-site-packages`` (torch and diffusers come from the system) and
@@ -21,7 +25,7 @@ Cases by default: unet batch 1 and 2, unet-vjp batch 1, vae-decode, vae-encode a
 
     python3 -m scripts.bench.bench_peers --model /tmp/sd15-fp32 [--network unet vae-decode ...] [--batch 1 2]
         [--size 512] [--runs 3] [--rounds 1] [--threads 2] [--pivot-precision fp32 bf16]
-        [--engines pivot pytorch openvino] [--markdown] [--json-out FILE] [--setup-only]
+        [--engines pivot pytorch openvino] [--max-isa avx2] [--markdown] [--json-out FILE] [--setup-only]
 
 Prints one line per process run on stderr, then a table (Markdown with ``--markdown``): a header naming
 the CPU, its SIMD flags (avx2, avx512f, avx512_bf16, amx_bf16), the threads, the date and the versions;
@@ -56,6 +60,13 @@ LABEL = {"pivot": "pivot", "pytorch": "PyTorch", "openvino": "OpenVINO"}
 RATIOS = [(("pivot", "bf16"), ("openvino", "bf16")), (("pivot", "fp32"), ("openvino", "fp32")),
           (("pivot", "bf16"), ("pytorch", "bf16")), (("pivot", "fp32"), ("pytorch", "fp32"))]
 CPU_FLAGS = ["avx2", "avx512f", "avx512_bf16", "amx_bf16"]
+# --max-isa: the environment that caps each engine's kernels at a level. pivot: its own dispatch, OpenBLAS's
+# core type and oneDNN's JIT (PIVOT_MAX_ISA); PyTorch: ATen's dispatch, oneDNN (convolutions) and MKL (matrix
+# products).
+ISA_CAPS = {
+    "avx2": {"pivot": {"PIVOT_MAX_ISA": "avx2"},
+             "pytorch": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}},
+}
 
 
 def log(msg):
@@ -77,6 +88,9 @@ def parse_args():
                     help="virtual environment with OpenVINO (default $PIVOT_BENCH_VENV or %(default)s)")
     ap.add_argument("--openvino-version", default=OPENVINO_VERSION, help="pip pin (default %(default)s)")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per process")
+    ap.add_argument("--max-isa", choices=list(ISA_CAPS),
+                    help="run pivot and PyTorch with their kernels capped at this instruction-set level (an AVX2-only "
+                    "processor's code paths on a larger one; OpenVINO, which has no such cap, is left out)")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
     ap.add_argument("--json-out", metavar="FILE", help="write all raw results as JSON")
     ap.add_argument("--setup-only", action="store_true", help="make/check the OpenVINO venv and exit")
@@ -162,10 +176,12 @@ def one_line(text, limit=200):
     return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
-def run_json(cmd, timeout):
-    """The first JSON line of the command's stdout, or {"error": one line}."""
+def run_json(cmd, timeout, env=None):
+    """The first JSON line of the command's stdout (run with ``env`` added to the environment), or
+    {"error": one line}."""
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+                              env={**os.environ, **(env or {})})
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout} s"}
     except OSError as e:
@@ -209,7 +225,7 @@ def engine_runs(args, net, batch, openvino, pivot_flag):
         for p in PRECISIONS:
             runs.append(("pytorch", p, [sys.executable, "-m", "scripts.bench.bench_torch",
                                         *peer_args, "--precision", p]))
-    if "openvino" in args.engines and net != "unet-vjp":
+    if "openvino" in args.engines and net != "unet-vjp" and not args.max_isa:
         for p in PRECISIONS:
             if isinstance(openvino, dict):
                 runs.append(("openvino", p, openvino["error"]))
@@ -223,7 +239,8 @@ def run_case(args, net, batch, openvino, pivot_flag):
     results = {}  # (engine, precision) -> list of raw results, one per round
     for r in range(args.rounds):
         for engine, precision, cmd in engine_runs(args, net, batch, openvino, pivot_flag):
-            res = {"error": cmd} if isinstance(cmd, str) else run_json(cmd, args.timeout)
+            env = ISA_CAPS[args.max_isa].get(engine) if args.max_isa else None
+            res = {"error": cmd} if isinstance(cmd, str) else run_json(cmd, args.timeout, env)
             results.setdefault((engine, precision), []).append(res)
             head = f"[{net} b{batch} round {r + 1}/{args.rounds}] {LABEL[engine]} {precision}:"
             if "error" in res:
@@ -234,6 +251,8 @@ def run_case(args, net, batch, openvino, pivot_flag):
                     extra += f" ran {res['precision']}"
                 if res.get("inference_precision"):
                     extra += f" (inference precision {res['inference_precision']})"
+                if res.get("cpu_capability"):
+                    extra += f" (ATen {res['cpu_capability']})"
                 if res.get("precision_reason"):
                     extra += f" ({res['precision_reason']})"
                 peak = peak_bytes(res)
@@ -332,6 +351,7 @@ def main():
         "transformers": module_version(sys.executable, "transformers"),
         "openvino": ov_version, "pivot_revision": git_revision(), "pivot_precision_flag": pivot_flag,
         "model": os.path.abspath(args.model), "size": args.size, "runs": args.runs, "rounds": args.rounds,
+        "max_isa": args.max_isa,
     }
 
     if args.batch:
@@ -364,6 +384,11 @@ def main():
              f"size {args.size}, {args.runs} runs x {args.rounds} rounds, model {meta['model']}"]
     if pivot_flag is False:
         lines.append("pivot bench has no --precision: its fp32 column is its default precision")
+    if args.max_isa:
+        caps = "; ".join(f"{LABEL[e]} " + " ".join(f"{k}={v}" for k, v in env.items())
+                         for e, env in ISA_CAPS[args.max_isa].items())
+        lines.append(f"kernels capped at {args.max_isa} ({caps}): this processor running an {args.max_isa}-only "
+                     "processor's code paths, not such a processor")
     header = ["network", "batch"] + [f"{LABEL[e]} {p}" for e, p in cols]
     header += [f"{LABEL[a[0]]}-{a[1]} / {LABEL[b[0]]}-{b[1]}" for a, b in RATIOS]
     if args.markdown:

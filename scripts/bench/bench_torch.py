@@ -272,6 +272,7 @@ def bench_one(args):
         "threads": args.threads,
         "peak_rss_mb": round(rss_mb, 1),
         "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # ATen's kernel level (ATEN_CPU_CAPABILITY caps it)
         "diffusers": diffusers.__version__,
         "model": os.path.abspath(args.model),
     }
