@@ -25,7 +25,7 @@ Cases by default: unet batch 1 and 2, unet-vjp batch 1, vae-decode, vae-encode a
 
     python3 -m scripts.bench.bench_peers --model /tmp/sd15-fp32 [--network unet vae-decode ...] [--batch 1 2]
         [--size 512] [--runs 3] [--rounds 1] [--threads 2] [--pivot-precision fp32 bf16]
-        [--engines pivot pytorch openvino] [--max-isa avx2] [--markdown] [--json-out FILE] [--setup-only]
+        [--peer-precision fp32 bf16] [--engines pivot pytorch openvino] [--max-isa avx2] [--markdown] [--json-out FILE] [--setup-only]
 
 Prints one line per process run on stderr, then a table (Markdown with ``--markdown``): a header naming
 the CPU, its SIMD flags (avx2, avx512f, avx512_bf16, amx_bf16), the threads, the date and the versions;
@@ -83,6 +83,8 @@ def parse_args():
     ap.add_argument("--rounds", type=int, default=1, help="alternations of all engines per case")
     ap.add_argument("--threads", type=int, default=2, help="threads of PyTorch and OpenVINO")
     ap.add_argument("--pivot-precision", nargs="+", choices=PRECISIONS, default=PRECISIONS)
+    ap.add_argument("--peer-precision", nargs="+", choices=PRECISIONS, default=PRECISIONS,
+                    help="the precisions PyTorch and OpenVINO run in (default both)")
     ap.add_argument("--engines", nargs="+", choices=ENGINES, default=ENGINES)
     ap.add_argument("--venv", default=os.environ.get("PIVOT_BENCH_VENV", DEFAULT_VENV),
                     help="virtual environment with OpenVINO (default $PIVOT_BENCH_VENV or %(default)s)")
@@ -222,11 +224,11 @@ def engine_runs(args, net, batch, openvino, pivot_flag):
                 runs.append(("pivot", p, "pivot bench has no --precision"))
     peer_args = [*common, "--threads", str(args.threads), "--json"]
     if "pytorch" in args.engines:
-        for p in PRECISIONS:
+        for p in args.peer_precision:
             runs.append(("pytorch", p, [sys.executable, "-m", "scripts.bench.bench_torch",
                                         *peer_args, "--precision", p]))
     if "openvino" in args.engines and net != "unet-vjp" and not args.max_isa:
-        for p in PRECISIONS:
+        for p in args.peer_precision:
             if isinstance(openvino, dict):
                 runs.append(("openvino", p, openvino["error"]))
             else:
@@ -281,7 +283,7 @@ def columns(args):
     cols = []
     if "pivot" in args.engines:
         cols += [("pivot", p) for p in PRECISIONS if p in args.pivot_precision]
-    cols += [(e, p) for e in ("pytorch", "openvino") if e in args.engines for p in PRECISIONS]
+    cols += [(e, p) for e in ("pytorch", "openvino") if e in args.engines for p in args.peer_precision]
     return cols
 
 
