@@ -126,6 +126,7 @@ struct BenchLine: Encodable {
         case precision
         case precisionReason = "precision_reason"
         case cpu
+        case blasCore = "blas_core"
     }
 
     func encode(to encoder: Encoder) throws {
@@ -140,5 +141,6 @@ struct BenchLine: Encodable {
         try c.encode((vjp ? precision.networks.gradient : precision.networks.forward).rawValue, forKey: .precision)
         try c.encode(precision.reason, forKey: .precisionReason)
         try c.encode(CPUFeatures.summary, forKey: .cpu)
+        try c.encode(BLAS.coreName, forKey: .blasCore)  // OpenBLAS's kernel family (PIVOT_MAX_ISA sets it too)
     }
 }

@@ -121,6 +121,13 @@ final class PrecisionTests: XCTestCase, CLIRunning {
         XCTAssertEqual(p["forward"] as? String, "fp32")
         XCTAssertTrue(capped.out.contains("kernels capped at avx2 by PIVOT_MAX_ISA"), capped.out)
         if !CPU.hasAVX512 { print("testInstructionSetCap: no AVX-512 here, so the avx2 cap changes no kernel") }
+        let bench = try pivot(
+            ["bench", "--model", model, "--network", "unet", "--size", "32", "--runs", "1", "--json"],
+            environment: ["PIVOT_MAX_ISA": "avx2"])
+        XCTAssertEqual(bench.status, 0, bench.err)
+        let line = try XCTUnwrap(bench.out.split(separator: "\n").first { $0.hasPrefix("{") })
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        XCTAssertEqual(report["blas_core"] as? String, "Haswell", "OpenBLAS runs its AVX2 kernels under the cap")
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("isa-cap-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -253,6 +253,8 @@ def run_case(args, net, batch, openvino, pivot_flag):
                     extra += f" ran {res['precision']}"
                 if res.get("inference_precision"):
                     extra += f" (inference precision {res['inference_precision']})"
+                if res.get("blas_core"):
+                    extra += f" (OpenBLAS {res['blas_core']})"
                 if res.get("cpu_capability"):
                     extra += f" (ATen {res['cpu_capability']})"
                 if res.get("precision_reason"):
