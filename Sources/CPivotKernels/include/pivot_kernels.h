@@ -11,7 +11,6 @@
 extern "C" {
 #endif
 
-/// 1 when the processor has AVX-512 (F + DQ); the kernels themselves pick AVX-512, AVX2 or baseline code.
 /// The highest instruction-set level run-time dispatch may pick, from the environment variable PIVOT_MAX_ISA
 /// (read once): 2 = AVX-512 (unset, "avx512"), 1 = AVX2 + FMA ("avx2"), 0 = baseline ("baseline"). It caps
 /// these kernels, the bf16 kernels and conversions (none below AVX-512) and oneDNN's JIT; an unknown value caps
@@ -19,6 +18,8 @@ extern "C" {
 int pv_isa_cap(void);
 /// PIVOT_MAX_ISA's text as a level (2, 1, 0; 2 for NULL or empty), -1 when it is not one of the three names.
 int pv_isa_cap_parse(const char *text);
+/// 1 when the processor has AVX-512 (F + DQ) and PIVOT_MAX_ISA allows it; the kernels themselves pick AVX-512,
+/// AVX2 or baseline code.
 int pv_has_avx512(void);
 
 /// In place, for each of `rows` rows of `cols` elements (row stride `ld`): x = softmax(scale * x).
