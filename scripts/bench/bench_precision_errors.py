@@ -15,7 +15,6 @@ import os
 import subprocess
 import tempfile
 
-import torch
 from safetensors.torch import load_file
 from scripts import REPO_ROOT  # noqa: E402
 

@@ -24,7 +24,6 @@ import argparse
 import gc
 import json
 import os
-import sys
 import time
 
 
