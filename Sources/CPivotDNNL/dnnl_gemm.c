@@ -36,7 +36,8 @@ static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
 
 static void make_engine(void) {
     // PIVOT_MAX_ISA caps oneDNN's JIT too; it must be set before the first primitive is made.
-    if (pv_isa_cap() < 2) dnnl_set_max_cpu_isa(pv_isa_cap() == 1 ? dnnl_cpu_isa_avx2 : dnnl_cpu_isa_sse41);
+    int cap = pv_isa_cap();
+    if (cap < 2) dnnl_set_max_cpu_isa(cap == 1 ? dnnl_cpu_isa_avx2 : dnnl_cpu_isa_sse41);
     if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) engine = NULL;
 }
 

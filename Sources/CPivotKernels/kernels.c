@@ -93,7 +93,8 @@ static int pv_level(void) {
 #else
         level = 0;
 #endif
-        if (level > pv_isa_cap()) level = pv_isa_cap();
+        int cap = pv_isa_cap();
+        if (level > cap) level = cap;
     }
     return level;
 }

@@ -297,6 +297,7 @@ def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep
     tokens_seen, word_seen, pairs_seen = [], [], []
     word_losses = WordLosses(args, tokenizer)
     record = args.token_loss > 0 or word_losses.active
+    pair_start_ramp = pair_schedule(args)
     for step in range(start, args.unet_steps):
         set_lr(opt, lr_at(step, args.unet_steps, args.unet_lr, warmup=min(200, args.unet_steps // 10 + 1)))
         z0, ids, t, noise, words = sample_batch(data, empty, args, gen)
@@ -309,7 +310,7 @@ def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep
                                         recorder.self_last)
             total = total + ramp * extra
             word_seen.append(values)
-        pair_ramp = losses_scale(step, *pair_schedule(args))
+        pair_ramp = losses_scale(step, *pair_start_ramp)
         if pairs is not None and pair_ramp > 0:
             pair, consistent = shapes_pairs.pair_loss(unet, text_encoder, injector, pairs, args.pair_batch, acp,
                                                       args.min_snr, gen, empty if args.pair_consistency > 0 else None)
