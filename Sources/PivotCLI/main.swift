@@ -13,7 +13,8 @@ import PivotTensor
 // OpenBLAS picks its kernels in a library constructor, before main: re-run once with the core type set.
 OpenBLASEnvironment.ensureCoreType()
 if let cap = CPU.unknownISACap {
-    let message = "\(CPU.isaCapVariable)=\(cap) names no instruction-set level: use avx512, avx2 or baseline"
+    let shown = cap.count > 40 ? String(cap.prefix(40)) + "…" : cap  // quoted and bounded: the line stays one short line
+    let message = "\(CPU.isaCapVariable)=\"\(shown)\" names no instruction-set level: use avx512, avx2 or baseline"
     FileHandle.standardError.write(Data("pivot: error: \(message)\n".utf8))
     exit(1)
 }

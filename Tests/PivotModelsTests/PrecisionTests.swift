@@ -149,7 +149,11 @@ final class PrecisionTests: XCTestCase, CLIRunning {
         }
         let unknown = try pivot(["info", "--model", model], environment: ["PIVOT_MAX_ISA": "avx3"])
         XCTAssertEqual(unknown.status, 1)
-        XCTAssertEqual(unknown.err, "pivot: error: PIVOT_MAX_ISA=avx3 names no instruction-set level: use avx512, avx2 or baseline\n")
+        XCTAssertEqual(unknown.err, "pivot: error: PIVOT_MAX_ISA=\"avx3\" names no instruction-set level: use avx512, avx2 or baseline\n")
+        let long = try pivot(["info", "--model", model], environment: ["PIVOT_MAX_ISA": String(repeating: "x", count: 5000)])
+        XCTAssertEqual(long.status, 1)
+        XCTAssertEqual(long.err.split(separator: "\n").count, 1)
+        XCTAssertLessThan(long.err.count, 160, "a long value is cut, not echoed whole")
     }
 }
 
