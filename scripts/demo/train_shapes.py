@@ -151,12 +151,28 @@ def diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, snr_gamma=0.0, re
     return per_sample.mean(), token, inside, losses.Denoised(zt, context, pred)
 
 
+def scene_weights(train, two_share):
+    """Drawing weights of the training scenes [N] such that scenes with two objects make up ``two_share`` of
+    the draws and one-object scenes the rest, each scene of a kind alike (computed once, kept in ``train``)."""
+    if "weights" not in train:
+        two = ((train["pos"] >= 0) & (train["reg"] == 1)).any(1)
+        n2 = int(two.sum())
+        n1 = two.numel() - n2
+        if n1 == 0 or n2 == 0:
+            raise SystemExit(f"--two-object-share needs scenes of both kinds: {n1} with one object, {n2} with two")
+        train["weights"] = torch.where(two, two_share / n2, (1 - two_share) / n1).double()
+    return train["weights"]
+
+
 def sample_batch(data, empty, args, gen):
     """A training batch drawn with ``gen`` (CPU): latents, token ids, timesteps, noise and the words
     (positions, regions, masks, valid) of the token loss."""
     train = data["train"]
     n, b = train["latents"].shape[0], args.batch
-    idx = torch.randint(n, (b,), generator=gen)
+    if args.two_object_share is None:
+        idx = torch.randint(n, (b,), generator=gen)
+    else:
+        idx = torch.multinomial(scene_weights(train, args.two_object_share), b, replacement=True, generator=gen)
     ids = train["ids"][idx].clone()
     dropped = torch.rand(b, generator=gen) < args.caption_dropout
     ids[dropped] = empty
@@ -504,7 +520,7 @@ def parse_args(argv=None):
 # The training options a rebuild command must repeat when they differ from their defaults, and those defaults
 # as the parser has them (filled by parse_args).
 TRAINING_OPTIONS = (("vae_lr", "unet_lr", "kl_weight", "caption_dropout", "min_snr", "ema", "token_loss") + losses.OPTIONS
-                    + shapes_pairs.OPTIONS + ("losses_from", "losses_ramp", "pair_from", "pair_ramp"))
+                    + shapes_pairs.OPTIONS + ("losses_from", "losses_ramp", "pair_from", "pair_ramp", "two_object_share"))
 PARSER_DEFAULTS = {}
 
 
@@ -529,6 +545,9 @@ def parser():
                     help="weight of the token loss that keeps each word's cross-attention on its object; 0 = off")
     losses.add_arguments(ap)
     shapes_pairs.add_arguments(ap)
+    ap.add_argument("--two-object-share", type=float, metavar="P",
+                    help="draw training scenes so that a share P of them have two objects (default: as the "
+                    "world makes them, 0.6)")
     ap.add_argument("--whiten", action="store_true",
                     help="whiten the latents (full covariance, folded into the VAE) instead of normalising each "
                     "channel: no direction of the latent space is quieter than the noise treats it")
@@ -562,6 +581,8 @@ def finish_args(args):
     for key, value in base.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.two_object_share is not None and not 0 < args.two_object_share < 1:
+        raise SystemExit(f"--two-object-share must lie between 0 and 1, not {args.two_object_share:g}")
     args.out = os.path.abspath(args.out)
     return args
 
