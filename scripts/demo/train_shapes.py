@@ -60,6 +60,8 @@ Training (all seeds fixed by `--seed`; deterministic on the CPU, also across `--
    `finetune_shapes.py` uses them; given here, they join from the first step, or from UNet step
    `--losses-from` (with them from the first step the colours were not learnt in a 2-hour run).
    `--vae-from MODEL` takes a trained model's VAE instead of phase 1, to compare UNet recipes in less time.
+   `--two-object-share P` draws the training batches so that a share P of their scenes have two objects
+   (the world makes 0.6): a colour is bound to its shape only in those.
 
 The pieces live beside this file: `shapes_model.py` (configs, tokenizer, scenes as tensors),
 `shapes_training.py` (logging, schedule, EMA, checkpoints), `shapes_vae.py` (phase 1), `shapes_losses.py`
