@@ -44,10 +44,6 @@ def load(model):
         scheduler=DDIMScheduler.from_pretrained(os.path.join(model, "scheduler")))
 
 
-def nearest_colour(rgb):
-    return min(world.COLOURS, key=lambda c: float(((np.array(world.COLOURS[c]) - rgb) ** 2).sum()))
-
-
 def measure(net, scene):
     """One scene: invert, then the three renderings of its recolour; returns the scene's row."""
     from diffusers.models.attention_processor import AttnProcessor
@@ -94,7 +90,7 @@ def measure(net, scene):
         controller = Controller([source, target], 50, tok, "replace", cross_replace=0.8, self_replace=0.4)
         z = edit(unet, net["scheduler"], latents[-1], context, nulls, controller)
         reconstruction, result = decode(z[:1]), decode(z[1:])
-        row[f"{name}_colour"] = nearest_colour(result[edited].mean(0)) == scene["colour"]
+        row[f"{name}_colour"] = world.nearest_colour(result[edited].mean(0)) == scene["colour"]
         row[f"{name}_other_db"] = round(psnr(result, reconstruction, other), 2)
     return row
 
