@@ -114,6 +114,8 @@ def main():
     args = ap.parse_args()
     if args.scenes < 1:
         raise SystemExit("--scenes must be at least 1")
+    if not os.path.isfile(os.path.join(args.model, "model_index.json")):
+        raise SystemExit(f"{args.model}: not a diffusers model folder (no model_index.json)")
     torch.set_num_threads(args.threads)
     net = load(args.model)
     rows = []
