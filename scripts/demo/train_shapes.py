@@ -155,26 +155,28 @@ def diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, snr_gamma=0.0, re
 
 def scene_weights(train, two_share):
     """Drawing weights of the training scenes [N] such that scenes with two objects make up ``two_share`` of
-    the draws and one-object scenes the rest, each scene of a kind alike (computed once, kept in ``train``)."""
-    if "weights" not in train:
-        two = ((train["pos"] >= 0) & (train["reg"] == 1)).any(1)
-        n2 = int(two.sum())
-        n1 = two.numel() - n2
-        if n1 == 0 or n2 == 0:
-            raise SystemExit(f"--two-object-share needs scenes of both kinds: {n1} with one object, {n2} with two")
-        train["weights"] = torch.where(two, two_share / n2, (1 - two_share) / n1).double()
-    return train["weights"]
+    the draws and one-object scenes the rest, each scene of a kind alike; None (uniform draws, the world's own
+    mix) when ``two_share`` is None."""
+    if two_share is None:
+        return None
+    two = ((train["pos"] >= 0) & (train["reg"] == 1)).any(1)
+    n2 = int(two.sum())
+    n1 = two.numel() - n2
+    if n1 == 0 or n2 == 0:
+        raise SystemExit(f"--two-object-share needs scenes of both kinds: {n1} with one object, {n2} with two")
+    return torch.where(two, two_share / n2, (1 - two_share) / n1).double()
 
 
-def sample_batch(data, empty, args, gen):
+def sample_batch(data, empty, args, gen, weights=None):
     """A training batch drawn with ``gen`` (CPU): latents, token ids, timesteps, noise and the words
-    (positions, regions, masks, valid) of the token loss."""
+    (positions, regions, masks, valid) of the token loss. ``weights`` (`scene_weights`) biases which scenes
+    are drawn; None draws them uniformly."""
     train = data["train"]
     n, b = train["latents"].shape[0], args.batch
-    if args.two_object_share is None:
+    if weights is None:
         idx = torch.randint(n, (b,), generator=gen)
     else:
-        idx = torch.multinomial(scene_weights(train, args.two_object_share), b, replacement=True, generator=gen)
+        idx = torch.multinomial(weights, b, replacement=True, generator=gen)
     ids = train["ids"][idx].clone()
     dropped = torch.rand(b, generator=gen) < args.caption_dropout
     ids[dropped] = empty
@@ -316,9 +318,10 @@ def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep
     word_losses = WordLosses(args, tokenizer)
     record = args.token_loss > 0 or word_losses.active
     pair_start_ramp = pair_schedule(args)
+    weights = scene_weights(data["train"], args.two_object_share)
     for step in range(start, args.unet_steps):
         set_lr(opt, lr_at(step, args.unet_steps, args.unet_lr, warmup=min(200, args.unet_steps // 10 + 1)))
-        z0, ids, t, noise, words = sample_batch(data, empty, args, gen)
+        z0, ids, t, noise, words = sample_batch(data, empty, args, gen, weights)
         loss, token, _, denoised = diffusion_loss(unet, text_encoder, z0, ids, t, noise, acp, args.min_snr, recorder,
                                                   words if record else None)
         total = loss + args.token_loss * token if token is not None else loss
@@ -549,7 +552,7 @@ def parser():
     shapes_pairs.add_arguments(ap)
     ap.add_argument("--two-object-share", type=float, metavar="P",
                     help="draw training scenes so that a share P of them have two objects (default: as the "
-                    "world makes them, 0.6)")
+                    f"world makes them, {world.TWO_OBJECTS:g})")
     ap.add_argument("--whiten", action="store_true",
                     help="whiten the latents (full covariance, folded into the VAE) instead of normalising each "
                     "channel: no direction of the latent space is quieter than the noise treats it")
