@@ -193,7 +193,7 @@ def main():
         pl = pc = torch.zeros(())
         if pairs is not None:
             pl, pc = shapes_pairs.pair_loss(unet, text_encoder, injector, pairs, args.pair_batch, acp, args.min_snr,
-                                            gen, empty if args.pair_consistency > 0 else None)
+                                            gen, empty if args.pair_consistency > 0 else None, args.pair_source)
             total = total + args.pair_loss * pl + args.pair_consistency * pc
         opt.zero_grad(set_to_none=True)
         total.backward()
@@ -230,7 +230,8 @@ def main():
 --effective-guidance {args.effective_guidance} --reweight-loss {args.reweight_loss}
 --locality-loss {args.locality_loss} --locality-rows {args.locality_rows}
 --self-locality-loss {args.self_locality_loss} --pair-loss {args.pair_loss}
---pair-consistency {args.pair_consistency} --pair-scenes {args.pair_scenes} --pair-batch {args.pair_batch}`
+--pair-consistency {args.pair_consistency} --pair-scenes {args.pair_scenes} --pair-batch {args.pair_batch}
+--function-leak-loss {args.function_leak_loss}{" --pair-source" if args.pair_source else ""}`
 {"--contextless-text " if args.contextless_text else ""}({(time.time() - t0) / 60:.1f}
 minutes on cpu with {args.threads} thread(s)): {args.steps} more steps of the UNet and the text encoder at batch
 {args.batch} from the weights above, the VAE kept, adding {args.function_loss} x the cross-attention mass on tokens

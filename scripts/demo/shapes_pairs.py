@@ -10,6 +10,9 @@ read cannot change a shape, and one whose later words carry an earlier swap thro
 the other object too. The pair loss is that edit as a training example: the source scene noised, its
 attention recorded (no gradient); the ground truth noised with the same noise, denoised under the target
 caption with those probabilities injected, regressing to the noise (Min-SNR weighted like the diffusion loss).
+With ``--pair-source`` the target caption denoises the *source's* noised latent instead, as an edit does, and
+regresses to the noise whose x0 prediction is the ground truth of the edit: the model learns to move away from
+the source where the words changed, not to read the edited object off an x_t that already shows it.
 
 Limitations: one swap per pair, colour or shape words only (background swaps change most pixels and teach
 nothing about locality); the injection schedule is pivot's default, not sampled.
@@ -123,7 +126,7 @@ class AttentionInjector:
 
 
 # The options of the pair loss, as argparse destinations (`add_arguments`).
-OPTIONS = ("pair_loss", "pair_consistency", "pair_scenes", "pair_batch")
+OPTIONS = ("pair_loss", "pair_consistency", "pair_scenes", "pair_batch", "pair_source")
 
 
 def add_arguments(ap, scenes=3000):
@@ -136,11 +139,22 @@ def add_arguments(ap, scenes=3000):
                     "of a word swap may not change outside the edited object")
     ap.add_argument("--pair-scenes", type=int, default=scenes, help="edit pairs (of the first training scenes)")
     ap.add_argument("--pair-batch", type=int, default=8, help="pairs per step")
+    ap.add_argument("--pair-source", action="store_true",
+                    help="the pair loss denoises the *source* scene's noised latent, as an edit does, and regresses "
+                    "to the noise that makes its x0 prediction the edit's ground truth (timesteps of the "
+                    "cross-attention injection only); without it, the edit's own noised latent and its noise")
 
 
-def pair_loss(unet, text_encoder, injector, pairs, count, acp, snr_gamma, gen, empty=None):
+def pair_loss(unet, text_encoder, injector, pairs, count, acp, snr_gamma, gen, empty=None, from_source=False):
     """The Prompt-to-Prompt pair loss of ``count`` pairs drawn with ``gen`` (see the module's header), and
     with ``empty`` (the empty prompt's token ids [77]) the pair consistency loss, else zero.
+
+    With ``from_source`` the target caption denoises the source scene's noised latent x_t (what an edit starts
+    from: P2P's target branch begins at the source's inverted noise), at timesteps of the cross-attention
+    injection (t >= `CROSS_UNTIL_T`), and regresses to the noise whose x0 prediction is the edit's ground truth:
+    eps* = n + sqrt(abar_t / (1 - abar_t)) (x0_source - x0_edit), equal to n wherever the two scenes agree. Without
+    it the edit's own noised latent is denoised and the target is its noise, which a model can meet by reading
+    the edited object off x_t, never learning to move away from the source.
 
     The consistency loss is the edit's change outside the edited object: per pair, the squared difference
     between the target's and the source's guided noise predictions (guidance `GUIDANCE`, the unconditional
@@ -149,10 +163,15 @@ def pair_loss(unet, text_encoder, injector, pairs, count, acp, snr_gamma, gen, e
     it sees the path the denoising loss cannot: the edited object's latent reaching the other object through the
     convolutions and self-attention, in both branches, multiplied by the guidance."""
     idx = torch.randint(pairs["source"].shape[0], (count,), generator=gen)
-    t = torch.randint(0, 1000, (count,), generator=gen)
+    t = torch.randint(CROSS_UNTIL_T if from_source else 0, 1000, (count,), generator=gen)
     noise = torch.randn(pairs["source"][idx].shape, generator=gen)
     source = noised(pairs["source"][idx], t, noise, acp)
     edited = noised(pairs["edited"][idx], t, noise, acp)
+    target = noise
+    if from_source:
+        abar = acp.to(t.device)[t].view(-1, 1, 1, 1)
+        target = noise + (abar / (1 - abar)).sqrt() * (pairs["source"][idx] - pairs["edited"][idx])
+        edited = source  # [P, 4, h, w]: the edit starts from the source's latent
     try:
         injector.mode, injector.stored = "record", []
         with torch.no_grad():
@@ -170,7 +189,7 @@ def pair_loss(unet, text_encoder, injector, pairs, count, acp, snr_gamma, gen, e
             consistency = (change.mean(1, keepdim=True) * pairs["outside"][idx]).sum((1, 2, 3)).mean()
     finally:
         injector.mode, injector.stored = None, []
-    return min_snr_mse(pred, noise, t, acp, snr_gamma).mean(), consistency
+    return min_snr_mse(pred, target, t, acp, snr_gamma).mean(), consistency
 
 
 def guided(uncond, cond):

@@ -334,7 +334,8 @@ def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep
         pair_ramp = losses_scale(step, *pair_start_ramp)
         if pairs is not None and pair_ramp > 0:
             pair, consistent = shapes_pairs.pair_loss(unet, text_encoder, injector, pairs, args.pair_batch, acp,
-                                                      args.min_snr, gen, empty if args.pair_consistency > 0 else None)
+                                                      args.min_snr, gen, empty if args.pair_consistency > 0 else None,
+                                                      args.pair_source)
             total = total + pair_ramp * (args.pair_loss * pair + args.pair_consistency * consistent)
             pairs_seen.append((pair.item(), consistent.item()))
         opt.zero_grad(set_to_none=True)
@@ -454,8 +455,9 @@ def write_readme(out, args, metrics, sizes):
         if getattr(args, key) != DEFAULTS[key] and not args.quick:
             cmd += f" {flag} {getattr(args, key)}"
     for key in TRAINING_OPTIONS:  # the training options that differ from their defaults
-        if getattr(args, key) != PARSER_DEFAULTS.get(key, getattr(args, key)):
-            cmd += f" --{key.replace('_', '-')} {getattr(args, key):g}"
+        value = getattr(args, key)
+        if value != PARSER_DEFAULTS.get(key, value):
+            cmd += f" --{key.replace('_', '-')}" + ("" if isinstance(value, bool) else f" {value:g}")
     if args.whiten:
         cmd += " --whiten"
     if args.vae_from:
@@ -476,7 +478,7 @@ def write_readme(out, args, metrics, sizes):
          "rows a step)"),
         ("self_locality_loss", "self-attention mass a region's pixels give to pixels outside it"),
         ("pair_loss", f"Prompt-to-Prompt pair loss (`shapes_pairs.py`; {args.pair_batch} of {args.pair_scenes} "
-         "edit pairs a step)"),
+         "edit pairs a step" + (", denoised from the source's latent" if args.pair_source else "") + ")"),
         ("pair_consistency", "pair consistency loss (`shapes_pairs.pair_loss`: the guided prediction's change "
          "outside the edited object)")) if getattr(args, key) > 0]
     since = f"from UNet step {args.losses_from}" if args.losses_from > 0 else "from the first step"
