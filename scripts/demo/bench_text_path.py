@@ -15,7 +15,9 @@ of the steps, self-attention for 40%) three times, with the target prompt's embe
 
 Per variant: colour success (the mean colour inside the edited object's ground-truth mask is nearest to the
 target's among the world's colours) and the other object's PSNR inside its mask against the reconstruction
-(the source rendered in the same run). Writes ``--out`` (JSON lines, one per scene, then a summary) and
+(the source rendered in the same run); for ``p2p`` also ``p2p_local_other_db``, the other object's PSNR when
+only the edited object's latent (its coverage grown by one latent pixel) takes the edit's, the rest the
+reconstruction's: what the VAE decoder alone carries across. Writes ``--out`` (JSON lines, one per scene, then a summary) and
 prints the summary.
 
     python3 -m scripts.demo.bench_text_path --model /tmp/shapesT --scenes 20 --out /tmp/text-path.jsonl
@@ -29,6 +31,7 @@ import torch
 
 from scripts.demo import shapes_world as world
 from scripts.demo.bench_p2p_shapes import psnr, two_object_scenes
+from scripts.demo.finetune_decoder import latent_region
 
 VARIANTS = ("p2p", "phrase", "word")
 
@@ -92,6 +95,11 @@ def measure(net, scene):
         reconstruction, result = decode(z[:1]), decode(z[1:])
         row[f"{name}_colour"] = world.nearest_colour(result[edited].mean(0)) == scene["colour"]
         row[f"{name}_other_db"] = round(psnr(result, reconstruction, other), 2)
+        if name == "p2p":  # the edit's latent on the edited object only: what the decoder alone repaints
+            cover = np.maximum(scene["info"]["objects"][k]["mask"], scene["recoloured"][2]["objects"][k]["mask"])
+            region = latent_region(cover[None], z.shape[-1])
+            local = decode(z[:1] * (1 - region) + z[1:] * region)
+            row["p2p_local_other_db"] = round(psnr(local, reconstruction, other), 2)
     return row
 
 
