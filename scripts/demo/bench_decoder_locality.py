@@ -25,6 +25,14 @@ from scripts.demo.finetune_decoder import latent_region
 SCALES = (1, 2, 4)
 
 
+def edited_region(scene, side):
+    """[1, 1, side, side] 0/1: the latent pixels of a `bench_p2p_shapes` scene's recoloured object (its coverage
+    before and after the edit, grown by one latent pixel)."""
+    k = scene["k"]
+    cover = np.maximum(scene["info"]["objects"][k]["mask"], scene["recoloured"][2]["objects"][k]["mask"])
+    return latent_region(cover[None], side)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -55,9 +63,8 @@ def main():
     for scene in two_object_scenes(args.scenes):
         k = scene["k"]
         other = scene["info"]["objects"][1 - k]["mask"] > 0.5
-        cover = np.maximum(scene["info"]["objects"][k]["mask"], scene["recoloured"][2]["objects"][k]["mask"])
         z, z_edit = encode(scene["image"]), encode(scene["recoloured"][0])
-        region = latent_region(cover[None], z.shape[-1])
+        region = edited_region(scene, z.shape[-1])
         reconstruction = decode(z)
         row = dict(scene=scene["index"], reconstruction_db=round(psnr(reconstruction, np.array(scene["image"]),
                                                                       other), 2))

@@ -31,7 +31,7 @@ import torch
 
 from scripts.demo import shapes_world as world
 from scripts.demo.bench_p2p_shapes import psnr, two_object_scenes
-from scripts.demo.finetune_decoder import latent_region
+from scripts.demo.bench_decoder_locality import edited_region
 
 VARIANTS = ("p2p", "phrase", "word")
 
@@ -96,8 +96,7 @@ def measure(net, scene):
         row[f"{name}_colour"] = world.nearest_colour(result[edited].mean(0)) == scene["colour"]
         row[f"{name}_other_db"] = round(psnr(result, reconstruction, other), 2)
         if name == "p2p":  # the edit's latent on the edited object only: what the decoder alone repaints
-            cover = np.maximum(scene["info"]["objects"][k]["mask"], scene["recoloured"][2]["objects"][k]["mask"])
-            region = latent_region(cover[None], z.shape[-1])
+            region = edited_region(scene, z.shape[-1])
             local = decode(z[:1] * (1 - region) + z[1:] * region)
             row["p2p_local_other_db"] = round(psnr(local, reconstruction, other), 2)
     return row

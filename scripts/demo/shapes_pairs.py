@@ -165,13 +165,12 @@ def pair_loss(unet, text_encoder, injector, pairs, count, acp, snr_gamma, gen, e
     idx = torch.randint(pairs["source"].shape[0], (count,), generator=gen)
     t = torch.randint(CROSS_UNTIL_T if from_source else 0, 1000, (count,), generator=gen)
     noise = torch.randn(pairs["source"][idx].shape, generator=gen)
-    source = noised(pairs["source"][idx], t, noise, acp)
-    edited = noised(pairs["edited"][idx], t, noise, acp)
-    target = noise
-    if from_source:
+    source = noised(pairs["source"][idx], t, noise, acp)  # [P, 4, h, w]
+    if from_source:  # the edit starts from the source's latent; x0 regressed to the edit's
         abar = acp.to(t.device)[t].view(-1, 1, 1, 1)
-        target = noise + (abar / (1 - abar)).sqrt() * (pairs["source"][idx] - pairs["edited"][idx])
-        edited = source  # [P, 4, h, w]: the edit starts from the source's latent
+        edited, target = source, noise + (abar / (1 - abar)).sqrt() * (pairs["source"][idx] - pairs["edited"][idx])
+    else:
+        edited, target = noised(pairs["edited"][idx], t, noise, acp), noise
     try:
         injector.mode, injector.stored = "record", []
         with torch.no_grad():
