@@ -25,6 +25,41 @@ from scripts.demo.finetune_decoder import latent_region
 SCALES = (1, 2, 4)
 
 
+def scene_parser(doc):
+    """The argument parser of a per-scene benchmark of a model (``doc`` its module docstring): ``--model``,
+    ``--scenes`` (20) and ``--threads`` (2)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc)
+    ap.add_argument("--model", required=True, help="a shapes model folder (diffusers layout)")
+    ap.add_argument("--scenes", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    return ap
+
+
+def check_scene_args(args, needs, missing):
+    """One-line exits for ``--scenes`` below 1 and for a model folder without the file ``needs`` (``missing``
+    says what the folder then is not); sets torch's threads."""
+    if args.scenes < 1:
+        raise SystemExit("--scenes must be at least 1")
+    if not os.path.isfile(os.path.join(args.model, needs)):
+        raise SystemExit(f"{args.model}: {missing}")
+    torch.set_num_threads(args.threads)
+
+
+def encode_image(vae, image):
+    """The scaled latent mean [1, 4, h, w] of a PIL RGB image."""
+    x = torch.from_numpy(np.array(image)).float().permute(2, 0, 1)[None] / 127.5 - 1
+    with torch.no_grad():
+        return vae.encode(x).latent_dist.mean * vae.config.scaling_factor
+
+
+def decode_image(vae, z):
+    """The uint8 [H, W, 3] image of the first latent of ``z`` (scaled)."""
+    with torch.no_grad():
+        x = vae.decode(z / vae.config.scaling_factor).sample
+    return ((x[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+
+
 def edited_region(scene, side):
     """[1, 1, side, side] 0/1: the latent pixels of a `bench_p2p_shapes` scene's recoloured object (its coverage
     before and after the edit, grown by one latent pixel)."""
@@ -34,42 +69,22 @@ def edited_region(scene, side):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--model", required=True, help="a shapes model folder (diffusers layout)")
-    ap.add_argument("--scenes", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    if args.scenes < 1:
-        raise SystemExit("--scenes must be at least 1")
-    if not os.path.isfile(os.path.join(args.model, "vae", "config.json")):
-        raise SystemExit(f"{args.model}: not a diffusers model folder with a VAE")
-    torch.set_num_threads(args.threads)
+    args = scene_parser(__doc__).parse_args()
+    check_scene_args(args, os.path.join("vae", "config.json"), "not a diffusers model folder with a VAE")
     from diffusers import AutoencoderKL
     vae = AutoencoderKL.from_pretrained(args.model, subfolder="vae").eval()
-    sf = vae.config.scaling_factor
-
-    def encode(image):
-        x = torch.from_numpy(np.array(image)).float().permute(2, 0, 1)[None] / 127.5 - 1
-        with torch.no_grad():
-            return vae.encode(x).latent_dist.mean * sf
-
-    def decode(z):
-        with torch.no_grad():
-            x = vae.decode(z / sf).sample
-        return ((x[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
 
     rows = []
     for scene in two_object_scenes(args.scenes):
         k = scene["k"]
         other = scene["info"]["objects"][1 - k]["mask"] > 0.5
-        z, z_edit = encode(scene["image"]), encode(scene["recoloured"][0])
+        z, z_edit = encode_image(vae, scene["image"]), encode_image(vae, scene["recoloured"][0])
         region = edited_region(scene, z.shape[-1])
-        reconstruction = decode(z)
+        reconstruction = decode_image(vae, z)
         row = dict(scene=scene["index"], reconstruction_db=round(psnr(reconstruction, np.array(scene["image"]),
                                                                       other), 2))
         for s in SCALES:
-            row[f"x{s}_other_db"] = round(psnr(decode(z + s * (z_edit - z) * region), reconstruction, other), 2)
+            row[f"x{s}_other_db"] = round(psnr(decode_image(vae, z + s * (z_edit - z) * region), reconstruction, other), 2)
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(f"{'latent change':14} {'other object mean / median (dB)':>32} {'< 28 dB':>8}")

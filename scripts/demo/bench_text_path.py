@@ -22,7 +22,6 @@ prints the summary.
 
     python3 -m scripts.demo.bench_text_path --model /tmp/shapesT --scenes 20 --out /tmp/text-path.jsonl
 """
-import argparse
 import json
 import os
 
@@ -31,7 +30,7 @@ import torch
 
 from scripts.demo import shapes_world as world
 from scripts.demo.bench_p2p_shapes import psnr, two_object_scenes
-from scripts.demo.bench_decoder_locality import edited_region
+from scripts.demo.bench_decoder_locality import check_scene_args, decode_image, edited_region, encode_image, scene_parser
 
 VARIANTS = ("p2p", "phrase", "word")
 
@@ -54,22 +53,14 @@ def measure(net, scene):
     from scripts.reference.p2p import Controller, edit, word_token_positions
 
     tok, te, unet, vae = net["tok"], net["te"], net["unet"], net["vae"]
-    sf = vae.config.scaling_factor
 
     def embed(texts):
         ids = tok(texts, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
         with torch.no_grad():
             return te(ids).last_hidden_state
 
-    def decode(z):
-        with torch.no_grad():
-            x = vae.decode(z / sf).sample
-        return ((x[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
-
     source, target = scene["caption"], scene["targets"]["recolour"][0]
-    x = torch.from_numpy(np.array(scene["image"])).float().permute(2, 0, 1)[None] / 127.5 - 1
-    with torch.no_grad():
-        z0 = vae.encode(x).latent_dist.mean * sf
+    z0 = encode_image(vae, scene["image"])
     unet.set_attn_processor(AttnProcessor())  # the previous scene's controller is still installed
     ref = Reference(unet, net["scheduler"], 50)
     cond = embed([source])
@@ -92,12 +83,12 @@ def measure(net, scene):
     for name, context in zip(VARIANTS, (full, phrase, word)):
         controller = Controller([source, target], 50, tok, "replace", cross_replace=0.8, self_replace=0.4)
         z = edit(unet, net["scheduler"], latents[-1], context, nulls, controller)
-        reconstruction, result = decode(z[:1]), decode(z[1:])
+        reconstruction, result = decode_image(vae, z[:1]), decode_image(vae, z[1:])
         row[f"{name}_colour"] = world.nearest_colour(result[edited].mean(0)) == scene["colour"]
         row[f"{name}_other_db"] = round(psnr(result, reconstruction, other), 2)
         if name == "p2p":  # the edit's latent on the edited object only: what the decoder alone repaints
             region = edited_region(scene, z.shape[-1])
-            local = decode(z[:1] * (1 - region) + z[1:] * region)
+            local = decode_image(vae, z[:1] * (1 - region) + z[1:] * region)
             row["p2p_local_other_db"] = round(psnr(local, reconstruction, other), 2)
     return row
 
@@ -112,18 +103,10 @@ def summary(rows):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--model", required=True, help="a shapes model folder (diffusers layout)")
-    ap.add_argument("--scenes", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=2)
+    ap = scene_parser(__doc__)
     ap.add_argument("--out", default="/tmp/text-path.jsonl")
     args = ap.parse_args()
-    if args.scenes < 1:
-        raise SystemExit("--scenes must be at least 1")
-    if not os.path.isfile(os.path.join(args.model, "model_index.json")):
-        raise SystemExit(f"{args.model}: not a diffusers model folder (no model_index.json)")
-    torch.set_num_threads(args.threads)
+    check_scene_args(args, "model_index.json", "not a diffusers model folder (no model_index.json)")
     net = load(args.model)
     rows = []
     with open(args.out, "w") as f:

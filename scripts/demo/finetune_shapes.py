@@ -136,6 +136,7 @@ def main():
         help="zero and freeze the text encoder's attention output projections, so each token's embedding "
         "depends on that token and its position only: swapping one word then changes one embedding")
     args = ap.parse_args()
+    shapes_pairs.check_arguments(args, args.scenes)
     args.device = "cpu"
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -145,6 +145,13 @@ def add_arguments(ap, scenes=3000):
                     "cross-attention injection only); without it, the edit's own noised latent and its noise")
 
 
+def check_arguments(args, scenes):
+    """A one-line exit when the pair losses are on and ``--pair-scenes`` is not within the ``scenes`` training
+    scenes the pairs are drawn from (`encode_pairs` needs them)."""
+    if (args.pair_loss > 0 or args.pair_consistency > 0) and not 0 < args.pair_scenes <= scenes:
+        raise SystemExit(f"--pair-scenes must lie between 1 and the {scenes} training scenes, not {args.pair_scenes}")
+
+
 def pair_loss(unet, text_encoder, injector, pairs, count, acp, snr_gamma, gen, empty=None, from_source=False):
     """The Prompt-to-Prompt pair loss of ``count`` pairs drawn with ``gen`` (see the module's header), and
     with ``empty`` (the empty prompt's token ids [77]) the pair consistency loss, else zero.

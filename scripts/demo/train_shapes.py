@@ -590,8 +590,7 @@ def finish_args(args):
             setattr(args, key, value)
     if args.two_object_share is not None and not 0 < args.two_object_share < 1:
         raise SystemExit(f"--two-object-share must lie between 0 and 1, not {args.two_object_share:g}")
-    if (args.pair_loss > 0 or args.pair_consistency > 0) and not 0 < args.pair_scenes <= args.scenes:
-        raise SystemExit(f"--pair-scenes must lie between 1 and the {args.scenes} training scenes, not {args.pair_scenes}")
+    shapes_pairs.check_arguments(args, args.scenes)
     args.out = os.path.abspath(args.out)
     return args
 
