@@ -62,19 +62,6 @@ from scripts.demo.shapes_training import EMA, Progress, fmt_time, log, lr_at, pa
 REWEIGHT_SEED_BASE = 20_000_000
 
 
-def make_contextless(text_encoder):
-    """Zeroes and freezes every self-attention output projection of a CLIP text encoder: the residual
-    stream then carries each token's own embedding and position through the MLPs only, so a token's output
-    depends on nothing else in the prompt (the architecture, and pivot's loader, are unchanged)."""
-    model = getattr(text_encoder, "text_model", text_encoder)  # transformers 4 nests it, 5 does not
-    for layer in model.encoder.layers:
-        proj = layer.self_attn.out_proj
-        with torch.no_grad():
-            proj.weight.zero_()
-            proj.bias.zero_()
-        proj.requires_grad_(False)
-
-
 @torch.no_grad()
 def encode_reweighted(vae, seeds, tokenizer, batch=64):
     """The reweighting set (`shapes_losses.reweighted_scene` of each seed): latent means [N, 4, 16, 16] of the
@@ -148,7 +135,7 @@ def main():
     text_encoder = CLIPTextModel.from_pretrained(args.model, subfolder="text_encoder", torch_dtype=torch.float32)
     unet = UNet2DConditionModel.from_pretrained(args.model, subfolder="unet", torch_dtype=torch.float32)
     if args.contextless_text:
-        make_contextless(text_encoder)
+        shapes_model.make_contextless(text_encoder)
     tokenizer = shapes_model.load_tokenizer()
     with torch.no_grad():
         train, _ = shapes_model.encode_scenes(vae, np.arange(args.scenes), args.device, tokenizer)

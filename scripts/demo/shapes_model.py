@@ -135,6 +135,19 @@ def build_models(seed):
     return vae, text_encoder, unet
 
 
+def make_contextless(text_encoder):
+    """Zeroes and freezes every self-attention output projection of a CLIP text encoder: the residual
+    stream then carries each token's own embedding and position through the MLPs only, so a token's output
+    depends on nothing else in the prompt (the architecture, and pivot's loader, are unchanged)."""
+    model = getattr(text_encoder, "text_model", text_encoder)  # transformers 4 nests it, 5 does not
+    for layer in model.encoder.layers:
+        proj = layer.self_attn.out_proj
+        with torch.no_grad():
+            proj.weight.zero_()
+            proj.bias.zero_()
+        proj.requires_grad_(False)
+
+
 @torch.no_grad()
 def encode_scenes(vae, seeds, device, tokenizer, batch=64):
     """The scenes' unscaled latent means [N, 4, 16, 16] (CPU, float32), token ids [N, 77], supervised word

@@ -110,7 +110,7 @@ from scripts.demo.shapes_export import export, score_colours, self_check  # noqa
 from scripts.demo.shapes_losses import CrossAttentionRecorder, WordLosses, noised, token_inside  # noqa: E402
 from scripts.demo.shapes_model import (  # noqa: E402
     CHECK_CAPTIONS, HELDOUT_SEED_BASE, LATENT_SIDE, SCHEDULER_CONFIG, UNET_CONFIG, VAE_CONFIG, alphas_cumprod,
-    build_models, load_tokenizer, tokenize)
+    build_models, load_tokenizer, make_contextless, tokenize)
 from scripts.demo.shapes_training import (  # noqa: E402
     EMA, Checkpoint, Progress, fmt_time, folder_size, log, lr_at, param_count, param_groups, set_lr)
 from scripts.demo.shapes_vae import (  # noqa: E402
@@ -411,7 +411,7 @@ a killed run from `<out>.partial/`).
 | component | class | shape | parameters |
 |---|---|---|---|
 | VAE | `AutoencoderKL` | `{vae_ch}`, 1 layer/block, 128x128 -> 4x16x16 (factor 8), `scaling_factor` 1 (channels normalised in the weights) | {vae_n:,} |
-| text encoder | `CLIPTextModel` | hidden 64, 3 layers, 4 heads, MLP 256, quick_gelu, vocabulary 49408 (the real CLIP tokenizer) | {te_n:,} |
+| text encoder | `CLIPTextModel` | hidden 64, 3 layers, 4 heads, MLP 256, quick_gelu, vocabulary 49408 (the real CLIP tokenizer){contextless} | {te_n:,} |
 | UNet | `UNet2DConditionModel` | `{unet_ch}`, CrossAttnDownBlock2D x2 / CrossAttnUpBlock2D x2, 1 layer/block, 4 heads, cross-attention dim 64 (at 16x16 and 8x8) | {unet_n:,} |
 | scheduler | `DDIMScheduler` | SD 1.5's config | |
 
@@ -491,7 +491,9 @@ def write_readme(out, args, metrics, sizes):
                    if terms else "")
     balancing = ("whitened (ZCA: every direction of the latent covariance at unit variance)" if args.whiten
                  else "normalised one by one")
-    text = README.format(word_losses=word_losses, balancing=balancing,
+    contextless = ("; attention output projections zero and frozen (contextless: each token's embedding depends "
+                   "on that token and its position only)" if args.contextless_text else "")
+    text = README.format(word_losses=word_losses, balancing=balancing, contextless=contextless,
         colours=", ".join(world.COLOURS), backgrounds=", ".join(world.BACKGROUNDS), cmd=cmd, seed=args.seed,
         minutes=metrics["minutes"], device=args.device, threads=args.threads,
         vae_ch=VAE_CONFIG["block_out_channels"], unet_ch=UNET_CONFIG["block_out_channels"],
@@ -527,7 +529,7 @@ def parse_args(argv=None):
 # The training options a rebuild command must repeat when they differ from their defaults, and those defaults
 # as the parser has them (filled by parse_args).
 TRAINING_OPTIONS = (("vae_lr", "unet_lr", "kl_weight", "caption_dropout", "min_snr", "ema", "token_loss") + losses.OPTIONS
-                    + shapes_pairs.OPTIONS + ("losses_from", "losses_ramp", "pair_from", "pair_ramp", "two_object_share"))
+                    + shapes_pairs.OPTIONS + ("losses_from", "losses_ramp", "pair_from", "pair_ramp", "two_object_share", "contextless_text"))
 PARSER_DEFAULTS = {}
 
 
@@ -558,6 +560,10 @@ def parser():
     ap.add_argument("--whiten", action="store_true",
                     help="whiten the latents (full covariance, folded into the VAE) instead of normalising each "
                     "channel: no direction of the latent space is quieter than the noise treats it")
+    ap.add_argument("--contextless-text", action="store_true",
+                    help="zero and freeze the text encoder's attention output projections from the start, so each "
+                         "token's embedding depends on that token and its position only (a swapped word changes "
+                         "its own row; `shapes_model.make_contextless`)")
     ap.add_argument("--losses-from", type=int, default=0,
                     help="UNet step from which the word losses and the pair losses apply (the denoising and token "
                     "losses apply from the first): the colours are learnt first")
@@ -633,6 +639,8 @@ def main(argv=None):
     ckpt = Checkpoint(args.out, args.checkpoint_minutes)
     state = load_resume_state(args, ckpt)
     vae, text_encoder, unet = build_models(args.seed)
+    if args.contextless_text:
+        make_contextless(text_encoder)
     sizes = dict(vae=param_count(vae), text_encoder=param_count(text_encoder), unet=param_count(unet))
     log(f"parameters: VAE {sizes['vae']:,}, text encoder {sizes['text_encoder']:,}, UNet {sizes['unet']:,}")
     log(f"run: VAE {args.vae_steps} steps at batch {args.vae_batch}, {args.scenes} scenes, "
