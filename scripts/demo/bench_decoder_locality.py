@@ -21,6 +21,7 @@ import torch
 
 from scripts.demo.bench_p2p_shapes import psnr, two_object_scenes
 from scripts.demo.finetune_decoder import latent_region
+from scripts.demo.shapes_model import images_to_tensor
 
 SCALES = (1, 2, 4)
 
@@ -48,9 +49,8 @@ def check_scene_args(args, needs, missing):
 
 def encode_image(vae, image):
     """The scaled latent mean [1, 4, h, w] of a PIL RGB image."""
-    x = torch.from_numpy(np.array(image)).float().permute(2, 0, 1)[None] / 127.5 - 1
     with torch.no_grad():
-        return vae.encode(x).latent_dist.mean * vae.config.scaling_factor
+        return vae.encode(images_to_tensor([image])).latent_dist.mean * vae.config.scaling_factor
 
 
 def decode_image(vae, z):

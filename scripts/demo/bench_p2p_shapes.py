@@ -215,7 +215,7 @@ def attention_shares(model, data, steps):
     import torch
     from diffusers import DDIMInverseScheduler, StableDiffusionPipeline
     from scripts.demo.shapes_losses import CrossAttentionRecorder, token_inside
-    from scripts.demo.shapes_model import region_masks, word_slots
+    from scripts.demo.shapes_model import images_to_tensor, region_masks, word_slots
 
     pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, requires_safety_checker=False)
     unet, vae, tokenizer = pipe.unet, pipe.vae, pipe.tokenizer
@@ -227,8 +227,7 @@ def attention_shares(model, data, steps):
     reads = dict(colour=[], shape=[], start=[])  # what an object pixel reads: its colour word, shape word, <sot>
     with torch.no_grad():
         for s in data:
-            x = torch.from_numpy(np.asarray(s["image"], dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
-            z = vae.encode(x).latent_dist.mean * vae.config.scaling_factor
+            z = vae.encode(images_to_tensor([s["image"]])).latent_dist.mean * vae.config.scaling_factor
             ids = tokenizer(s["caption"], padding="max_length", max_length=77, return_tensors="pt").input_ids
             context = pipe.text_encoder(ids)[0]
             side = z.shape[-1]

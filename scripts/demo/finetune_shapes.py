@@ -118,10 +118,7 @@ def main():
     ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--contextless-text", action="store_true",
-        help="zero and freeze the text encoder's attention output projections, so each token's embedding "
-        "depends on that token and its position only: swapping one word then changes one embedding")
+    ap.add_argument("--contextless-text", action="store_true", help=shapes_model.CONTEXTLESS_HELP)
     args = ap.parse_args()
     shapes_pairs.check_arguments(args, args.scenes)
     args.device = "cpu"

@@ -135,6 +135,11 @@ def build_models(seed):
     return vae, text_encoder, unet
 
 
+CONTEXTLESS_HELP = ("zero and freeze the text encoder's attention output projections (`make_contextless`), so each "
+                    "token's embedding depends on that token and its position only: swapping one word then changes "
+                    "one embedding")
+
+
 def make_contextless(text_encoder):
     """Zeroes and freezes every self-attention output projection of a CLIP text encoder: the residual
     stream then carries each token's own embedding and position through the MLPs only, so a token's output

@@ -109,7 +109,7 @@ from scripts.demo import shapes_world as world  # noqa: E402
 from scripts.demo.shapes_export import export, score_colours, self_check  # noqa: E402
 from scripts.demo.shapes_losses import CrossAttentionRecorder, WordLosses, noised, token_inside  # noqa: E402
 from scripts.demo.shapes_model import (  # noqa: E402
-    CHECK_CAPTIONS, HELDOUT_SEED_BASE, LATENT_SIDE, SCHEDULER_CONFIG, UNET_CONFIG, VAE_CONFIG, alphas_cumprod,
+    CHECK_CAPTIONS, CONTEXTLESS_HELP, HELDOUT_SEED_BASE, LATENT_SIDE, SCHEDULER_CONFIG, UNET_CONFIG, VAE_CONFIG, alphas_cumprod,
     build_models, load_tokenizer, make_contextless, tokenize)
 from scripts.demo.shapes_training import (  # noqa: E402
     EMA, Checkpoint, Progress, fmt_time, folder_size, log, lr_at, param_count, param_groups, set_lr)
@@ -560,10 +560,7 @@ def parser():
     ap.add_argument("--whiten", action="store_true",
                     help="whiten the latents (full covariance, folded into the VAE) instead of normalising each "
                     "channel: no direction of the latent space is quieter than the noise treats it")
-    ap.add_argument("--contextless-text", action="store_true",
-                    help="zero and freeze the text encoder's attention output projections from the start, so each "
-                         "token's embedding depends on that token and its position only (a swapped word changes "
-                         "its own row; `shapes_model.make_contextless`)")
+    ap.add_argument("--contextless-text", action="store_true", help=CONTEXTLESS_HELP + " (from the first step)")
     ap.add_argument("--losses-from", type=int, default=0,
                     help="UNet step from which the word losses and the pair losses apply (the denoising and token "
                     "losses apply from the first): the colours are learnt first")
