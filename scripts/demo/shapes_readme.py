@@ -13,8 +13,9 @@ A small model of the **Stable Diffusion 1.x architecture trained from scratch** 
 (`scripts/demo/shapes_world.py`): 128x128 images of one or two circles, squares or triangles in {colours}
 on a {backgrounds} background, captioned exactly `a {{colour}} {{shape}} on a {{background}} background` or
 `a {{colour}} {{shape}} and a {{colour}} {{shape}} on a {{background}} background` (the objects in either order).
-Its cross-attention was trained to land on the objects the words name (a token loss, below), so
-Prompt-to-Prompt edits one object and keeps the rest:
+Its cross-attention was trained to land on the objects the words name (a token loss, below), which
+Prompt-to-Prompt needs to edit one object and keep the rest (how far its edits do that is measured by
+`python3 -m scripts.demo.bench_p2p_shapes`, not here). An edit:
 
 ```sh
 pivot edit samples/shapes/red-circle-blue-square.png --model samples/models/shapes \\
