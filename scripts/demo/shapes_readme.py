@@ -68,7 +68,6 @@ the caption in **{acc_hits}/{acc_n}** images (`self-check.png`, left to right):
 """
 
 
-
 def write(out, args, metrics, sizes, cmd, pair=None):
     """Writes `<out>/README.md` for a run with options ``args``, the measurements ``metrics``, the parameter
     counts ``sizes``, the rebuild options ``cmd`` and, when the pair losses have their own schedule, ``pair``
