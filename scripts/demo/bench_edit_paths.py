@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from scripts.demo.bench_decoder_locality import check_scene_args, edited_region, encode_image, scene_parser
-from scripts.demo.bench_p2p_shapes import two_object_scenes
+from scripts.demo.bench_p2p_shapes import inversion_maps, two_object_scenes
 from scripts.demo.shapes_model import region_masks, word_slots
 
 TIMESTEPS = (700, 400, 150)
@@ -56,33 +56,18 @@ class GroupNormStats:
 
 
 def colour_word_shares(pipe, recorder, scene, steps=50):
-    """{side: (share on the edited object, share on the other)} of the edited colour word's inversion map."""
-    from diffusers import DDIMInverseScheduler
-    inverse = DDIMInverseScheduler.from_config(pipe.scheduler.config)
-    inverse.set_timesteps(steps)
-    z = encode_image(pipe.vae, scene["image"])
-    side = z.shape[-1]
-    ids = pipe.tokenizer(scene["caption"], padding="max_length", max_length=77, return_tensors="pt").input_ids
-    sums = {}
-    with torch.no_grad():
-        context = pipe.text_encoder(ids)[0]
-        for t in inverse.timesteps:
-            recorder.maps.clear()
-            recorder.recording = True
-            eps = pipe.unet(z, t, context).sample
-            recorder.recording = False
-            for m in recorder.maps:  # [1, N, 77]
-                n = int(round(m.shape[1] ** 0.5))
-                if n in (side, side // 2):
-                    sums[n] = sums.get(n, 0) + m[0]
-            z = inverse.step(eps, t, z).prev_sample
+    """{side: (share on the edited object, share on the other)} of the edited colour word's inversion map, at
+    the latent's own side and at half of it."""
+    by_side = inversion_maps(pipe, recorder, scene["image"], scene["caption"], steps)
+    side = max(by_side)  # the latent's own side
     pos, _ = word_slots(pipe.tokenizer, scene["caption"], scene["info"])
     k = scene["k"]
     masks = torch.from_numpy(region_masks(scene["info"], side)).float()  # [3, side, side]
     out = {}
-    for n, maps in sums.items():
+    for n in (side, side // 2):
         cover = torch.nn.functional.adaptive_avg_pool2d(masks, n).flatten(1)  # [3, n * n]
-        word = maps[:, pos[2 * k]] / maps[:, pos[2 * k]].sum()
+        word = by_side[n][0][:, pos[2 * k]]  # [n * n]
+        word = word / word.sum()
         out[n] = (float((word * cover[k]).sum()), float((word * cover[1 - k]).sum()))
     return out
 

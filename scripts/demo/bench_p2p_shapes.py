@@ -37,6 +37,7 @@ import argparse
 import colorsys
 import csv
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -210,40 +211,53 @@ def summarise(rows, data, edits):
     return out
 
 
+def inversion_maps(pipe, recorder, image, caption, steps):
+    """{side: [1, side * side, 77]}: the cross-attention maps of a DDIM inversion of ``image`` under
+    ``caption`` (``steps`` steps; ``recorder`` a `CrossAttentionRecorder` installed on ``pipe.unet``),
+    averaged over the steps and over the layers of each side (at the latent's own side, P2P's 16x16 here, the
+    down and up layers; the mid block sits at half of it)."""
+    import torch
+    from diffusers import DDIMInverseScheduler
+    from scripts.demo.shapes_model import images_to_tensor
+
+    inverse = DDIMInverseScheduler.from_config(pipe.scheduler.config)
+    inverse.set_timesteps(steps)
+    totals, layers = {}, {}
+    with torch.no_grad():
+        z = pipe.vae.encode(images_to_tensor([image])).latent_dist.mean * pipe.vae.config.scaling_factor
+        ids = pipe.tokenizer(caption, padding="max_length", max_length=77, return_tensors="pt").input_ids
+        context = pipe.text_encoder(ids)[0]
+        for t in inverse.timesteps:
+            recorder.maps.clear()
+            recorder.recording = True
+            eps = pipe.unet(z, t, context).sample
+            recorder.recording = False
+            for m in recorder.maps:  # [1, N, 77]
+                side = int(round(math.sqrt(m.shape[1])))
+                totals[side] = m if side not in totals else totals[side] + m
+                layers[side] = layers.get(side, 0) + 1
+            z = inverse.step(eps, t, z).prev_sample
+    return {side: totals[side] / layers[side] for side in totals}
+
+
 def attention_shares(model, data, steps):
     """Per colour/shape word of every scene, the share of its P2P map (16x16, DDIM inversion) inside its object."""
     import torch
-    from diffusers import DDIMInverseScheduler, StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline
     from scripts.demo.shapes_losses import CrossAttentionRecorder, token_inside
-    from scripts.demo.shapes_model import images_to_tensor, region_masks, word_slots
+    from scripts.demo.shapes_model import region_masks, word_slots
 
     pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, requires_safety_checker=False)
-    unet, vae, tokenizer = pipe.unet, pipe.vae, pipe.tokenizer
+    tokenizer = pipe.tokenizer
     recorder = CrossAttentionRecorder()
-    recorder.install(unet)
-    inverse = DDIMInverseScheduler.from_config(pipe.scheduler.config)
-    inverse.set_timesteps(steps)
+    recorder.install(pipe.unet)
     colour, shape = [], []
     reads = dict(colour=[], shape=[], start=[])  # what an object pixel reads: its colour word, shape word, <sot>
     with torch.no_grad():
         for s in data:
-            z = vae.encode(images_to_tensor([s["image"]])).latent_dist.mean * vae.config.scaling_factor
-            ids = tokenizer(s["caption"], padding="max_length", max_length=77, return_tensors="pt").input_ids
-            context = pipe.text_encoder(ids)[0]
-            side = z.shape[-1]
-            total, layers = None, 0
-            for t in inverse.timesteps:
-                recorder.maps.clear()
-                recorder.recording = True
-                eps = unet(z, t, context).sample
-                recorder.recording = False
-                # the down and up layers at the latent's own side (P2P's 16x16 here), not the mid block
-                names = [m for m in recorder.maps if m.shape[1] == side * side]
-                for m in names:
-                    total = m if total is None else total + m
-                    layers += 1
-                z = inverse.step(eps, t, z).prev_sample
-            maps = total / layers
+            by_side = inversion_maps(pipe, recorder, s["image"], s["caption"], steps)
+            side = max(by_side)  # the latent's own side
+            maps = by_side[side]
             pos, reg = word_slots(tokenizer, s["caption"], s["info"])
             masks = torch.from_numpy(region_masks(s["info"], side))[None]
             inside = token_inside([maps], torch.tensor([pos]), torch.tensor([reg]), masks)[0, 0]
