@@ -21,7 +21,7 @@ import torch
 
 from scripts.demo.bench_p2p_shapes import psnr, two_object_scenes
 from scripts.demo.finetune_decoder import latent_region
-from scripts.demo.shapes_model import images_to_tensor
+from scripts.demo.shapes_model import decode_image, encode_image
 
 SCALES = (1, 2, 4)
 
@@ -45,19 +45,6 @@ def check_scene_args(args, needs, missing):
     if not os.path.isfile(os.path.join(args.model, needs)):
         raise SystemExit(f"{args.model}: {missing}")
     torch.set_num_threads(args.threads)
-
-
-def encode_image(vae, image):
-    """The scaled latent mean [1, 4, h, w] of a PIL RGB image."""
-    with torch.no_grad():
-        return vae.encode(images_to_tensor([image])).latent_dist.mean * vae.config.scaling_factor
-
-
-def decode_image(vae, z):
-    """The uint8 [H, W, 3] image of the first latent of ``z`` (scaled)."""
-    with torch.no_grad():
-        x = vae.decode(z / vae.config.scaling_factor).sample
-    return ((x[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
 
 
 def edited_region(scene, side):

@@ -22,9 +22,9 @@ import json
 import numpy as np
 import torch
 
-from scripts.demo.bench_decoder_locality import check_scene_args, edited_region, encode_image, scene_parser
+from scripts.demo.bench_decoder_locality import check_scene_args, edited_region, scene_parser
 from scripts.demo.bench_p2p_shapes import inversion_maps, two_object_scenes
-from scripts.demo.shapes_model import region_masks, word_slots
+from scripts.demo.shapes_model import encode_image, region_masks, tokenize, word_slots
 
 TIMESTEPS = (700, 400, 150)
 
@@ -55,10 +55,10 @@ class GroupNormStats:
         return forward
 
 
-def colour_word_shares(pipe, recorder, scene, steps=50):
-    """{side: (share on the edited object, share on the other)} of the edited colour word's inversion map, at
-    the latent's own side and at half of it."""
-    by_side = inversion_maps(pipe, recorder, scene["image"], scene["caption"], steps)
+def colour_word_shares(pipe, recorder, scene, z, steps=50):
+    """{side: (share on the edited object, share on the other)} of the edited colour word's inversion map (of
+    the scene's latent ``z``), at the latent's own side and at half of it."""
+    by_side = inversion_maps(pipe, recorder, z, scene["caption"], steps)
     side = max(by_side)  # the latent's own side
     pos, _ = word_slots(pipe.tokenizer, scene["caption"], scene["info"])
     k = scene["k"]
@@ -72,21 +72,18 @@ def colour_word_shares(pipe, recorder, scene, steps=50):
     return out
 
 
-def prediction_change(pipe, norms, scene, gen):
-    """{mode: [(other, edited)] per timestep}: the mean square change of the captioned noise prediction."""
-    def encode_text(caption):
-        ids = pipe.tokenizer(caption, padding="max_length", max_length=77, return_tensors="pt").input_ids
-        return pipe.text_encoder(ids)[0]
-
+def prediction_change(pipe, norms, scene, z, gen):
+    """{mode: [(other, edited)] per timestep}: the mean square change of the captioned noise prediction (the
+    scene's latent ``z``)."""
     acp = pipe.scheduler.alphas_cumprod
-    z = encode_image(pipe.vae, scene["image"])
     side = z.shape[-1]
     edited = edited_region(scene, side)  # [1, 1, side, side]
     other = torch.from_numpy(region_masks(scene["info"], side)[1 - scene["k"]] > 0.5).float() * (1 - edited[0, 0])
     z_edit = z + (encode_image(pipe.vae, scene["recoloured"][0]) - z) * edited
     out = dict(plain=[], frozen=[])
     with torch.no_grad():
-        source, target = encode_text(scene["caption"]), encode_text(scene["targets"]["recolour"][0])
+        source, target = (pipe.text_encoder(tokenize(pipe.tokenizer, [caption]))[0]
+                          for caption in (scene["caption"], scene["targets"]["recolour"][0]))
         for t in TIMESTEPS:
             noise = torch.randn(z.shape, generator=gen)
             a = acp[t]
@@ -115,11 +112,11 @@ def main():
     gen = torch.Generator().manual_seed(0)
     shares, changes = {}, dict(plain=[], frozen=[])
     for scene in two_object_scenes(args.scenes):
-        row = dict(scene=scene["index"])
-        for n, (own, other) in colour_word_shares(pipe, recorder, scene).items():
+        row, z = dict(scene=scene["index"]), encode_image(pipe.vae, scene["image"])
+        for n, (own, other) in colour_word_shares(pipe, recorder, scene, z).items():
             shares.setdefault(n, []).append((own, other))
             row[f"word_{n}x{n}"] = dict(edited=round(own, 3), other=round(other, 3))
-        for mode, values in prediction_change(pipe, norms, scene, gen).items():
+        for mode, values in prediction_change(pipe, norms, scene, z, gen).items():
             changes[mode] += values
             row[mode] = [[round(v, 5) for v in pair] for pair in values]
         print(json.dumps(row), flush=True)

@@ -211,22 +211,20 @@ def summarise(rows, data, edits):
     return out
 
 
-def inversion_maps(pipe, recorder, image, caption, steps):
-    """{side: [1, side * side, 77]}: the cross-attention maps of a DDIM inversion of ``image`` under
+def inversion_maps(pipe, recorder, z, caption, steps):
+    """{side: [1, side * side, 77]}: the cross-attention maps of a DDIM inversion of the latent ``z`` under
     ``caption`` (``steps`` steps; ``recorder`` a `CrossAttentionRecorder` installed on ``pipe.unet``),
     averaged over the steps and over the layers of each side (at the latent's own side, P2P's 16x16 here, the
     down and up layers; the mid block sits at half of it)."""
     import torch
     from diffusers import DDIMInverseScheduler
-    from scripts.demo.shapes_model import images_to_tensor
+    from scripts.demo.shapes_model import tokenize
 
     inverse = DDIMInverseScheduler.from_config(pipe.scheduler.config)
     inverse.set_timesteps(steps)
     totals, layers = {}, {}
     with torch.no_grad():
-        z = pipe.vae.encode(images_to_tensor([image])).latent_dist.mean * pipe.vae.config.scaling_factor
-        ids = pipe.tokenizer(caption, padding="max_length", max_length=77, return_tensors="pt").input_ids
-        context = pipe.text_encoder(ids)[0]
+        context = pipe.text_encoder(tokenize(pipe.tokenizer, [caption]))[0]
         for t in inverse.timesteps:
             recorder.maps.clear()
             recorder.recording = True
@@ -245,7 +243,7 @@ def attention_shares(model, data, steps):
     import torch
     from diffusers import StableDiffusionPipeline
     from scripts.demo.shapes_losses import CrossAttentionRecorder, token_inside
-    from scripts.demo.shapes_model import region_masks, word_slots
+    from scripts.demo.shapes_model import encode_image, region_masks, word_slots
 
     pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, requires_safety_checker=False)
     tokenizer = pipe.tokenizer
@@ -255,7 +253,7 @@ def attention_shares(model, data, steps):
     reads = dict(colour=[], shape=[], start=[])  # what an object pixel reads: its colour word, shape word, <sot>
     with torch.no_grad():
         for s in data:
-            by_side = inversion_maps(pipe, recorder, s["image"], s["caption"], steps)
+            by_side = inversion_maps(pipe, recorder, encode_image(pipe.vae, s["image"]), s["caption"], steps)
             side = max(by_side)  # the latent's own side
             maps = by_side[side]
             pos, reg = word_slots(tokenizer, s["caption"], s["info"])

@@ -30,7 +30,8 @@ import torch
 
 from scripts.demo import shapes_world as world
 from scripts.demo.bench_p2p_shapes import psnr, two_object_scenes
-from scripts.demo.bench_decoder_locality import check_scene_args, decode_image, edited_region, encode_image, scene_parser
+from scripts.demo.bench_decoder_locality import check_scene_args, edited_region, scene_parser
+from scripts.demo.shapes_model import decode_image, encode_image, tokenize
 
 VARIANTS = ("p2p", "phrase", "word")
 
@@ -55,9 +56,8 @@ def measure(net, scene):
     tok, te, unet, vae = net["tok"], net["te"], net["unet"], net["vae"]
 
     def embed(texts):
-        ids = tok(texts, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
         with torch.no_grad():
-            return te(ids).last_hidden_state
+            return te(tokenize(tok, texts)).last_hidden_state
 
     source, target = scene["caption"], scene["targets"]["recolour"][0]
     z0 = encode_image(vae, scene["image"])

@@ -63,6 +63,19 @@ def images_to_tensor(images):
     return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()
 
 
+def encode_image(vae, image):
+    """The scaled latent mean [1, 4, h, w] of a PIL RGB image."""
+    with torch.no_grad():
+        return vae.encode(images_to_tensor([image])).latent_dist.mean * vae.config.scaling_factor
+
+
+def decode_image(vae, z):
+    """The uint8 [H, W, 3] image of the first latent of ``z`` (scaled)."""
+    with torch.no_grad():
+        x = vae.decode(z / vae.config.scaling_factor).sample
+    return ((x[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+
+
 def render_batch(seeds, crop=None, rng=None):
     """Render scenes; with ``crop`` a random crop (offsets multiples of the latent factor, on the latent grid)."""
     x = images_to_tensor([world.render(int(s))[0] for s in seeds])
