@@ -135,16 +135,18 @@ def region_masks(info, side=LATENT_SIDE):
     return out
 
 
-def build_models(seed):
+def build_models(seed, vae_groups=VAE_CONFIG["norm_num_groups"], unet_groups=UNET_CONFIG["norm_num_groups"]):
+    """The three networks, freshly initialised from ``seed``; ``vae_groups`` and ``unet_groups`` are their
+    GroupNorm group counts (`norm_num_groups`; each must divide every level's channel count)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
-    vae = AutoencoderKL(**VAE_CONFIG)
+    vae = AutoencoderKL(**dict(VAE_CONFIG, norm_num_groups=vae_groups))
     torch.manual_seed(seed + 1)
     text_encoder = CLIPTextModel(CLIPTextConfig(**CLIP_CONFIG))
     torch.manual_seed(seed + 2)
-    unet = UNet2DConditionModel(**UNET_CONFIG)
+    unet = UNet2DConditionModel(**dict(UNET_CONFIG, norm_num_groups=unet_groups))
     return vae, text_encoder, unet
 
 

@@ -17,14 +17,14 @@ Run from the package root (the full run; about 75 minutes on 2 idle CPU cores, s
 
 Architecture (the SD 1.x classes and block types that pivot loads; fixed, see `VAE_CONFIG`...):
 
-* VAE `AutoencoderKL`: 4 levels `[32, 64, 64, 64]`, 1 layer per block, 16 groups, 4 latent channels;
+* VAE `AutoencoderKL`: 4 levels `[32, 64, 64, 64]`, 1 layer per block, 16 groups (`--vae-groups`), 4 latent channels;
   128x128 images -> 4x16x16 latents (factor 8, as SD's).  ~1.25 M parameters.
 * Text encoder `CLIPTextModel`: the real CLIP BPE tokenizer (vocabulary 49408, built from pivot's own copy
   of CLIP's merges, `Sources/PivotText/Resources/clip-merges.txt`, as `make_tokenizer_fixtures.py` does), hidden 64, 3 layers, 4 heads, MLP 256, 77 positions, quick_gelu.
   ~3.3 M parameters (3.2 M of them the token embedding).
 * UNet `UNet2DConditionModel`: sample 16, `[64, 128]`, CrossAttnDownBlock2D x2 / CrossAttnUpBlock2D x2
   (cross-attention at 16x16 and 8x8, and in the mid block), 1 layer per block, 4 heads,
-  cross-attention dim 64, 32 groups.  ~4.2 M parameters.
+  cross-attention dim 64, 32 groups (`--unet-groups`).  ~4.2 M parameters.
 * Scheduler: SD 1.5's `DDIMScheduler` config (scaled-linear betas 0.00085..0.012, 1000 steps).
 
 Training (all seeds fixed by `--seed`; deterministic on the CPU, also across `--resume`):
@@ -110,7 +110,8 @@ from scripts.demo import shapes_world as world  # noqa: E402
 from scripts.demo.shapes_export import export, score_colours, self_check  # noqa: E402
 from scripts.demo.shapes_losses import CrossAttentionRecorder, WordLosses, noised, token_inside  # noqa: E402
 from scripts.demo.shapes_model import (  # noqa: E402
-    CHECK_CAPTIONS, CONTEXTLESS_HELP, HELDOUT_SEED_BASE, LATENT_SIDE, SCHEDULER_CONFIG, alphas_cumprod,
+    CHECK_CAPTIONS, CONTEXTLESS_HELP, HELDOUT_SEED_BASE, LATENT_SIDE, SCHEDULER_CONFIG, UNET_CONFIG, VAE_CONFIG,
+    alphas_cumprod,
     build_models, load_tokenizer, make_contextless, tokenize)
 from scripts.demo.shapes_training import (  # noqa: E402
     EMA, Checkpoint, Progress, fmt_time, folder_size, log, lr_at, param_count, param_groups, set_lr)
@@ -434,7 +435,8 @@ def parse_args(argv=None):
 # The training options a rebuild command must repeat when they differ from their defaults, and those defaults
 # as the parser has them (filled by parse_args).
 TRAINING_OPTIONS = (("vae_lr", "unet_lr", "kl_weight", "caption_dropout", "min_snr", "ema", "token_loss") + losses.OPTIONS
-                    + shapes_pairs.OPTIONS + ("losses_from", "losses_ramp", "pair_from", "pair_ramp", "two_object_share", "contextless_text"))
+                    + shapes_pairs.OPTIONS + ("losses_from", "losses_ramp", "pair_from", "pair_ramp", "two_object_share",
+                                              "contextless_text", "vae_groups", "unet_groups"))
 PARSER_DEFAULTS = {}
 
 
@@ -466,6 +468,12 @@ def parser():
                     help="whiten the latents (full covariance, folded into the VAE) instead of normalising each "
                     "channel: no direction of the latent space is quieter than the noise treats it")
     ap.add_argument("--contextless-text", action="store_true", help=CONTEXTLESS_HELP + " (from the first step)")
+    ap.add_argument("--vae-groups", type=int, default=VAE_CONFIG["norm_num_groups"], metavar="G",
+                    help="the VAE's GroupNorm groups (default %(default)s; each level's channel count must be a "
+                    "multiple; SD 1.5's VAE has 4-16 channels per group, this one 2-4 by default)")
+    ap.add_argument("--unet-groups", type=int, default=UNET_CONFIG["norm_num_groups"], metavar="G",
+                    help="the UNet's GroupNorm groups (default %(default)s; each level's channel count must be a "
+                    "multiple; SD 1.5's UNet has 10-40 channels per group, this one 2-4 by default)")
     ap.add_argument("--losses-from", type=int, default=0,
                     help="UNet step from which the word losses and the pair losses apply (the denoising and token "
                     "losses apply from the first): the colours are learnt first")
@@ -498,6 +506,10 @@ def finish_args(args):
             setattr(args, key, value)
     if args.two_object_share is not None and not 0 < args.two_object_share < 1:
         raise SystemExit(f"--two-object-share must lie between 0 and 1, not {args.two_object_share:g}")
+    for flag, groups, config in (("--vae-groups", args.vae_groups, VAE_CONFIG),
+                                 ("--unet-groups", args.unet_groups, UNET_CONFIG)):
+        if groups < 1 or any(c % groups for c in config["block_out_channels"]):
+            raise SystemExit(f"{flag} must divide each of {config['block_out_channels']}, not {groups}")
     shapes_pairs.check_arguments(args, args.scenes)
     args.out = os.path.abspath(args.out)
     return args
@@ -525,7 +537,11 @@ def reuse_vae(vae, args):
     """Loads the VAE of the model folder ``args.vae_from`` (written by this script, so its latents are already
     balanced and the balancing below is close to the identity) and measures it as `train_vae` would."""
     from diffusers import AutoencoderKL
-    vae.load_state_dict(AutoencoderKL.from_pretrained(args.vae_from, subfolder="vae").state_dict())
+    source = AutoencoderKL.from_pretrained(args.vae_from, subfolder="vae")
+    if source.config.norm_num_groups != args.vae_groups:  # the weights' shapes do not depend on it
+        raise SystemExit(f"{args.vae_from}: its VAE has {source.config.norm_num_groups} GroupNorm groups, "
+                         f"not {args.vae_groups} (--vae-groups)")
+    vae.load_state_dict(source.state_dict())
     vae.to(args.device).eval().requires_grad_(False)
     psnr_mean, psnr_min = vae_psnr(vae, HELDOUT_SEED_BASE + np.arange(args.heldout), args.device)
     log(f"[vae] taken from {args.vae_from}: held-out PSNR mean {psnr_mean:.2f} dB, min {psnr_min:.2f} dB "
@@ -540,7 +556,7 @@ def main(argv=None):
     t0 = time.time()
     ckpt = Checkpoint(args.out, args.checkpoint_minutes)
     state = load_resume_state(args, ckpt)
-    vae, text_encoder, unet = build_models(args.seed)
+    vae, text_encoder, unet = build_models(args.seed, args.vae_groups, args.unet_groups)
     if args.contextless_text:
         make_contextless(text_encoder)
     sizes = dict(vae=param_count(vae), text_encoder=param_count(text_encoder), unet=param_count(unet))
