@@ -111,8 +111,7 @@ from scripts.demo.shapes_export import export, score_colours, self_check  # noqa
 from scripts.demo.shapes_losses import CrossAttentionRecorder, WordLosses, noised, token_inside  # noqa: E402
 from scripts.demo.shapes_model import (  # noqa: E402
     CHECK_CAPTIONS, CONTEXTLESS_HELP, HELDOUT_SEED_BASE, LATENT_SIDE, SCHEDULER_CONFIG, UNET_CONFIG, VAE_CONFIG,
-    alphas_cumprod,
-    build_models, load_tokenizer, make_contextless, tokenize)
+    alphas_cumprod, build_models, load_tokenizer, make_contextless, tokenize)
 from scripts.demo.shapes_training import (  # noqa: E402
     EMA, Checkpoint, Progress, fmt_time, folder_size, log, lr_at, param_count, param_groups, set_lr)
 from scripts.demo.shapes_vae import (  # noqa: E402
