@@ -139,7 +139,7 @@ def main():
         rw = (encode_reweighted(vae, REWEIGHT_SEED_BASE + np.arange(args.reweight_scenes), tokenizer)
               if args.reweight_loss > 0 else None)
         pairs = (shapes_pairs.encode_pairs(vae, train, args.pair_scenes, tokenizer)
-                 if args.pair_loss > 0 or args.pair_consistency > 0 else None)
+                 if shapes_pairs.active(args) else None)
     # the scale-1 VAE already encodes balanced latents; its sample mean is kept, not re-folded
     data = dict(train=train)
     unet.train()
@@ -175,22 +175,23 @@ def main():
         if rw is not None:
             rwl = reweight_loss(unet, text_encoder, recorder, rw, args, acp, gen)
             total = total + args.reweight_loss * rwl
-        pl = pc = torch.zeros(())
+        pv = {}
         if pairs is not None:
-            pl, pc = shapes_pairs.pair_loss(unet, text_encoder, injector, pairs, args.pair_batch, acp, args.min_snr,
-                                            gen, empty if args.pair_consistency > 0 else None, args.pair_source)
-            total = total + args.pair_loss * pl + args.pair_consistency * pc
+            pair_total, pv = shapes_pairs.terms(unet, text_encoder, injector, pairs, args, acp, gen, empty)
+            total = total + pair_total
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         ema.update()
         seen.append((token.item(), values["function"], values["leak"], values["foreign"], values["own"], rwl.item(),
-                     values["locality"], pl.item(), pc.item(), values["function_leak"]))
-        tk, fn, lk, fg, ow, rl, lc, pr, cs, fl = np.mean(seen[-50:], axis=0)
+                     values["locality"], pv.get("pair", 0.0), pv.get("consistency", 0.0), values["function_leak"],
+                     pv.get("invariance", 0.0)))
+        tk, fn, lk, fg, ow, rl, lc, pr, cs, fl, iv = np.mean(seen[-50:], axis=0)
         progress.update(step, loss.item(), f" token {tk:.4f} function mass {fn:.3f} leak {lk:.4f} function leak "
                         f"{fl:.4f} foreign {fg:.4f} "
-                        f"own {ow:.4f} reweight {rl:.5f} locality {lc:.5f} pair {pr:.5f} consistency {cs:.5f}")
+                        f"own {ow:.4f} reweight {rl:.5f} locality {lc:.5f} pair {pr:.5f} consistency {cs:.5f} "
+                        f"invariance {iv:.5f}")
     ema.copy_to_params()
     recorder.last, recorder.maps = [], []
     from diffusers.models.attention_processor import AttnProcessor2_0
@@ -215,7 +216,7 @@ def main():
 --effective-guidance {args.effective_guidance} --reweight-loss {args.reweight_loss}
 --locality-loss {args.locality_loss} --locality-rows {args.locality_rows}
 --self-locality-loss {args.self_locality_loss} --pair-loss {args.pair_loss}
---pair-consistency {args.pair_consistency} --pair-scenes {args.pair_scenes} --pair-batch {args.pair_batch}
+--pair-consistency {args.pair_consistency} --pair-invariance {args.pair_invariance} --pair-scenes {args.pair_scenes} --pair-batch {args.pair_batch}
 --function-leak-loss {args.function_leak_loss}{" --pair-source" if args.pair_source else ""}`
 {"--contextless-text " if args.contextless_text else ""}({(time.time() - t0) / 60:.1f}
 minutes on cpu with {args.threads} thread(s)): {args.steps} more steps of the UNet and the text encoder at batch
@@ -226,9 +227,10 @@ another region's words, and {args.own_loss} x the shortfall of a pixel's attenti
 {args.own_mass}, and {args.locality_loss} x the change of the noise prediction outside a swapped word's region
 ({args.locality_rows} rows a step), and {args.pair_loss} x the Prompt-to-Prompt pair loss ({args.pair_batch} of
 {args.pair_scenes} edit pairs a step), and {args.pair_consistency} x the pair consistency loss (the guided
-prediction's change outside the edited object). Last 100 steps: token loss {tk:.4f}, function-word mass {fn:.3f},
+prediction's change outside the edited object), and {args.pair_invariance} x the pair invariance loss (the
+captioned prediction's change outside the edited object for a perfect edit). Last 100 steps: token loss {tk:.4f}, function-word mass {fn:.3f},
 leakage {lk:.4f}, foreign mass {fg:.4f}, own-word shortfall {ow:.4f}, locality {lc:.5f}, pair {pr:.5f},
-consistency {cs:.5f}, reweighting loss {rl:.5f}
+consistency {cs:.5f}, invariance {iv:.5f}, reweighting loss {rl:.5f}
 (x {args.reweight_loss}). Self-check colour accuracy {hits}/8.
 """)
     log(f"wrote {args.out} in {fmt_time(time.time() - t0)}; self-check {hits}/8")

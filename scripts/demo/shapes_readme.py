@@ -86,7 +86,9 @@ def write(out, args, metrics, sizes, cmd, pair=None):
         ("pair_loss", f"Prompt-to-Prompt pair loss (`shapes_pairs.py`; {args.pair_batch} of {args.pair_scenes} "
          "edit pairs a step" + (", denoised from the source's latent" if args.pair_source else "") + ")"),
         ("pair_consistency", "pair consistency loss (`shapes_pairs.pair_loss`: the guided prediction's change "
-         "outside the edited object)")) if getattr(args, key) > 0]
+         "outside the edited object)"),
+        ("pair_invariance", "pair invariance loss (`shapes_pairs.invariance_loss`: the captioned prediction's "
+         "change outside the edited object for a perfect edit noised like its source)")) if getattr(args, key) > 0]
     since = f"from UNet step {args.losses_from}" if args.losses_from > 0 else "from the first step"
     if args.losses_ramp > 0:
         since += f", their weights rising linearly to the values below over {args.losses_ramp} steps"

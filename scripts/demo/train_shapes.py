@@ -56,7 +56,8 @@ Training (all seeds fixed by `--seed`; deterministic on the CPU, also across `--
    `--own-loss`, `--leak-loss`, `--locality-loss`, `--self-locality-loss`) and the Prompt-to-Prompt pair
    loss of `shapes_pairs.py` (`--pair-loss`: the first `--pair-scenes` training scenes with one word swapped,
    the renderer's ground truth denoised under P2P's attention injection; `--pair-consistency`: that edit's
-   guided prediction may not change outside the edited object) are off by default, as
+   guided prediction may not change outside the edited object; `--pair-invariance`: the captioned
+   prediction of the ground truth, noised like the source, may not either) are off by default, as
    `finetune_shapes.py` uses them; given here, they join from the first step, or from UNet step
    `--losses-from` (with them from the first step the colours were not learnt in a 2-hour run).
    `--vae-from MODEL` takes a trained model's VAE instead of phase 1, to compare UNet recipes in less time.
@@ -334,11 +335,9 @@ def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep
             word_seen.append(values)
         pair_ramp = losses_scale(step, *pair_start_ramp)
         if pairs is not None and pair_ramp > 0:
-            pair, consistent = shapes_pairs.pair_loss(unet, text_encoder, injector, pairs, args.pair_batch, acp,
-                                                      args.min_snr, gen, empty if args.pair_consistency > 0 else None,
-                                                      args.pair_source)
-            total = total + pair_ramp * (args.pair_loss * pair + args.pair_consistency * consistent)
-            pairs_seen.append((pair.item(), consistent.item()))
+            extra, values = shapes_pairs.terms(unet, text_encoder, injector, pairs, args, acp, gen, empty)
+            total = total + pair_ramp * extra
+            pairs_seen.append(values)
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -347,11 +346,9 @@ def train_unet(unet, text_encoder, data, tokenizer, args, ckpt, state, vae, keep
             ema.update()
         tokens_seen.append(token.item() if token is not None else 0.0)
         shown = f" token {np.mean(tokens_seen[-50:]):.4f}"
-        if word_seen:
-            shown += "".join(f" {k} {np.mean([v[k] for v in word_seen[-50:]]):.4f}" for k in word_seen[-1])
-        if pairs_seen:
-            pair, consistent = np.mean(pairs_seen[-50:], axis=0)
-            shown += f" pair {pair:.4f} consistency {consistent:.4f}"
+        for seen in (word_seen, pairs_seen):
+            if seen:
+                shown += "".join(f" {k} {np.mean([v[k] for v in seen[-50:]]):.4f}" for k in seen[-1])
         progress.update(step, loss.item(), shown)
         if (step + 1) % max(1, args.unet_steps // 8) == 0 and step + 1 < args.unet_steps:
             held, inside = heldout_metrics(unet, text_encoder, data, acp, device, args.seed + 33, recorder)
@@ -576,7 +573,7 @@ def main(argv=None):
         state = None  # phase boundary checkpoint: the UNet phase starts fresh
     keep = dict(vae=vae.state_dict(), vae_metrics=dict(metrics))
     pairs = None
-    if args.pair_loss > 0 or args.pair_consistency > 0:
+    if shapes_pairs.active(args):
         pairs = shapes_pairs.encode_pairs(vae, data["train"], args.pair_scenes, tokenizer,
                                           normalise=lambda z: balance(z, data))
         log(f"[pairs] {args.pair_scenes} edit pairs encoded")
