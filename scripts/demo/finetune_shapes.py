@@ -205,7 +205,7 @@ def main():
     publish(tmp, args.out)
     hits, rows, grid = self_check(args.out, 8, args.seed + 44)
     grid.save(os.path.join(args.out, "self-check.png"))
-    tk, fn, lk, fg, ow, rl, lc, pr, cs, _ = np.mean(seen[-100:], axis=0)
+    tk, fn, lk, fg, ow, rl, lc, pr, cs, _, iv = np.mean(seen[-100:], axis=0)
     with open(os.path.join(args.out, "README.md"), "a") as f:
         f.write(f"""
 ## Fine-tuned so that function words carry nothing
