@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from scripts import REPO_ROOT
+from scripts.demo.bench_p2p_shapes import psnr
 from scripts.demo.shapes_world import BACKGROUNDS, COLOURS, SHAPES, model_image_size, object_colour, render_scene, shape_mask
 
 PIVOT = os.path.join(REPO_ROOT, ".build", "release", "pivot")
@@ -73,12 +74,6 @@ def run(cmd):
     if p.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{p.stderr[-2000:]}")
     return p
-
-
-def psnr(a, b, mask):
-    d = (np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))[mask]
-    mse = (d ** 2).mean() if d.size else 0.0
-    return 99.0 if mse == 0 else 10 * np.log10(255 ** 2 / mse)
 
 
 def main():

@@ -56,9 +56,12 @@ EDITS = ["recolour", "recolour_blend", "shape", "reweight_low", "reweight_high"]
 SEED_BASE = 1_000_000
 
 
-def psnr(a, b, mask):
-    d = (a.astype(np.float64) - b.astype(np.float64)) / 255
-    se = (d ** 2).mean(-1)[mask]
+def psnr(a, b, mask=None):
+    """PSNR (dB) of two RGB images (arrays or PIL images, 0-255) over the pixels of ``mask`` [H, W] bool (every
+    pixel when None); NaN for an empty mask (no pixels to compare), 99 for identical pixels."""
+    d = (np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) / 255
+    se = (d ** 2).mean(-1)
+    se = se.ravel() if mask is None else se[mask]
     if se.size == 0:
         return float("nan")
     mse = se.mean()
@@ -66,6 +69,7 @@ def psnr(a, b, mask):
 
 
 def dilate(mask, r):
+    """``mask`` [H, W] bool grown by ``r`` pixels (a square neighbourhood), not wrapping round the borders."""
     out = mask.copy()
     h, w = mask.shape
     for dy in range(-r, r + 1):

@@ -35,24 +35,10 @@ from PIL import Image
 
 from scripts.demo.shapes_world import BACKGROUNDS, COLOURS, SHAPES, model_image_size, render_single, render_variant  # noqa: E402
 from scripts import REPO_ROOT  # noqa: E402
+from scripts.demo.bench_p2p_shapes import dilate, psnr  # noqa: E402
 
 ROOT = REPO_ROOT
 METHODS = ["null-text", "negative-prompt", "direct", "ddim", "fixed-point", "fixed-point+direct", "ddpm"]
-
-
-def psnr(a, b, mask=None):
-    d = (a.astype(np.float64) - b.astype(np.float64)) / 255
-    se = (d ** 2).mean(-1)
-    mse = se[mask].mean() if mask is not None else se.mean()
-    return 99.0 if mse == 0 else float(10 * np.log10(1 / mse))
-
-
-def dilate(mask, r):
-    out = mask.copy()
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            out |= np.roll(np.roll(mask, dy, 0), dx, 1)
-    return out
 
 
 def scenes(n, size):
