@@ -178,6 +178,14 @@ def check_arguments(args, scenes):
         raise SystemExit(f"--pair-scenes must lie between 1 and the {scenes} training scenes, not {args.pair_scenes}")
 
 
+def draw(pairs, count, gen, low=0):
+    """``count`` pairs drawn with ``gen``: their indices [P], timesteps in [``low``, 1000) [P] and noise
+    [P, 4, h, w], in that order (so a run's random stream does not depend on which pair loss draws)."""
+    idx = torch.randint(pairs["source"].shape[0], (count,), generator=gen)
+    t = torch.randint(low, 1000, (count,), generator=gen)
+    return idx, t, torch.randn(pairs["source"][idx].shape, generator=gen)
+
+
 def pair_loss(unet, text_encoder, injector, pairs, count, acp, snr_gamma, gen, empty=None, from_source=False):
     """The Prompt-to-Prompt pair loss of ``count`` pairs drawn with ``gen`` (see the module's header), and
     with ``empty`` (the empty prompt's token ids [77]) the pair consistency loss, else zero.
@@ -195,9 +203,7 @@ def pair_loss(unet, text_encoder, injector, pairs, count, acp, snr_gamma, gen, e
     exactly zero, unlike the denoising loss's, whose noise leaves a large irreducible error at every pixel; and
     it sees the path the denoising loss cannot: the edited object's latent reaching the other object through the
     convolutions and self-attention, in both branches, multiplied by the guidance."""
-    idx = torch.randint(pairs["source"].shape[0], (count,), generator=gen)
-    t = torch.randint(CROSS_UNTIL_T if from_source else 0, 1000, (count,), generator=gen)
-    noise = torch.randn(pairs["source"][idx].shape, generator=gen)
+    idx, t, noise = draw(pairs, count, gen, CROSS_UNTIL_T if from_source else 0)
     source = noised(pairs["source"][idx], t, noise, acp)  # [P, 4, h, w]
     if from_source:  # the edit starts from the source's latent; x0 regressed to the edit's
         abar = acp.to(t.device)[t].view(-1, 1, 1, 1)
@@ -239,9 +245,7 @@ def invariance_loss(unet, text_encoder, injector, pairs, count, acp, gen):
     the caption's words for the unedited regions are the same on both sides. Limitations: only the swaps of
     `edited_scene`; at high noise the boundary of the edited object is uncertain, which the one-pixel margin
     covers only in part."""
-    idx = torch.randint(pairs["source"].shape[0], (count,), generator=gen)
-    t = torch.randint(0, 1000, (count,), generator=gen)
-    noise = torch.randn(pairs["source"][idx].shape, generator=gen)
+    idx, t, noise = draw(pairs, count, gen)
     latents = torch.cat([noised(pairs["source"][idx], t, noise, acp), noised(pairs["edited"][idx], t, noise, acp)])
     ids = torch.cat([pairs["source_ids"][idx], pairs["edited_ids"][idx]])  # [2P, 77]
     try:
